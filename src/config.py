@@ -1,0 +1,44 @@
+"""Config composition helpers shared by train.py, the CLI entry points, notebooks and tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "conf"
+
+
+def register_resolvers() -> None:
+    """Register the OmegaConf resolvers our configs use (idempotent)."""
+    if not OmegaConf.has_resolver("repo_root"):
+        OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
+    if not OmegaConf.has_resolver("join"):
+        OmegaConf.register_new_resolver("join", lambda items, sep="-": sep.join(str(i) for i in items))
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose a config from `conf/` exactly as `python train.py <overrides>` would.
+
+    Args:
+        overrides: Hydra override strings, e.g. ``["model=resnet18", "epochs=[1,3]"]``.
+        config_name: Primary config file in ``conf/`` (without ``.yaml``).
+
+    Returns:
+        The composed config (struct mode: unknown keys are rejected).
+    """
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def configure_wandb_env() -> None:
+    """Run W&B offline unless the user has configured a key, so nothing blocks without network."""
+    if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")

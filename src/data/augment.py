@@ -1,0 +1,89 @@
+"""Training-time tile augmentations named by Slideflow's letter codes.
+
+``x``/``y``: random horizontal/vertical flip (p=0.5); ``r``: random 90° rotation; ``j``: JPEG
+recompression (p=0.5, quality 50-100); ``b``: Gaussian blur (p=0.1, sigma drawn from ``blur_sigmas``,
+kernel sized from sigma so the blur really grows with it); ``d``: colour jitter. Augmentations apply to
+training tiles only; validation tiles are never augmented.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import torch
+from torchvision.io import decode_jpeg, encode_jpeg
+from torchvision.transforms.v2 import functional as tvf
+
+AUGMENT_CODES = "xyrjbd"
+
+
+def parse_codes(codes: str | Sequence[str] | None) -> str:
+    """Normalise ``"xyrj"``, ``["x", "y"]`` or ``None`` to a code string, rejecting unknown letters."""
+    if codes is None or codes is False:
+        return ""
+    text = codes if isinstance(codes, str) else "".join(str(c) for c in codes)
+    unknown = sorted({c for c in text if c not in AUGMENT_CODES})
+    if unknown:
+        raise ValueError(f"Unknown augmentation code(s) {unknown}; valid codes are {list(AUGMENT_CODES)}")
+    return text
+
+
+class Augment:
+    """Applies the augmentations in ``codes`` to a uint8 CxHxW tile.
+
+    Args:
+        codes: Letter codes, e.g. ``"xyrj"``.
+        jpeg_quality: (min, max) JPEG quality for ``j``.
+        jpeg_p: Probability of JPEG recompression.
+        blur_p: Probability of blurring for ``b``.
+        blur_sigmas: Sigmas drawn uniformly when blurring.
+        jitter: Brightness/contrast/saturation/hue strength for ``d``.
+    """
+
+    def __init__(
+        self,
+        codes: str | Sequence[str] = "xyrj",
+        jpeg_quality: tuple[int, int] = (50, 100),
+        jpeg_p: float = 0.5,
+        blur_p: float = 0.1,
+        blur_sigmas: Sequence[float] = (0.5, 1.0, 1.5, 2.0),
+        jitter: float = 0.1,
+    ) -> None:
+        self.codes = parse_codes(codes)
+        self.jpeg_quality = tuple(jpeg_quality)
+        self.jpeg_p = jpeg_p
+        self.blur_p = blur_p
+        self.blur_sigmas = list(blur_sigmas)
+        self.jitter = jitter
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        codes = self.codes
+        if "x" in codes and random.random() < 0.5:
+            image = image.flip(-1)
+        if "y" in codes and random.random() < 0.5:
+            image = image.flip(-2)
+        if "r" in codes:
+            image = torch.rot90(image, random.randint(0, 3), dims=(-2, -1))
+        if "j" in codes and random.random() < self.jpeg_p:
+            quality = random.randint(*self.jpeg_quality)
+            image = decode_jpeg(encode_jpeg(image.contiguous(), quality=quality))
+        if "b" in codes and random.random() < self.blur_p:
+            image = gaussian_blur(image, random.choice(self.blur_sigmas))
+        if "d" in codes:
+            j = self.jitter
+            image = tvf.adjust_brightness(image, 1 + random.uniform(-j, j))
+            image = tvf.adjust_contrast(image, 1 + random.uniform(-j, j))
+            image = tvf.adjust_saturation(image, 1 + random.uniform(-j, j))
+            image = tvf.adjust_hue(image, random.uniform(-j, j) / 2)
+        return image
+
+    def __repr__(self) -> str:
+        return f"Augment(codes={self.codes!r})"
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur with a kernel of ``2·ceil(3σ)+1`` pixels, so larger sigmas blur more."""
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    return tvf.gaussian_blur(image, kernel_size=[kernel, kernel], sigma=[sigma, sigma])

@@ -1,0 +1,70 @@
+"""Balancing of the tile stream: per-tile sampling weights for each Slideflow balancing strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+BALANCE_STRATEGIES = ("auto", "tile", "slide", "patient", "category", "none")
+
+
+def resolve_balance(strategy: str, categorical: bool) -> str:
+    """Turn ``auto`` into ``category`` (classification) or ``patient`` (otherwise), as Slideflow does."""
+    if strategy not in BALANCE_STRATEGIES:
+        raise ValueError(f"Unknown balance strategy '{strategy}'; choose one of {BALANCE_STRATEGIES}")
+    if strategy == "auto":
+        return "category" if categorical else "patient"
+    if strategy == "category" and not categorical:
+        raise ValueError("Category balancing needs a categorical first outcome")
+    return strategy
+
+
+def tile_weights(
+    strategy: str,
+    slide_idx: np.ndarray,
+    slide_patients: Sequence[str],
+    slide_categories: Sequence[int] | None = None,
+) -> np.ndarray | None:
+    """Sampling weight of each tile so that the chosen unit is drawn equally often.
+
+    Args:
+        strategy: ``tile`` (every tile equally likely), ``slide`` (every slide equally likely),
+            ``patient`` (every patient), ``category`` (every class of the first categorical outcome;
+            slides equal within a class), or ``none`` (no sampler: a shuffled pass over all tiles).
+        slide_idx: (n_tiles,) slide of each tile.
+        slide_patients: Patient of each slide.
+        slide_categories: Class index of each slide (``category`` only).
+
+    Returns:
+        (n_tiles,) weights summing to 1, or ``None`` for ``none``.
+    """
+    if strategy == "none":
+        return None
+    n_slides = len(slide_patients)
+    tiles_per_slide = np.bincount(slide_idx, minlength=n_slides).astype(float)
+    if strategy == "tile":
+        slide_mass = tiles_per_slide.copy()
+    elif strategy == "slide":
+        slide_mass = (tiles_per_slide > 0).astype(float)
+    elif strategy == "patient":
+        patients = np.asarray(slide_patients)
+        present = tiles_per_slide > 0
+        slide_mass = np.zeros(n_slides)
+        for patient in np.unique(patients[present]):
+            members = present & (patients == patient)
+            slide_mass[members] = 1.0 / members.sum()
+    elif strategy == "category":
+        if slide_categories is None:
+            raise ValueError("Category balancing needs slide categories")
+        categories = np.asarray(slide_categories)
+        present = tiles_per_slide > 0
+        slide_mass = np.zeros(n_slides)
+        for category in np.unique(categories[present]):
+            members = present & (categories == category)
+            slide_mass[members] = 1.0 / members.sum()
+    else:
+        raise ValueError(f"Unknown balance strategy '{strategy}'")
+    per_tile = np.divide(slide_mass, tiles_per_slide, out=np.zeros(n_slides), where=tiles_per_slide > 0)
+    weights = per_tile[slide_idx]
+    return weights / weights.sum()

@@ -1,0 +1,80 @@
+"""Clinical (slide-level) inputs: numeric columns standardised, categorical columns one-hot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from src.data.annotations import AnnotationError
+
+
+@dataclass
+class ClinicalEncoder:
+    """Encodes ``input_header`` columns into one float vector per slide.
+
+    Fitted on the training fold only; the fit is saved with the model (``to_dict``). Numeric columns
+    (every value parses as a number) are standardised with the training mean and sd; other columns are
+    one-hot over the training categories. A category unseen in training raises an error naming the
+    column, the slide and the value, rather than being silently mapped.
+    """
+
+    columns: list[str]
+    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        """Length of the encoded vector."""
+        return len(self.numeric) + sum(len(v) for v in self.categories.values())
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame, columns: Sequence[str]) -> ClinicalEncoder:
+        """Fit on the training slides' annotations."""
+        encoder = cls(list(columns))
+        for column in columns:
+            if column not in table.columns:
+                raise AnnotationError(f"Unknown input_header column '{column}': columns are {list(table.columns)}")
+            values = pd.to_numeric(table[column], errors="coerce")
+            if values.notna().all():
+                sd = float(values.std(ddof=0)) or 1.0
+                encoder.numeric[column] = (float(values.mean()), sd)
+            else:
+                encoder.categories[column] = sorted(table[column].astype(str).unique())
+        return encoder
+
+    def transform(self, table: pd.DataFrame) -> np.ndarray:
+        """Encode each row of ``table`` as an (n_rows, width) float32 array, in ``columns`` order."""
+        parts = []
+        for column in self.columns:
+            if column in self.numeric:
+                mean, sd = self.numeric[column]
+                values = pd.to_numeric(table[column], errors="coerce")
+                if values.isna().any():
+                    bad = table.loc[values.isna()].iloc[0]
+                    raise AnnotationError(
+                        f"Clinical column '{column}' is numeric, but slide '{bad['slide']}' has {bad[column]!r}"
+                    )
+                parts.append(((values.to_numpy(np.float32) - mean) / sd)[:, None])
+            else:
+                known = self.categories[column]
+                values = table[column].astype(str)
+                unknown = ~values.isin(known)
+                if unknown.any():
+                    bad = table.loc[unknown].iloc[0]
+                    raise AnnotationError(
+                        f"Clinical column '{column}': slide '{bad['slide']}' has category "
+                        f"{bad[column]!r} not seen in training {known}"
+                    )
+                onehot = np.zeros((len(table), len(known)), np.float32)
+                onehot[np.arange(len(table)), values.map({c: i for i, c in enumerate(known)})] = 1
+                parts.append(onehot)
+        if not parts:
+            return np.zeros((len(table), 0), np.float32)
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """JSON-ready fit (saved in params.json)."""
+        return {"columns": self.columns, "numeric": self.numeric, "categories": self.categories}

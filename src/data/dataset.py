@@ -1,0 +1,199 @@
+"""The Dataset: annotations ⨝ slide files ⨝ tile shards, filtered, with labels (Slideflow's shape)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from src.data.annotations import AnnotationError, apply_filters, load_annotations, validate_annotations
+from src.data.outcomes import MAX_CATEGORIES, Outcome, OutcomeKind, build_outcome, check_patient_labels
+from src.data.tiles import TileIndex
+from src.extraction.settings import TileSettings
+from src.extraction.shards import shard_dir
+from src.slides.discover import find_slides
+
+
+class SlideLabels(Mapping[str, Any]):
+    """Slide → label mapping (as Slideflow's ``dataset.labels()``), carrying the outcome encodings.
+
+    ``labels[slide]`` is the label of a single outcome (class index or float; ``(time, event)`` for cox),
+    or a tuple of them for several outcomes.
+    """
+
+    def __init__(self, outcomes: list[Outcome], slides: Sequence[str], targets: np.ndarray) -> None:
+        self.outcomes = outcomes
+        self._row = {slide: i for i, slide in enumerate(slides)}
+        self._targets = targets
+
+    def targets(self, slides: Sequence[str]) -> np.ndarray:
+        """(len(slides), n_targets) float32 target vectors."""
+        missing = [s for s in slides if s not in self._row]
+        if missing:
+            raise KeyError(f"No label for slide(s) {missing[:5]}")
+        return self._targets[[self._row[s] for s in slides]]
+
+    def __getitem__(self, slide: str) -> Any:
+        row = self._targets[self._row[slide]]
+        values, start = [], 0
+        for outcome in self.outcomes:
+            part = row[start : start + outcome.n_targets]
+            start += outcome.n_targets
+            if outcome.kind == "categorical":
+                values.append(int(part[0]))
+            elif outcome.kind == "linear":
+                values.append(float(part[0]))
+            else:
+                values.append((float(part[0]), int(part[1])))
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+
+class Dataset:
+    """The slides an experiment uses, with their annotations and tile shards.
+
+    Args:
+        annotations: Path to the annotations CSV or an already-loaded table (one row per slide).
+        slides_dir: Folder holding the slide files (searched by slide name).
+        tiles: Tile settings (or their config mapping); decides which shard folder is used.
+        shards_dir: Root of the tile shards.
+        filters: Column → allowed values, e.g. ``{"dataset": ["train"]}``.
+        mpp_override: Microns per pixel for slides without one.
+    """
+
+    def __init__(
+        self,
+        annotations: str | Path | pd.DataFrame,
+        slides_dir: str | Path | None = None,
+        tiles: TileSettings | Mapping | None = None,
+        shards_dir: str | Path | None = None,
+        filters: Mapping[str, Sequence] | None = None,
+        mpp_override: float | None = None,
+    ) -> None:
+        if isinstance(annotations, pd.DataFrame):
+            table = validate_annotations(annotations)
+        else:
+            table = load_annotations(annotations)
+        self.annotations = apply_filters(table, dict(filters) if filters else None)
+        self.slides_dir = Path(slides_dir) if slides_dir is not None else None
+        if tiles is not None and not isinstance(tiles, TileSettings):
+            tiles = TileSettings.from_config(tiles)
+        self.tiles: TileSettings | None = tiles
+        self.shards_dir = Path(shards_dir) if shards_dir is not None else None
+        self.mpp_override = mpp_override
+
+    def _copy(self, annotations: pd.DataFrame) -> Dataset:
+        clone = object.__new__(Dataset)
+        clone.__dict__.update(self.__dict__)
+        clone.annotations = annotations.reset_index(drop=True)
+        return clone
+
+    def filter(self, filters: Mapping[str, Sequence]) -> Dataset:
+        """A new Dataset keeping the slides whose annotation values pass ``filters``."""
+        return self._copy(apply_filters(self.annotations, filters))
+
+    def filter_blank(self, columns: Sequence[str]) -> Dataset:
+        """A new Dataset without slides that have a blank value in any of ``columns``."""
+        for column in columns:
+            if column not in self.annotations.columns:
+                raise AnnotationError(f"Unknown column '{column}': columns are {list(self.annotations.columns)}")
+        values = self.annotations[list(columns)]
+        blank = values.isna().any(axis=1) | (values.astype(str).apply(lambda s: s.str.strip()) == "").any(axis=1)
+        return self._copy(self.annotations[~blank])
+
+    def select_patients(self, patients: Sequence[str]) -> Dataset:
+        """A new Dataset holding only the slides of ``patients``."""
+        return self._copy(self.annotations[self.annotations.patient.isin(set(patients))])
+
+    def slides(self) -> list[str]:
+        """Slide names, in annotation order."""
+        return self.annotations["slide"].tolist()
+
+    def patients(self) -> dict[str, str]:
+        """Slide → patient."""
+        return dict(zip(self.annotations.slide, self.annotations.patient, strict=True))
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+    def outcomes(
+        self, names: Sequence[str], kinds: Mapping[str, OutcomeKind], event_header: str | None = None
+    ) -> list[Outcome]:
+        """Validate and describe the outcomes ``names`` (kind per outcome from the loss)."""
+        outcomes = [build_outcome(self.annotations, n, kinds[n], event_header) for n in names]
+        check_patient_labels(self.annotations, outcomes)
+        return outcomes
+
+    def labels(
+        self,
+        headers: str | Sequence[str],
+        kind: OutcomeKind | Mapping[str, OutcomeKind] | None = None,
+        event_header: str | None = None,
+    ) -> tuple[SlideLabels, list[str] | dict[str, list[str]]]:
+        """Slide labels for one or several outcome columns, as Slideflow's ``Dataset.labels``.
+
+        Args:
+            headers: Outcome column(s).
+            kind: Outcome kind (one for all, or per column). ``None`` infers: numeric columns with many
+                distinct values are ``linear``, everything else ``categorical``.
+            event_header: Event column for ``cox`` outcomes.
+
+        Returns:
+            ``(labels, unique)``: slide → label mapping, and the class names (per outcome when several).
+        """
+        names = [headers] if isinstance(headers, str) else list(headers)
+        missing = [n for n in names if n not in self.annotations.columns]
+        if missing:
+            raise AnnotationError(
+                f"Unknown outcome(s) {missing}: annotation columns are {list(self.annotations.columns)}"
+            )
+        kinds = {n: (kind[n] if isinstance(kind, Mapping) else kind) or infer_kind(self.annotations[n]) for n in names}
+        usable = self.filter_blank(names + ([event_header] if event_header else []))
+        outcomes = usable.outcomes(names, kinds, event_header)
+        targets = np.concatenate([o.encode(usable.annotations) for o in outcomes], axis=1)
+        labels = SlideLabels(outcomes, usable.slides(), targets)
+        unique = {o.name: o.classes for o in outcomes}
+        return labels, (unique[names[0]] if len(names) == 1 else unique)
+
+    def slide_paths(self) -> dict[str, Path]:
+        """Slide → file for every slide of this dataset.
+
+        Raises:
+            AnnotationError: slides listed in the annotations but not found in ``slides_dir``.
+        """
+        if self.slides_dir is None:
+            raise AnnotationError("This Dataset has no slides_dir")
+        found = find_slides(self.slides_dir)
+        missing = [s for s in self.slides() if s not in found]
+        if missing:
+            raise AnnotationError(
+                f"{len(missing)} slide(s) listed in the annotations are missing from {self.slides_dir}: {missing[:10]}"
+            )
+        return {s: found[s] for s in self.slides()}
+
+    @property
+    def shard_dir(self) -> Path:
+        """Folder of this dataset's shards for its tile settings."""
+        if self.shards_dir is None or self.tiles is None:
+            raise ValueError("This Dataset has no shards_dir or tile settings")
+        return shard_dir(self.shards_dir, self.tiles)
+
+    def tile_index(self) -> TileIndex:
+        """Index the tiles of every slide (shards must exist; see ``src.extraction``)."""
+        return TileIndex.from_shards(self.shard_dir, self.slides())
+
+
+def infer_kind(values: pd.Series) -> OutcomeKind:
+    """``linear`` for numeric columns with many distinct values, else ``categorical``."""
+    numeric = pd.to_numeric(values.dropna(), errors="coerce")
+    if numeric.notna().all() and numeric.nunique() > MAX_CATEGORIES:
+        return "linear"
+    return "categorical"

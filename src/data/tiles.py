@@ -1,0 +1,184 @@
+"""Random-access tile datasets over per-slide WebDataset shards.
+
+Shards are plain tar files (``{slide}.tar``; see ``src.extraction.shards``). Instead of streaming them,
+we read each tar's member offsets once and then fetch any tile with a single ``pread``. That gives exact
+balanced sampling (any weight per tile), exactly-once evaluation passes over validation tiles, and
+standard ``DistributedSampler`` sharding under DDP, all with a plain map-style ``Dataset``.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+from torchvision.io import decode_jpeg
+
+from src.extraction.shards import read_index
+
+
+@dataclass
+class TileIndex:
+    """Where every tile of a set of slides lives.
+
+    Attributes:
+        slides: Slide names; ``slide_idx`` indexes into this list.
+        paths: Tar path of each slide.
+        slide_idx: (n_tiles,) slide of each tile.
+        offset: (n_tiles,) byte offset of each tile's image in its tar.
+        size: (n_tiles,) byte length of each tile's image.
+        loc: (n_tiles, 2) tile centre in level-0 pixels.
+    """
+
+    slides: list[str]
+    paths: list[Path]
+    slide_idx: np.ndarray
+    offset: np.ndarray
+    size: np.ndarray
+    loc: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.slide_idx)
+
+    @property
+    def tiles_per_slide(self) -> np.ndarray:
+        """(n_slides,) number of tiles of each slide."""
+        return np.bincount(self.slide_idx, minlength=len(self.slides))
+
+    @classmethod
+    def from_shards(cls, shard_dir: str | Path, slides: Sequence[str]) -> TileIndex:
+        """Index the complete shards of ``slides`` in ``shard_dir``.
+
+        Raises:
+            FileNotFoundError: a slide has no complete shard (names the slide and the folder).
+        """
+        shard_dir = Path(shard_dir)
+        paths, slide_idx, offsets, sizes, locs = [], [], [], [], []
+        for i, slide in enumerate(slides):
+            index = read_index(shard_dir, slide)
+            if index is None:
+                raise FileNotFoundError(f"No complete tile shard for slide '{slide}' in {shard_dir}")
+            path = shard_dir / f"{slide}.tar"
+            slide_offsets, slide_sizes = _image_members(path)
+            if len(slide_offsets) != index["num_tiles"]:
+                raise ValueError(
+                    f"Shard {path} holds {len(slide_offsets)} images but its index says {index['num_tiles']}"
+                )
+            paths.append(path)
+            slide_idx.append(np.full(len(slide_offsets), i, np.int32))
+            offsets.append(np.asarray(slide_offsets, np.int64))
+            sizes.append(np.asarray(slide_sizes, np.int64))
+            locs.append(np.asarray(index["locations"], np.int64).reshape(-1, 2))
+        return cls(
+            slides=list(slides),
+            paths=paths,
+            slide_idx=np.concatenate(slide_idx) if slide_idx else np.zeros(0, np.int32),
+            offset=np.concatenate(offsets) if offsets else np.zeros(0, np.int64),
+            size=np.concatenate(sizes) if sizes else np.zeros(0, np.int64),
+            loc=np.concatenate(locs) if locs else np.zeros((0, 2), np.int64),
+        )
+
+
+def _image_members(path: Path) -> tuple[list[int], list[int]]:
+    offsets, sizes = [], []
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if member.isfile() and member.name.rsplit(".", 1)[-1] in ("jpg", "jpeg", "png"):
+                offsets.append(member.offset_data)
+                sizes.append(member.size)
+    return offsets, sizes
+
+
+class TileDataset(TorchDataset):
+    """Tiles of a set of slides, with the slide's targets and clinical inputs joined on the fly.
+
+    Each item is a dict: ``image`` (float CxHxW, scaled to [-1, 1] after ``transform``), ``target``
+    (float vector of the slide's encoded outcomes), ``clinical`` (float vector, may be empty),
+    ``slide`` (int index into ``index.slides``) and ``tile`` (int index into the tile index).
+    """
+
+    def __init__(
+        self,
+        index: TileIndex,
+        targets: np.ndarray,
+        clinical: np.ndarray | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        max_open_files: int = 64,
+    ) -> None:
+        self.index = index
+        self.targets = torch.as_tensor(targets, dtype=torch.float32)
+        n = len(index.slides)
+        self.clinical = torch.as_tensor(
+            clinical if clinical is not None else np.zeros((n, 0), np.float32), dtype=torch.float32
+        )
+        self.transform = transform
+        self.max_open_files = max_open_files
+        self._files: OrderedDict[int, int] = OrderedDict()
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _fd(self, slide: int) -> int:
+        if self._pid != os.getpid():  # opened in a parent process: never share descriptors
+            self._files, self._pid = OrderedDict(), os.getpid()
+        fd = self._files.get(slide)
+        if fd is None:
+            fd = os.open(self.index.paths[slide], os.O_RDONLY)
+            self._files[slide] = fd
+            if len(self._files) > self.max_open_files:
+                os.close(self._files.popitem(last=False)[1])
+        else:
+            self._files.move_to_end(slide)
+        return fd
+
+    def read_image(self, tile: int) -> torch.Tensor:
+        """Decode tile ``tile`` as a uint8 CxHxW RGB tensor."""
+        slide = int(self.index.slide_idx[tile])
+        data = os.pread(self._fd(slide), int(self.index.size[tile]), int(self.index.offset[tile]))
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+
+    def __getitem__(self, tile: int) -> dict[str, torch.Tensor | int]:
+        image = self.read_image(tile)
+        if self.transform is not None:
+            image = self.transform(image)
+        slide = int(self.index.slide_idx[tile])
+        return {
+            "image": image.float().div_(127.5).sub_(1.0),
+            "target": self.targets[slide],
+            "clinical": self.clinical[slide],
+            "slide": slide,
+            "tile": tile,
+        }
+
+    def __del__(self) -> None:
+        if getattr(self, "_pid", None) == os.getpid():
+            for fd in self._files.values():
+                os.close(fd)
+
+
+class SlideFeatureDataset(TorchDataset):
+    """One item per slide with no image, for clinical-only models (``drop_images=true``)."""
+
+    def __init__(self, slides: Sequence[str], targets: np.ndarray, clinical: np.ndarray) -> None:
+        self.slides = list(slides)
+        self.targets = torch.as_tensor(targets, dtype=torch.float32)
+        self.clinical = torch.as_tensor(clinical, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.slides)
+
+    def __getitem__(self, slide: int) -> dict[str, torch.Tensor | int]:
+        return {
+            "image": torch.zeros(0),
+            "target": self.targets[slide],
+            "clinical": self.clinical[slide],
+            "slide": slide,
+            "tile": slide,
+        }

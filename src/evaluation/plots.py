@@ -1,0 +1,77 @@
+"""Plots saved at each evaluated epoch: ROC curves (categorical) and scatter plots (linear)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from src.data.outcomes import Outcome
+from src.evaluation.predictions import output_columns
+
+
+def roc_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, title: str) -> Path:
+    """One figure with a one-vs-rest ROC curve per class, one panel per level."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.2), squeeze=False)
+    for ax, (level, table) in zip(axes[0], tables.items(), strict=True):
+        y_true = table[f"{outcome.name}-y_true"].to_numpy().astype(int)
+        classes = outcome.classes if len(outcome.classes) > 2 else outcome.classes[1:]
+        for name, column in zip(outcome.classes, output_columns(outcome), strict=True):
+            if name not in classes:
+                continue
+            positive = y_true == outcome.classes.index(name)
+            if positive.all() or not positive.any():
+                continue
+            fpr, tpr, _ = roc_curve(positive, table[column])
+            auc = roc_auc_score(positive, table[column])
+            ax.plot(fpr, tpr, lw=2, label=f"{name} (AUC {auc:.3f})")
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+        ax.set(title=f"{level} (n={len(table)})", xlabel="False positive rate", ylabel="True positive rate")
+        ax.set_aspect("equal")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def scatter_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, title: str) -> Path:
+    """Predicted versus true values, one panel per level (at most 2000 points each)."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.2), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, (level, table) in zip(axes[0], tables.items(), strict=True):
+        if len(table) > 2000:
+            table = table.iloc[rng.choice(len(table), 2000, replace=False)]
+        y_true, y_pred = table[f"{outcome.name}-y_true"], table[f"{outcome.name}-y_pred"]
+        ax.scatter(y_true, y_pred, s=8, alpha=0.5)
+        low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+        ax.plot([low, high], [low, high], ls="--", c="grey", lw=1)
+        ax.set(title=f"{level} (n={len(table)})", xlabel=f"true {outcome.name}", ylabel="predicted")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def outcome_plots(
+    tables: dict[str, pd.DataFrame], outcomes: Sequence[Outcome], plot_dir: Path, epoch: int
+) -> list[Path]:
+    """All plots of one evaluated epoch; returns the written files."""
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for outcome in outcomes:
+        title = f"{outcome.name}, validation, epoch {epoch}"
+        if outcome.kind == "categorical":
+            written.append(roc_plot(tables, outcome, plot_dir / f"roc_{outcome.name}_epoch{epoch}.png", title))
+        elif outcome.kind == "linear":
+            written.append(scatter_plot(tables, outcome, plot_dir / f"scatter_{outcome.name}_epoch{epoch}.png", title))
+    return written

@@ -1,0 +1,64 @@
+"""Image backbones: any timm model, with local weights and partial freezing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+
+def timm_backbone(
+    name: str,
+    pretrained: bool = False,
+    weights_path: str | None = None,
+    pooling: str = "avg",
+    trainable_layers: int = 0,
+    **kwargs,
+) -> nn.Module:
+    """A timm model without its classifier, returning pooled features of width ``num_features``.
+
+    Args:
+        name: Any ``timm.list_models()`` name, e.g. ``resnet18``, ``efficientnet_b0``.
+        pretrained: Let timm fetch its weights. Nothing can be downloaded on air-gapped machines, so this
+            defaults to false; use ``weights_path`` instead.
+        weights_path: A local checkpoint (timm/torchvision state dict, or one of our ``.ckpt`` files);
+            classifier weights in it are ignored.
+        pooling: Global pooling (``avg``, ``max``, ``avgmax``, ``catavgmax``) where the backbone allows it.
+        trainable_layers: Train only the last N stages of the backbone (0 = train everything).
+        **kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
+    """
+    model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool=pooling, **kwargs)
+    if weights_path:
+        load_backbone_weights(model, weights_path)
+    if trainable_layers:
+        freeze_stages(model, trainable_layers)
+    return model
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a local state dict into a backbone, skipping classifier keys; errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Backbone weights file not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint of ours
+        state = {k.split("backbone.", 1)[1]: v for k, v in state["state_dict"].items() if ".backbone." in f".{k}"}
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"No weights in {path} match the backbone's parameters")
+    model.load_state_dict(usable, strict=False)
+
+
+def freeze_stages(model: nn.Module, trainable_layers: int) -> None:
+    """Freeze every parameter except those of the last ``trainable_layers`` feature stages."""
+    stages = [info["module"] for info in getattr(model, "feature_info", [])]
+    if not stages:
+        raise ValueError(f"{type(model).__name__} exposes no feature stages; cannot set trainable_layers")
+    if trainable_layers > len(stages):
+        raise ValueError(f"trainable_layers={trainable_layers} but the backbone has {len(stages)} stages")
+    keep = tuple(stage + "." for stage in stages[-trainable_layers:])
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = name.startswith(keep)

@@ -1,0 +1,69 @@
+"""Callback that saves and fully evaluates the model at each epoch listed in ``epochs``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from src.evaluation.plots import outcome_plots
+from src.evaluation.results_log import append_results
+
+
+class EpochOutputs(pl.Callback):
+    """At each listed epoch (and at an early-stop epoch): checkpoint, predictions, plots, results row.
+
+    Args:
+        epochs: Epochs (1-based) at which to save and evaluate.
+        outdir: The fold folder.
+        row_info: Columns prepended to every results row (run id, fold, ...).
+    """
+
+    def __init__(self, epochs: Sequence[int], outdir: Path, row_info: dict | None = None) -> None:
+        self.epochs = sorted(set(int(e) for e in epochs))
+        self.outdir = Path(outdir)
+        self.row_info = dict(row_info or {})
+        self.rows: list[dict] = []
+        self._saved: set[int] = set()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch in self.epochs:
+            self.save(trainer, module, epoch)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + (0 if trainer.should_stop else 1)
+        epoch = max(1, min(epoch, trainer.max_epochs or epoch))
+        if trainer.should_stop and epoch not in self._saved:  # early stop: keep the stop epoch too
+            self.save(trainer, module, epoch, early_stop=True)
+
+    def save(self, trainer: pl.Trainer, module: pl.LightningModule, epoch: int, early_stop: bool = False) -> None:
+        """Write everything for ``epoch``; only rank 0 writes files."""
+        if epoch in self._saved:
+            return
+        self._saved.add(epoch)
+        trainer.save_checkpoint(self.outdir / "checkpoints" / f"epoch{epoch}.ckpt")
+        if trainer.global_rank != 0:
+            return
+        row = {**self.row_info, "epoch": epoch, "early_stop": int(early_stop)}
+        for key in ("train/loss_epoch", "val/loss"):
+            value = trainer.callback_metrics.get(key)
+            if value is not None:
+                row[key.replace("_epoch", "")] = float(value)
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith("train/accuracy"):
+                row[key] = float(value)
+        evaluation = getattr(module, "last_evaluation", None)
+        if evaluation is not None and evaluation["epoch"] == epoch:
+            row.update(
+                {f"val/{k}": (v if not math.isnan(v) else float("nan")) for k, v in evaluation["metrics"].items()}
+            )
+            predictions = self.outdir / "predictions"
+            predictions.mkdir(parents=True, exist_ok=True)
+            for level, table in evaluation["tables"].items():
+                table.to_parquet(predictions / f"{level}_val_epoch{epoch}.parquet", index=False)
+            outcome_plots(evaluation["tables"], module.outcomes, self.outdir / "plots", epoch)
+        self.rows.append(row)
+        append_results(self.outdir / "results_log.csv", [row])

@@ -1,0 +1,133 @@
+"""The LightningModule: trains a TileNet on tiles with slide-inherited labels and evaluates it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from src.data.outcomes import Outcome
+from src.evaluation.metrics import evaluate
+from src.evaluation.predictions import tile_table
+from src.losses.outcome_losses import OutcomeLoss
+
+
+class TileModule(pl.LightningModule):
+    """Weakly supervised tile model.
+
+    Args:
+        net: The TileNet.
+        outcomes: Outcomes in head order.
+        losses: One loss per outcome, in the same order; the total loss is their weighted sum.
+        optimizer: ``functools.partial`` of a torch optimizer taking the parameters.
+        scheduler: Optional partial of a torch LR scheduler taking the optimizer.
+        scheduler_interval: ``step`` or ``epoch``.
+        l1: Weight of an L1 penalty on all trainable weights (a real penalty, added to the loss).
+        val_slides: Slide names of the validation tile index (for prediction tables).
+        val_patients: Patient of each validation slide.
+        val_locs: (n_tiles, 2) validation tile centres.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        outcomes: Sequence[Outcome],
+        losses: Sequence[OutcomeLoss],
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        scheduler_interval: str = "step",
+        l1: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.outcomes = list(outcomes)
+        self.losses = list(losses)
+        self.loss_fns = nn.ModuleList(loss.fn for loss in self.losses)  # moves buffers with the module
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.l1 = l1
+        self.val_context: dict | None = None
+        self.last_evaluation: dict | None = None
+        self._val_outputs: list[list[torch.Tensor]] = []
+        self._val_tiles: list[torch.Tensor] = []
+
+    def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> list[torch.Tensor]:
+        return self.net(image, clinical)
+
+    def _split_targets(self, target: torch.Tensor) -> list[torch.Tensor]:
+        parts, start = [], 0
+        for outcome in self.outcomes:
+            parts.append(target[:, start : start + outcome.n_targets])
+            start += outcome.n_targets
+        return parts
+
+    def _loss(self, outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        total = outputs[0].new_zeros(())
+        for loss, fn, output, part in zip(
+            self.losses, self.loss_fns, outputs, self._split_targets(target), strict=True
+        ):
+            total = total + loss.weight * fn(output.float(), part)
+        return total
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        outputs = self(batch["image"], batch["clinical"])
+        loss = self._loss(outputs, batch["target"])
+        if self.l1:
+            penalty = sum(p.abs().sum() for n, p in self.named_parameters() if p.requires_grad and p.ndim > 1)
+            loss = loss + self.l1 * penalty
+        size = len(batch["target"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+        for outcome, output, part in zip(self.outcomes, outputs, self._split_targets(batch["target"]), strict=True):
+            if outcome.kind == "categorical":
+                accuracy = (output.argmax(1) == part[:, 0].long()).float().mean()
+                self.log(f"train/accuracy/{outcome.name}", accuracy, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs, self._val_tiles = [], []
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        outputs = self(batch["image"], batch["clinical"])
+        loss = self._loss(outputs, batch["target"])
+        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["target"]))
+        self._val_outputs.append([o.detach().float().cpu() for o in outputs])
+        self._val_tiles.append(batch["tile"].detach().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs or self.val_context is None or self.trainer.sanity_checking:
+            return
+        tiles = torch.cat(self._val_tiles).numpy()
+        outputs = [torch.cat([batch[i] for batch in self._val_outputs]) for i in range(len(self.outcomes))]
+        if self.trainer.world_size > 1:  # every rank evaluates the full gathered set
+            tiles = self.all_gather(torch.as_tensor(tiles)).reshape(-1).cpu().numpy()
+            outputs = [self.all_gather(o.to(self.device)).reshape(-1, o.shape[1]).cpu() for o in outputs]
+            tiles, first = np.unique(tiles, return_index=True)  # drop the sampler's padding duplicates
+            outputs = [o[torch.as_tensor(first)] for o in outputs]
+        table = self.prediction_table(tiles, outputs)
+        metrics, tables = evaluate(table, self.outcomes)
+        for name, value in metrics.items():
+            self.log(f"val/{name}", value, sync_dist=False)
+        self.last_evaluation = {"epoch": self.current_epoch + 1, "metrics": metrics, "tables": tables}
+
+    def prediction_table(self, tiles: np.ndarray, outputs: list[torch.Tensor]) -> pd.DataFrame:
+        """Tile prediction table for validation tile indices ``tiles``."""
+        context = self.val_context
+        slide_idx = context["slide_idx"][tiles]
+        slides = np.asarray(context["slides"])[slide_idx]
+        patients = np.asarray(context["patients"])[slide_idx]
+        return tile_table(
+            self.outcomes, outputs, context["targets"][slide_idx], slides, patients, context["locs"][tiles]
+        )
+
+    def configure_optimizers(self) -> dict:
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(parameters)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

@@ -1,0 +1,47 @@
+"""Shared fixtures: real configs composed and shrunk for tests, and a small generated slide project."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from src.config import compose
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+# A small demo project: few patients and small slides, so a fit takes seconds.
+SMALL_DEMO = ["project.demo.n_patients=12", "project.demo.slide_px=1024"]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder shared by the whole session (demo slides and shards are made once)."""
+    return tmp_path_factory.mktemp("data")
+
+
+def tiny_overrides(data_dir: Path, out_dir: Path) -> list[str]:
+    """Overrides that make any experiment tiny: small demo, one epoch, CPU, CSV logging only."""
+    return [
+        f"paths.data_dir={data_dir}",
+        f"paths.output_dir={out_dir}",
+        *SMALL_DEMO,
+        "epochs=[1]",
+        "batch_size=16",
+        "logger=csv",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+@pytest.fixture
+def tiny_cfg(data_dir: Path, tmp_path: Path):
+    """Compose the main config with tiny settings; call with extra overrides."""
+
+    def make(*overrides: str):
+        return compose([*tiny_overrides(data_dir, tmp_path / "outputs"), *overrides])
+
+    return make
