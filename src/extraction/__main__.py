@@ -25,8 +25,8 @@ if not OmegaConf.has_resolver("repo_root"):
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="extract")
-def main(cfg: DictConfig) -> int:
-    """Run extraction for the composed config; return the number of failed slides."""
+def main(cfg: DictConfig) -> None:
+    """Run extraction for the composed config; exit with status 1 when a slide failed."""
     settings = TileSettings.from_config(
         cfg.tiles
     )  # fail on bad settings before any I/O
@@ -44,8 +44,9 @@ def main(cfg: DictConfig) -> int:
     )
     print(f"Shards: {Path(project.shards_dir) / settings.key}")
     print(summarize(report))
-    return int((report["status"] == "failed").sum())
+    if (report["status"] == "failed").any():
+        sys.exit(1)  # SystemExit passes through Hydra's error handling
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main() else 0)
+    main()

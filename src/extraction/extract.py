@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime
@@ -18,6 +19,8 @@ from src.extraction.shards import ShardWriter, read_index, shard_dir
 from src.slides.grid import tile_grid
 from src.slides.reader import open_slide
 from src.slides.tiles import iter_tiles
+
+log = logging.getLogger(__name__)
 
 REPORT_COLUMNS = ["slide", "status", "grid_tiles", "kept_tiles", "seconds", "error"]
 
@@ -74,7 +77,8 @@ def extract_slide(
                     index = writer.finish(settings.to_dict(), grid_tiles=len(grid))
             row.update(status="done", error="", grid_tiles=len(grid))
             row["kept_tiles"] = index["num_tiles"]
-        except Exception as err:  # noqa: BLE001 - one bad slide must not stop the others
+        except Exception as err:  # one bad slide must not stop the others
+            log.debug("Slide %s failed", slide, exc_info=True)
             row.update(status="failed", error=f"{type(err).__name__}: {err}")
     row["seconds"] = round(time.perf_counter() - start, 3)
     return row

@@ -41,12 +41,12 @@ def test_small_svs(shared_slides: Path) -> None:
 
 
 def test_broken_slide_error_names_the_file(shared_slides: Path) -> None:
-    with pytest.raises(SlideError, match="broken.svs"):
+    with pytest.raises(SlideError, match=r"broken\.svs"):
         open_slide(shared_slides / "broken.svs")
 
 
 def test_missing_slide_error_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(SlideError, match="nothere.svs"):
+    with pytest.raises(SlideError, match=r"nothere\.svs"):
         open_slide(tmp_path / "nothere.svs")
 
 
