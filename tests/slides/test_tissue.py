@@ -1,0 +1,99 @@
+"""Tissue filters: Slideflow's reference counts on CMU-1 and labelled real tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src.demo.render import tissue_masks
+from src.slides.grid import tile_grid
+from src.slides.reader import open_slide
+from src.slides.tiles import TissueFilter, iter_tiles
+from src.slides.tissue import (
+    grayspace_fraction,
+    mask_fraction,
+    otsu_level,
+    otsu_mask,
+    whitespace_fraction,
+)
+
+# Slideflow 3.0.2 on cmu-1-small-region.svs, grayspace defaults: kept without / with Otsu.
+SLIDEFLOW_KEPT = [(256, 128, 37, 33), (128, 64, 157, 143), (299, 302, 6, 6)]
+
+
+@pytest.mark.parametrize(
+    ("tile_px", "tile_um", "kept_plain", "kept_otsu"), SLIDEFLOW_KEPT
+)
+def test_kept_counts_close_to_slideflow(
+    shared_slides: Path, tile_px: int, tile_um: int, kept_plain: int, kept_otsu: int
+) -> None:
+    with open_slide(shared_slides / "cmu-1-small-region.svs") as reader:
+        grid = tile_grid(reader, tile_px, tile_um)
+        plain = sum(1 for _ in iter_tiles(reader, grid, TissueFilter(qc=None)))
+        otsu = sum(1 for _ in iter_tiles(reader, grid, TissueFilter(qc="otsu")))
+    assert abs(plain - kept_plain) <= 0.15 * kept_plain
+    assert abs(otsu - kept_otsu) <= 0.15 * kept_otsu
+    assert otsu <= plain
+
+
+def test_otsu_mask_separates_generated_tissue(demo_svs: Path) -> None:
+    with open_slide(demo_svs) as reader:
+        assert otsu_level(reader) == 0  # level 1 is 256 px: not > 500
+        mask, downsample = otsu_mask(reader)
+        assert mask.shape == (1024, 1024) and downsample == 1.0
+    # The slide fixture rendered from default_rng(0): the same draw gives its true tissue.
+    tissue, _ = tissue_masks(np.random.default_rng(0), 1024)
+    assert 0.35 < tissue.mean() < 0.5
+    assert (mask == ~tissue).mean() > 0.97
+
+
+def test_mask_fraction_of_footprints() -> None:
+    mask = np.zeros((10, 10), bool)
+    mask[:, 5:] = True
+    coords = np.array([[0, 0], [10, 0], [8, 6]])
+    fraction = mask_fraction(mask, 2.0, coords, full_extract_px=4)  # 2 mask px per tile
+    np.testing.assert_allclose(fraction, [0.0, 1.0, 0.5])
+
+
+def test_pixel_fractions() -> None:
+    tile = np.zeros((4, 4, 3), np.uint8)
+    tile[:2] = 250  # white and gray
+    tile[2:] = (200, 50, 100)  # saturated pink
+    assert grayspace_fraction(tile) == 0.5
+    assert whitespace_fraction(tile) == 0.5
+    assert whitespace_fraction(tile, threshold=251) == 0.0
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _keeps(path: Path) -> bool:
+    return TissueFilter(qc=None).keeps(_load_rgb(path))
+
+
+def test_real_tissue_tiles_pass(shared_tiles: Path) -> None:
+    tiles = sorted(shared_tiles.glob("tissue-*.png"))
+    assert len(tiles) == 6
+    assert [p.name for p in tiles if not _keeps(p)] == []
+
+
+def test_real_background_tiles_are_dropped(shared_tiles: Path) -> None:
+    # The pen-mark tiles (no-tissue-green-pen, no-tissue-red-pen) are left to the test
+    # below: pen ink is saturated, so the grayspace filter cannot drop them.
+    names = ["no-tissue.png", "no-tissue2.png", "no-tissue-line.png"]
+    names += [p.name for p in shared_tiles.glob("almost-white-*.png")]
+    assert len(names) == 6
+    assert [n for n in names if _keeps(shared_tiles / n)] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pen marks need Slideflow's blur/pen QC (GaussianV2), not implemented yet",
+)
+def test_pen_mark_tiles_are_dropped(shared_tiles: Path) -> None:
+    names = ["no-tissue-green-pen.png", "no-tissue-red-pen.png"]
+    assert [n for n in names if _keeps(shared_tiles / n)] == []
