@@ -89,13 +89,9 @@ def make_annotations(seed: int = 0, n_patients: int = 26) -> pd.DataFrame:
     event_time = (-np.log(rng.random(n_patients)) / hazard) ** (1 / shape)
     event = np.zeros(n_patients, dtype=bool)
     event[rng.permutation(n_patients)[: round(0.7 * n_patients)]] = True
-    os_time = np.where(
-        event, event_time, event_time * rng.uniform(0.2, 0.95, n_patients)
-    )
+    os_time = np.where(event, event_time, event_time * rng.uniform(0.2, 0.95, n_patients))
     os_time = np.maximum(np.round(os_time, 1), 0.5)
-    two_slides = set(
-        rng.choice(n_patients, round(n_patients / 4), replace=False).tolist()
-    )
+    two_slides = set(rng.choice(n_patients, round(n_patients / 4), replace=False).tolist())
     rows = []
     for i, patient in enumerate(patients):
         for k in range(2 if i in two_slides else 1):
@@ -171,9 +167,7 @@ class DemoProject:
             return False
         if marker.get("params") != self.params:
             return False
-        return all(
-            (self.slides_dir / f"{s}.svs").is_file() for s in annotations["slide"]
-        )
+        return all((self.slides_dir / f"{s}.svs").is_file() for s in annotations["slide"])
 
     def ensure(self) -> Path:
         """Generate the project unless complete; return the annotations path."""

@@ -43,9 +43,7 @@ class SlideLook:
     nucleus_scale: float = 1.0
 
 
-def _smooth_field(
-    rng: np.random.Generator, size: int, cells: int, sigma: float
-) -> np.ndarray:
+def _smooth_field(rng: np.random.Generator, size: int, cells: int, sigma: float) -> np.ndarray:
     """Smooth random field in [0, 1] at ``size x size``, built at ``cells x cells``."""
     low = cv2.GaussianBlur(rng.random((cells, cells), dtype=np.float32), (0, 0), sigma)
     low = (low - low.min()) / max(float(np.ptp(low)), 1e-6)
@@ -70,18 +68,14 @@ def tissue_masks(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     return tissue, tissue & (stroma_field > cut)
 
 
-def _sample_points(
-    rng: np.random.Generator, mask: np.ndarray, count: int
-) -> np.ndarray:
+def _sample_points(rng: np.random.Generator, mask: np.ndarray, count: int) -> np.ndarray:
     """Up to `count` random ``(x, y)`` points inside `mask`."""
     size = mask.shape[0]
     points = rng.integers(0, size, (int(count * 1.2 / max(mask.mean(), 1e-3)) + 1, 2))
     return points[mask[points[:, 1], points[:, 0]]][:count]
 
 
-def _draw_glands(
-    rng: np.random.Generator, image: np.ndarray, tumor: np.ndarray, look: SlideLook
-) -> None:
+def _draw_glands(rng: np.random.Generator, image: np.ndarray, tumor: np.ndarray, look: SlideLook) -> None:
     """Adenocarcinoma: rings of small round dark nuclei around pale lumens."""
     area = tumor.sum()
     glands = int(area * (0.05 + look.cellularity / 100) / 2600)
@@ -97,14 +91,10 @@ def _draw_glands(
             x = cx + ring * np.cos(angle) + rng.normal(0, 0.6)
             y = cy + ring * np.sin(angle) + rng.normal(0, 0.6)
             color = tuple(float(c) for c in nucleus_rgb + rng.normal(0, 8, 3))
-            cv2.circle(
-                image, (int(x), int(y)), round(r_nucleus), color, -1, cv2.LINE_AA
-            )
+            cv2.circle(image, (int(x), int(y)), round(r_nucleus), color, -1, cv2.LINE_AA)
 
 
-def _draw_sheets(
-    rng: np.random.Generator, image: np.ndarray, tumor: np.ndarray, look: SlideLook
-) -> None:
+def _draw_sheets(rng: np.random.Generator, image: np.ndarray, tumor: np.ndarray, look: SlideLook) -> None:
     """Squamous: sheets of larger, paler, elongated nuclei."""
     area = tumor.sum()
     count = int(area * (0.05 + look.cellularity / 100) / 210)
@@ -115,22 +105,16 @@ def _draw_sheets(
         color = tuple(float(c) for c in nucleus_rgb + rng.normal(0, 10, 3))
         axes = (round(major), round(minor))
         angle = float(rng.uniform(0, 180))
-        cv2.ellipse(
-            image, (int(cx), int(cy)), axes, angle, 0, 360, color, -1, cv2.LINE_AA
-        )
+        cv2.ellipse(image, (int(cx), int(cy)), axes, angle, 0, 360, color, -1, cv2.LINE_AA)
 
 
-def _draw_spindles(
-    rng: np.random.Generator, image: np.ndarray, stroma: np.ndarray
-) -> None:
+def _draw_spindles(rng: np.random.Generator, image: np.ndarray, stroma: np.ndarray) -> None:
     """Label-free stroma: sparse thin spindle nuclei (fibroblasts)."""
     for cx, cy in _sample_points(rng, stroma, int(stroma.sum() / 1500)):
         axes = (int(rng.uniform(5, 8)), int(rng.uniform(1, 2)))
         angle = float(rng.normal(30, 15))
         color = tuple(float(c) for c in np.array(SPINDLE_RGB) + rng.normal(0, 8, 3))
-        cv2.ellipse(
-            image, (int(cx), int(cy)), axes, angle, 0, 360, color, -1, cv2.LINE_AA
-        )
+        cv2.ellipse(image, (int(cx), int(cy)), axes, angle, 0, 360, color, -1, cv2.LINE_AA)
 
 
 def _stain_lut(stain: tuple[float, float, float]) -> np.ndarray:

@@ -9,15 +9,11 @@ import cv2
 import numpy as np
 import tifffile
 
-MIN_LEVEL_SIDE_PX = (
-    64  # a downsampled level is written only when its smaller side reaches this
-)
+MIN_LEVEL_SIDE_PX = 64  # a downsampled level is written only when its smaller side reaches this
 THUMBNAIL_PX = 512
 
 
-def aperio_description(
-    width: int, height: int, mpp: float, tile: int, quality: int
-) -> str:
+def aperio_description(width: int, height: int, mpp: float, tile: int, quality: int) -> str:
     """Return an Aperio ImageDescription (``|MPP = 0.5|AppMag = 20`` for mpp 0.5)."""
     magnification = 10.0 / mpp
     return (

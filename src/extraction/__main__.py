@@ -27,9 +27,7 @@ if not OmegaConf.has_resolver("repo_root"):
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="extract")
 def main(cfg: DictConfig) -> None:
     """Run extraction for the composed config; exit with status 1 when a slide failed."""
-    settings = TileSettings.from_config(
-        cfg.tiles
-    )  # fail on bad settings before any I/O
+    settings = TileSettings.from_config(cfg.tiles)  # fail on bad settings before any I/O
     project = cfg.project
     if project.get("demo") is not None:
         instantiate(project.demo).ensure()

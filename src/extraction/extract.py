@@ -67,12 +67,8 @@ def extract_slide(
                     use_edge_tiles=settings.use_edge_tiles,
                 )
                 with ShardWriter(folder, slide, settings.img_format) as writer:
-                    for tile, loc_x, loc_y in iter_tiles(
-                        reader, grid, settings.tissue_filter()
-                    ):
-                        image = encode_tile(
-                            tile, settings.img_format, settings.jpeg_quality
-                        )
+                    for tile, loc_x, loc_y in iter_tiles(reader, grid, settings.tissue_filter()):
+                        image = encode_tile(tile, settings.img_format, settings.jpeg_quality)
                         writer.add(image, loc_x, loc_y)
                     index = writer.finish(settings.to_dict(), grid_tiles=len(grid))
             row.update(status="done", error="", grid_tiles=len(grid))
@@ -114,10 +110,7 @@ def extract_slides(
     folder.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(slides), desc="extract", unit="slide", disable=not progress)
-    jobs = [
-        (name, Path(path), folder, settings, mpp_override)
-        for name, path in slides.items()
-    ]
+    jobs = [(name, Path(path), folder, settings, mpp_override) for name, path in slides.items()]
     if workers <= 1:
         for job in jobs:
             rows.append(extract_slide(*job))
@@ -131,9 +124,7 @@ def extract_slides(
     bar.close()
     order = {name: i for i, name in enumerate(slides)}
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
-    report = report.sort_values("slide", key=lambda s: s.map(order)).reset_index(
-        drop=True
-    )
+    report = report.sort_values("slide", key=lambda s: s.map(order)).reset_index(drop=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     report.to_csv(folder / f"extraction_report_{stamp}.csv", index=False)
     return report

@@ -52,9 +52,7 @@ class TileSettings:
             object.__setattr__(self, name, value)
 
         if not isinstance(self.tile_px, int) or self.tile_px <= 0:
-            raise ValueError(
-                f"tiles.tile_px must be a positive int, got {self.tile_px!r}"
-            )
+            raise ValueError(f"tiles.tile_px must be a positive int, got {self.tile_px!r}")
         if isinstance(self.tile_um, str):
             parse_magnification(self.tile_um)  # raises on anything but "20x"
             fix("tile_um", self.tile_um.strip().lower())
@@ -63,9 +61,7 @@ class TileSettings:
         elif float(self.tile_um).is_integer():
             fix("tile_um", int(self.tile_um))  # 64 and 64.0 share a shard folder
         if not isinstance(self.stride_div, int) or self.stride_div < 1:
-            raise ValueError(
-                f"tiles.stride_div must be an int >= 1, got {self.stride_div!r}"
-            )
+            raise ValueError(f"tiles.stride_div must be an int >= 1, got {self.stride_div!r}")
         qc = self.qc.lower() if isinstance(self.qc, str) else self.qc
         fix("qc", None if qc in ("none", "null", "") else qc)
         if self.qc not in QC_METHODS:
@@ -81,13 +77,9 @@ class TileSettings:
         fix("use_edge_tiles", bool(self.use_edge_tiles))
         fix("img_format", str(self.img_format).lower().replace("jpeg", "jpg"))
         if self.img_format not in IMG_FORMATS:
-            raise ValueError(
-                f"tiles.img_format must be one of {IMG_FORMATS}, got {self.img_format!r}"
-            )
+            raise ValueError(f"tiles.img_format must be one of {IMG_FORMATS}, got {self.img_format!r}")
         if not 1 <= int(self.jpeg_quality) <= 100:
-            raise ValueError(
-                f"tiles.jpeg_quality must be 1-100, got {self.jpeg_quality}"
-            )
+            raise ValueError(f"tiles.jpeg_quality must be 1-100, got {self.jpeg_quality}")
         fix("jpeg_quality", int(self.jpeg_quality))
 
     @classmethod
@@ -100,9 +92,7 @@ class TileSettings:
         names = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(cfg) - names)
         if unknown:
-            raise ValueError(
-                f"Unknown tiles setting(s) {unknown}; known: {sorted(names)}"
-            )
+            raise ValueError(f"Unknown tiles setting(s) {unknown}; known: {sorted(names)}")
         missing = sorted({"tile_px", "tile_um"} - set(cfg))
         if missing:
             raise ValueError(f"Missing tiles setting(s) {missing}")

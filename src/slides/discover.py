@@ -6,9 +6,7 @@ from pathlib import Path
 
 from src.slides.reader import slide_name
 
-SLIDE_EXTENSIONS = frozenset(
-    {"svs", "tif", "tiff", "ndpi", "scn", "mrxs", "bif", "vms"}
-)
+SLIDE_EXTENSIONS = frozenset({"svs", "tif", "tiff", "ndpi", "scn", "mrxs", "bif", "vms"})
 
 
 def find_slides(slides_dir: str | Path) -> dict[str, Path]:
@@ -35,8 +33,6 @@ def find_slides(slides_dir: str | Path) -> dict[str, Path]:
             continue
         name = slide_name(path)
         if name in slides:
-            raise ValueError(
-                f"Duplicate slide name {name!r}: {slides[name]} and {path}; rename one of them."
-            )
+            raise ValueError(f"Duplicate slide name {name!r}: {slides[name]} and {path}; rename one of them.")
         slides[name] = path
     return dict(sorted(slides.items()))

@@ -51,9 +51,7 @@ def parse_magnification(tile_um: float | str) -> float | None:
     if isinstance(tile_um, str):
         match = _MAGNIFICATION.match(tile_um)
         if match is None:
-            raise ValueError(
-                f"tile_um must be microns (e.g. 302) or a magnification like '20x', got {tile_um!r}"
-            )
+            raise ValueError(f"tile_um must be microns (e.g. 302) or a magnification like '20x', got {tile_um!r}")
         return float(match.group(1))
     return None
 
@@ -85,25 +83,19 @@ def tile_grid(
         ValueError: Bad tile size, stride, or no level within 2x of the magnification asked.
     """
     if tile_px <= 0 or stride_div < 1:
-        raise ValueError(
-            f"tile_px must be > 0 and stride_div >= 1, got {tile_px}, {stride_div}"
-        )
+        raise ValueError(f"tile_px must be > 0 and stride_div >= 1, got {tile_px}, {stride_div}")
     magnification = parse_magnification(tile_um)
     if magnification is None:
         if float(tile_um) <= 0:
             raise ValueError(f"tile_um must be > 0, got {tile_um}")
         full_extract_px = int(float(tile_um) / reader.mpp)
         if full_extract_px < 1:
-            raise ValueError(
-                f"tile_um={tile_um} is below one pixel at mpp={reader.mpp}"
-            )
+            raise ValueError(f"tile_um={tile_um} is below one pixel at mpp={reader.mpp}")
         level = reader.best_level_for_downsample(full_extract_px / tile_px)
         level_downsample = reader.level_downsamples[level]
         extract_px = int(full_extract_px // level_downsample)
     else:
-        level_mags = np.array(
-            [10.0 / (ds * reader.mpp) for ds in reader.level_downsamples]
-        )
+        level_mags = np.array([10.0 / (ds * reader.mpp) for ds in reader.level_downsamples])
         level = int(np.argmin(np.abs(level_mags - magnification)))
         if abs(level_mags[level] - magnification) > MAX_MAGNIFICATION_ERROR:
             raise ValueError(

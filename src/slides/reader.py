@@ -43,9 +43,7 @@ class SlideReader(ABC):
     properties: dict[str, str]
 
     @abstractmethod
-    def read_region(
-        self, location: tuple[int, int], level: int, size: tuple[int, int]
-    ) -> np.ndarray:
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """Read a region of one pyramid level.
 
         Args:
@@ -83,9 +81,7 @@ class SlideReader(ABC):
         size = (max(1, int(width / scale)), max(1, int(height / scale)))
         return self.read_level_resized(self.best_level_for_downsample(scale), size)
 
-    def read_level_resized(
-        self, level: int, size: tuple[int, int], band_rows: int = 256
-    ) -> np.ndarray:
+    def read_level_resized(self, level: int, size: tuple[int, int], band_rows: int = 256) -> np.ndarray:
         """Read a whole level resized to ``size = (width, height)``, streaming horizontal bands.
 
         Only one band of the level is in memory at a time, so this is safe on a large level 0.
@@ -108,12 +104,8 @@ class SlideReader(ABC):
         for start in range(0, out_h, band_rows):
             stop = min(out_h, start + band_rows)
             y0, y1 = round(start * rows_per_out), round(stop * rows_per_out)
-            band = self.read_region(
-                (0, int(y0 * downsample)), level, (level_w, max(1, y1 - y0))
-            )
-            out[start:stop] = cv2.resize(
-                band, (out_w, stop - start), interpolation=cv2.INTER_AREA
-            )
+            band = self.read_region((0, int(y0 * downsample)), level, (level_w, max(1, y1 - y0)))
+            out[start:stop] = cv2.resize(band, (out_w, stop - start), interpolation=cv2.INTER_AREA)
         return out
 
     def __enter__(self) -> Self:

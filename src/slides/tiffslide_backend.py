@@ -36,20 +36,14 @@ class TiffSlideReader(SlideReader):
             raw_properties = dict(self._slide.properties)
             self.dimensions = tuple(int(v) for v in self._slide.dimensions)  # type: ignore[assignment]
             self.level_count = int(self._slide.level_count)
-            self.level_dimensions = [
-                (int(w), int(h)) for w, h in self._slide.level_dimensions
-            ]
+            self.level_dimensions = [(int(w), int(h)) for w, h in self._slide.level_dimensions]
             self.level_downsamples = [float(d) for d in self._slide.level_downsamples]
         except Exception as err:  # tifffile raises many types for corrupt files
             raise SlideError(f"Cannot open slide {self.path}: {err}") from err
-        self.properties = {
-            k: str(v) for k, v in raw_properties.items() if v is not None
-        }
+        self.properties = {k: str(v) for k, v in raw_properties.items() if v is not None}
         self.mpp = _resolve_mpp(self.path, raw_properties, mpp_override)
 
-    def read_region(
-        self, location: tuple[int, int], level: int, size: tuple[int, int]
-    ) -> np.ndarray:
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """Read ``size`` pixels of `level` at level-0 `location`; outside the slide is white."""
         x, y = int(location[0]), int(location[1])
         width, height = int(size[0]), int(size[1])
@@ -64,9 +58,7 @@ class TiffSlideReader(SlideReader):
         inside = inside and cx1 - cx0 == width and cy1 - cy0 == height
         try:
             if inside:
-                region = self._slide.read_region(
-                    (x, y), level, (width, height), as_array=True, padding=False
-                )
+                region = self._slide.read_region((x, y), level, (width, height), as_array=True, padding=False)
                 return _to_rgb(region)
             out = np.full((height, width, 3), 255, np.uint8)
             if cx1 <= cx0 or cy1 <= cy0:
@@ -80,8 +72,7 @@ class TiffSlideReader(SlideReader):
             )
         except Exception as err:
             raise SlideError(
-                f"Cannot read region {location} level {level} size {size} of slide "
-                f"{self.path}: {err}"
+                f"Cannot read region {location} level {level} size {size} of slide {self.path}: {err}"
             ) from err
         ox, oy = cx0 - int(np.floor(lx0)), cy0 - int(np.floor(ly0))
         region = _to_rgb(region)
@@ -108,9 +99,7 @@ def _resolve_mpp(path: Path, properties: dict, mpp_override: float | None) -> fl
     """Pick the slide's MPP: override, else tiffslide/vendor properties, else fail."""
     if mpp_override is not None:
         if not mpp_override > 0:
-            raise SlideError(
-                f"mpp_override must be > 0 for slide {path}, got {mpp_override}"
-            )
+            raise SlideError(f"mpp_override must be > 0 for slide {path}, got {mpp_override}")
         return float(mpp_override)
     # tiffslide sets tiff.XResolution only when it recovered the MPP from resolution tags
     from_tags = "tiff.XResolution" in properties

@@ -52,8 +52,7 @@ class TissueFilter:
             return False
         return not (
             self.whitespace_fraction < 1
-            and whitespace_fraction(tile, self.whitespace_threshold)
-            > self.whitespace_fraction
+            and whitespace_fraction(tile, self.whitespace_threshold) > self.whitespace_fraction
         )
 
 
@@ -72,9 +71,7 @@ def read_tile(reader: SlideReader, grid: TileGrid, index: int) -> np.ndarray:
     x, y = (int(v) for v in grid.coords[index])
     tile = reader.read_region((x, y), grid.level, (grid.extract_px, grid.extract_px))
     if grid.extract_px != grid.tile_px:
-        tile = cv2.resize(
-            tile, (grid.tile_px, grid.tile_px), interpolation=cv2.INTER_AREA
-        )
+        tile = cv2.resize(tile, (grid.tile_px, grid.tile_px), interpolation=cv2.INTER_AREA)
     return tile
 
 
@@ -90,9 +87,7 @@ def iter_tiles(
         grid: Its tile grid.
         tissue: Filters to apply; None keeps every tile.
     """
-    tissue = tissue or TissueFilter(
-        qc=None, grayspace_fraction=1.0, whitespace_fraction=1.0
-    )
+    tissue = tissue or TissueFilter(qc=None, grayspace_fraction=1.0, whitespace_fraction=1.0)
     keep = qc_keep(reader, grid, tissue)
     for index in np.flatnonzero(keep):
         tile = read_tile(reader, grid, int(index))

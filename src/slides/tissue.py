@@ -16,9 +16,7 @@ OTSU_MAX_PIXELS = 4096 * 4096
 def otsu_level(reader: SlideReader) -> int:
     """Return the smallest pyramid level whose smaller side is > 500 px (level 0 if none)."""
     candidates = [
-        level
-        for level, (width, height) in enumerate(reader.level_dimensions)
-        if min(width, height) > OTSU_MIN_SIDE_PX
+        level for level, (width, height) in enumerate(reader.level_dimensions) if min(width, height) > OTSU_MIN_SIDE_PX
     ]
     return max(candidates) if candidates else 0
 
@@ -51,9 +49,7 @@ def otsu_mask(reader: SlideReader) -> tuple[np.ndarray, float]:
     return mask.astype(bool), float(downsample)
 
 
-def mask_fraction(
-    mask: np.ndarray, downsample: float, coords: np.ndarray, full_extract_px: int
-) -> np.ndarray:
+def mask_fraction(mask: np.ndarray, downsample: float, coords: np.ndarray, full_extract_px: int) -> np.ndarray:
     """Mean of `mask` over each tile's footprint (Slideflow's `apply_qc_mask` rounding).
 
     Args:

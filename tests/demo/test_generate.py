@@ -18,9 +18,7 @@ PATIENT_COLUMNS = [c for c in ANNOTATION_COLUMNS if c != "slide"]
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> DemoProject:
-    demo = DemoProject(
-        tmp_path_factory.mktemp("a"), seed=7, n_patients=12, slide_px=640
-    )
+    demo = DemoProject(tmp_path_factory.mktemp("a"), seed=7, n_patients=12, slide_px=640)
     demo.ensure()
     return demo
 
@@ -48,9 +46,7 @@ def test_default_annotations_schema_and_balance() -> None:
 def test_survival_depends_on_the_look() -> None:
     from lifelines import CoxPHFitter
 
-    table = pd.concat(
-        [make_annotations(seed=s).drop_duplicates("patient") for s in range(8)]
-    )
+    table = pd.concat([make_annotations(seed=s).drop_duplicates("patient") for s in range(8)])
     frame = pd.DataFrame(
         {
             "cellularity": table["tumor_cellularity"] / 40,
@@ -80,9 +76,7 @@ def test_files_readable_and_labels_shared(project: DemoProject) -> None:
     assert 0.3 < (image.mean(axis=2) < 225).mean() < 0.6  # tissue cover
 
 
-def test_same_seed_same_bytes_and_ensure_is_idempotent(
-    project: DemoProject, tmp_path: Path
-) -> None:
+def test_same_seed_same_bytes_and_ensure_is_idempotent(project: DemoProject, tmp_path: Path) -> None:
     again = DemoProject(tmp_path, seed=7, n_patients=12, slide_px=640)
     again.ensure()
     assert again.annotations_path.read_bytes() == project.annotations_path.read_bytes()

@@ -14,9 +14,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 @pytest.fixture(scope="session")
 def demo_project(tmp_path_factory: pytest.TempPathFactory) -> DemoProject:
     """A small demo project (8 patients, 768 px slides), generated once per session."""
-    project = DemoProject(
-        tmp_path_factory.mktemp("demo"), seed=3, n_patients=8, slide_px=768
-    )
+    project = DemoProject(tmp_path_factory.mktemp("demo"), seed=3, n_patients=8, slide_px=768)
     project.ensure()
     return project
 

@@ -25,9 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = TileSettings(tile_px=64, tile_um=64)
 
 
-def test_shards_match_index_and_grid(
-    two_slides: dict[str, Path], tmp_path: Path
-) -> None:
+def test_shards_match_index_and_grid(two_slides: dict[str, Path], tmp_path: Path) -> None:
     report = extract_slides(two_slides, tmp_path, SETTINGS, progress=False)
     assert report["status"].tolist() == ["done", "done"]
     folder = shard_dir(tmp_path, SETTINGS)
@@ -55,26 +53,18 @@ def test_shards_match_index_and_grid(
             assert decoded.std() > 3  # tissue, not blank
 
 
-def test_tile_pixels_match_the_slide(
-    two_slides: dict[str, Path], tmp_path: Path
-) -> None:
+def test_tile_pixels_match_the_slide(two_slides: dict[str, Path], tmp_path: Path) -> None:
     slide, path = next(iter(two_slides.items()))
     extract_slides({slide: path}, tmp_path, SETTINGS, progress=False)
-    image, loc_x, loc_y = next(
-        iter_shard(tar_path(shard_dir(tmp_path, SETTINGS), slide))
-    )
-    tile = cv2.cvtColor(
-        cv2.imdecode(np.frombuffer(image, np.uint8), 1), cv2.COLOR_BGR2RGB
-    )
+    image, loc_x, loc_y = next(iter_shard(tar_path(shard_dir(tmp_path, SETTINGS), slide)))
+    tile = cv2.cvtColor(cv2.imdecode(np.frombuffer(image, np.uint8), 1), cv2.COLOR_BGR2RGB)
     with open_slide(path) as reader:
         region = reader.read_region((loc_x - 64, loc_y - 64), 0, (128, 128))
     expected = cv2.resize(region, (64, 64), interpolation=cv2.INTER_AREA)
     assert np.abs(tile.astype(float) - expected).mean() < 4  # JPEG q95 noise only
 
 
-def test_second_run_skips_and_new_settings_get_new_folder(
-    two_slides: dict[str, Path], tmp_path: Path
-) -> None:
+def test_second_run_skips_and_new_settings_get_new_folder(two_slides: dict[str, Path], tmp_path: Path) -> None:
     first = extract_slides(two_slides, tmp_path, SETTINGS, progress=False)
     again = extract_slides(two_slides, tmp_path, SETTINGS, progress=False)
     assert again["status"].tolist() == ["skipped", "skipped"]
@@ -86,9 +76,7 @@ def test_second_run_skips_and_new_settings_get_new_folder(
     assert (third["kept_tiles"] >= first["kept_tiles"]).all()
 
 
-def test_incomplete_slide_is_redone(
-    two_slides: dict[str, Path], tmp_path: Path
-) -> None:
+def test_incomplete_slide_is_redone(two_slides: dict[str, Path], tmp_path: Path) -> None:
     slide = next(iter(two_slides))
     extract_slides(two_slides, tmp_path, SETTINGS, progress=False)
     folder = shard_dir(tmp_path, SETTINGS)
@@ -111,9 +99,7 @@ def test_failed_slide_is_recorded_and_others_complete(
     slides = {"bad one": bad, "missing": slides_dir / "missing.svs", **two_slides}
     report = extract_slides(slides, tmp_path / "shards", SETTINGS, progress=False)
     status = dict(zip(report["slide"], report["status"], strict=True))
-    assert status == {"bad one": "failed", "missing": "failed"} | dict.fromkeys(
-        two_slides, "done"
-    )
+    assert status == {"bad one": "failed", "missing": "failed"} | dict.fromkeys(two_slides, "done")
     errors = report.set_index("slide")["error"]
     assert "bad one.svs" in errors["bad one"] and "missing.svs" in errors["missing"]
     folder = shard_dir(tmp_path / "shards", SETTINGS)
@@ -123,9 +109,7 @@ def test_failed_slide_is_recorded_and_others_complete(
     assert csv["status"].tolist() == report["status"].tolist()
 
 
-def test_command_line_exits_nonzero_on_failure(
-    demo_project: DemoProject, broken_svs: Path, tmp_path: Path
-) -> None:
+def test_command_line_exits_nonzero_on_failure(demo_project: DemoProject, broken_svs: Path, tmp_path: Path) -> None:
     slides_dir = tmp_path / "slides"
     slides_dir.mkdir()
     for path in sorted(demo_project.slides_dir.glob("*.svs"))[:2]:
@@ -140,24 +124,18 @@ def test_command_line_exits_nonzero_on_failure(
         f"paths.output_dir={tmp_path / 'outputs'}",
         "progress=false",
     ]
-    run = subprocess.run(
-        cmd, check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
-    )
+    run = subprocess.run(cmd, check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "2 done, 0 skipped, 0 failed" in run.stdout
     shutil.copy(broken_svs, slides_dir / "broken.svs")
-    run = subprocess.run(
-        cmd, check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
-    )
+    run = subprocess.run(cmd, check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
     assert "0 done, 2 skipped, 1 failed" in run.stdout
     assert "FAILED broken" in run.stdout
 
 
 @pytest.mark.parametrize("img_format", ["png"])
-def test_png_format(
-    two_slides: dict[str, Path], tmp_path: Path, img_format: str
-) -> None:
+def test_png_format(two_slides: dict[str, Path], tmp_path: Path, img_format: str) -> None:
     settings = TileSettings(tile_px=32, tile_um=64, img_format=img_format)
     slide, path = next(iter(two_slides.items()))
     extract_slides({slide: path}, tmp_path, settings, progress=False)

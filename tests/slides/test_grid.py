@@ -35,9 +35,7 @@ def test_stride_div_and_edge_tiles(shared_slides: Path) -> None:
         half = tile_grid(reader, 256, 128, stride_div=2)
         edge = tile_grid(reader, 256, 128, use_edge_tiles=True)
     assert half.stride == 128
-    assert len(half) == len(np.arange(0, 2221 - 256, 128)) * len(
-        np.arange(0, 2968 - 256, 128)
-    )
+    assert len(half) == len(np.arange(0, 2221 - 256, 128)) * len(np.arange(0, 2968 - 256, 128))
     assert len(edge) == 9 * 12  # ceil(2220 / 256) x ceil(2967 / 256)
 
 

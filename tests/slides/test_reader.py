@@ -64,9 +64,7 @@ def test_boxes_without_mpp_needs_override(shared_slides: Path) -> None:
         assert reader.read_region((0, 0), 2, (75, 62)).shape == (62, 75, 3)
 
 
-def test_generated_slide_levels_and_name_with_spaces(
-    demo_svs: Path, tmp_path: Path
-) -> None:
+def test_generated_slide_levels_and_name_with_spaces(demo_svs: Path, tmp_path: Path) -> None:
     odd = tmp_path / "my slide (1).svs"
     shutil.copy(demo_svs, odd)
     with open_slide(odd) as reader:

@@ -24,9 +24,7 @@ from src.slides.tissue import (
 SLIDEFLOW_KEPT = [(256, 128, 37, 33), (128, 64, 157, 143), (299, 302, 6, 6)]
 
 
-@pytest.mark.parametrize(
-    ("tile_px", "tile_um", "kept_plain", "kept_otsu"), SLIDEFLOW_KEPT
-)
+@pytest.mark.parametrize(("tile_px", "tile_um", "kept_plain", "kept_otsu"), SLIDEFLOW_KEPT)
 def test_kept_counts_close_to_slideflow(
     shared_slides: Path, tile_px: int, tile_um: int, kept_plain: int, kept_otsu: int
 ) -> None:
