@@ -165,7 +165,11 @@ def plan_splits(
             all_folds = splitter.split(annotations, list(strata), int(seed))
             if key:
                 path = cache_file(Path(cache_dir), key)
-                _write_json(path, {**key, "folds": [f.to_dict() for f in all_folds]})
+                try:
+                    _write_json(path, {**key, "folds": [f.to_dict() for f in all_folds]})
+                except OSError as error:  # e.g. a read-only project folder: the run goes on uncached
+                    log.warning("Could not cache the splits in %s (%s); set validation.cache_dir", path, error)
+                    path = None
         check_folds(all_folds, patients)
     trained = [f.name for f in select_folds(all_folds, folds)]
     return SplitPlan(strategy, int(seed), params, list(strata), all_folds, trained, source, path)
