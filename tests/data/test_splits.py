@@ -99,7 +99,7 @@ def patient_of(table: pd.DataFrame, column: str) -> dict[str, str]:
     return dict(zip(table.patient, table[column].astype(str)))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cohorts())
 def test_every_strategy_is_patient_level_and_leak_free(cohort) -> None:
     table, strata, k, seed, val_fraction = cohort
