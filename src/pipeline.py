@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -17,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import configure_wandb_env
 from src.data.augment import parse_codes
 from src.data.balance import BALANCE_STRATEGIES
-from src.data.dataset import Dataset
-from src.data.splits import patient_table
-from src.evaluation.results_log import append_results, summarize
+from src.data.dataset import Dataset, SlideLabels
+from src.data.splits import SplitPlan, plan_splits, study_slides
+from src.evaluation.results_log import append_results, epoch_summary, format_summary, json_safe, summarize
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
 from src.losses.outcome_losses import loss_kinds
@@ -54,11 +55,14 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"epochs must list positive epochs, got {list(cfg.epochs or [])}")
 
 
-def prepare_dataset(cfg: DictConfig) -> tuple[Dataset, object]:
+def prepare_dataset(
+    cfg: DictConfig, before_extraction: Callable[[Dataset, SlideLabels], None] | None = None
+) -> tuple[Dataset, object]:
     """Build (and if needed generate) the project, validate labels, then extract missing shards.
 
     Everything that can be wrong with the annotations (columns, outcomes, patient labels, missing slide
-    files) is checked before any tile is extracted.
+    files) is checked before any tile is extracted; ``before_extraction(dataset, labels)`` runs at that
+    point too (the validation plan, so that a bad split setting also fails before any tile is read).
     """
     if cfg.project.get("demo"):
         instantiate(cfg.project.demo).ensure()
@@ -67,9 +71,10 @@ def prepare_dataset(cfg: DictConfig) -> tuple[Dataset, object]:
         slides_dir=cfg.project.slides_dir,
         tiles=OmegaConf.to_container(cfg.tiles, resolve=True),
         shards_dir=cfg.project.shards_dir,
-        filters=OmegaConf.to_container(cfg.dataset.filters, resolve=True) if cfg.dataset.filters else None,
         mpp_override=cfg.project.get("mpp_override"),
     )
+    # The slides passing dataset.filters, plus (validation=external) those passing validation.filters.
+    dataset = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, validation_filters(cfg))})
     outcomes = list(cfg.outcomes)
     kinds = loss_kinds(cfg.loss, outcomes)
     event = cfg.get("event_header")
@@ -80,6 +85,8 @@ def prepare_dataset(cfg: DictConfig) -> tuple[Dataset, object]:
         )
     dataset = dataset.filter_blank(outcomes + ([event] if event else []))
     labels, _ = dataset.labels(outcomes, kinds, event)
+    if before_extraction is not None:
+        before_extraction(dataset, labels)
     if not cfg.model.drop_images:
         paths = dataset.slide_paths()
         todo = {s: p for s, p in paths.items() if read_index(dataset.shard_dir, s) is None}
@@ -102,42 +109,58 @@ def prepare_dataset(cfg: DictConfig) -> tuple[Dataset, object]:
     return dataset, labels
 
 
+def validation_filters(cfg: DictConfig) -> dict | None:
+    """``validation.filters`` (external validation) as a plain dict, or ``None``."""
+    filters = cfg.validation.get("filters")
+    return OmegaConf.to_container(filters, resolve=True) if filters else None
+
+
+def plan_folds(cfg: DictConfig, dataset: Dataset, labels: SlideLabels) -> SplitPlan:
+    """The run's folds from ``cfg.validation`` (strategy, splits cache, or a forced ``validation.splits`` file).
+
+    Folds depend on the annotations only (not on which slides yield tiles), so they are made before any
+    tile is extracted. The cache lives in ``validation.cache_dir``, by default ``splits/`` next to the
+    project annotations.
+    """
+    validation = cfg.validation
+    cache_dir = None
+    if validation.get("cache"):
+        cache_dir = validation.get("cache_dir") or Path(cfg.project.annotations).parent / "splits"
+    return plan_splits(
+        instantiate(validation.splitter),
+        dataset.annotations,
+        [o.name for o in labels.outcomes if o.kind == "categorical"],
+        int(cfg.seed),
+        strategy=str(validation.name),
+        folds=list(validation.folds) if validation.get("folds") else None,
+        cache_dir=cache_dir,
+        splits_file=validation.get("splits"),
+    )
+
+
 def run(cfg: DictConfig) -> float:
     """Run the configured experiment; returns the fold mean of ``cfg.optimized_metric``."""
     configure_wandb_env()
     check_config(cfg)
+    instantiate(cfg.validation.splitter)  # bad validation settings fail before any data is read
     out = run_dir(cfg)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    dataset, labels = prepare_dataset(cfg)
-    outcomes = labels.outcomes
-
-    strata = [o.name for o in outcomes if o.kind == "categorical"]
-    splitter = instantiate(cfg.validation.splitter)
-    folds = splitter.split(patient_table(dataset.annotations, strata), seed=int(cfg.seed))
-    (out / "splits.json").write_text(
-        json.dumps(
-            {
-                "strategy": cfg.validation.name,
-                "seed": int(cfg.seed),
-                "folds": [
-                    {
-                        **f.to_dict(),
-                        "train_slides": dataset.select_patients(f.train_patients).slides(),
-                        "val_slides": dataset.select_patients(f.val_patients).slides(),
-                    }
-                    for f in folds
-                ],
-            },
-            indent=2,
-        )
+    plans: list[SplitPlan] = []
+    dataset, labels = prepare_dataset(cfg, before_extraction=lambda ds, lab: plans.append(plan_folds(cfg, ds, lab)))
+    plan = plans[0]
+    plan.write(out / "splits.json", dataset.annotations)
+    folds = plan.trained_folds()
+    log.info(
+        "Validation: %s, %d fold(s) (%s splits%s)",
+        plan.strategy,
+        len(plan.folds),
+        plan.source,
+        f" {plan.path}" if plan.path else "",
     )
 
     run_id = out.name
     rows = []
     for fold in folds:
-        overlap = set(fold.train_patients) & set(fold.val_patients)
-        if overlap:
-            raise RuntimeError(f"Patients in both training and validation of {fold.name}: {sorted(overlap)[:5]}")
         log.info(
             "%s: %d training / %d validation patients", fold.name, len(fold.train_patients), len(fold.val_patients)
         )
@@ -146,50 +169,38 @@ def run(cfg: DictConfig) -> float:
             out / fold.name,
             labels,
             name=f"{cfg.name}-{fold.name}",
-            row_info={"run_id": run_id, "strategy": cfg.validation.name, "fold": fold.name},
+            row_info={"run_id": run_id, "strategy": plan.strategy, "fold": fold.name},
         )
-        results = trainer.train(
-            dataset.select_patients(fold.train_patients), dataset.select_patients(fold.val_patients)
-        )
+        val_ds = dataset.select_patients(fold.val_patients) if fold.val_patients else None
+        results = trainer.train(dataset.select_patients(fold.train_patients), val_ds)
         rows.extend(results["epochs"].values())
     append_results(Path(cfg.results_log), rows)
-    summary = summarize(rows) if rows else pd.DataFrame()
+    summary = summarize(rows)
     last = max(int(e) for e in cfg.epochs)
-    final = (
-        {
-            r["metric"]: {"mean": r["mean"], "sd": r["sd"], "n": r["n"], "ci95": [r["ci95_low"], r["ci95_high"]]}
-            for r in summary.to_dict("records")
-            if r["epoch"] == last
-        }
-        if len(summary)
-        else {}
-    )
+    final = epoch_summary(summary, last)
     (out / "summary.json").write_text(
         json.dumps(
-            {
-                "run_id": run_id,
-                "strategy": cfg.validation.name,
-                "folds": [f.name for f in folds],
-                "epoch": last,
-                "metrics": final,
-                "by_epoch": summary.to_dict("records") if len(summary) else [],
-            },
+            json_safe(
+                {
+                    "run_id": run_id,
+                    "strategy": plan.strategy,
+                    "folds": [f.name for f in folds],
+                    "epoch": last,
+                    "metrics": final,
+                    "by_epoch": summary.to_dict("records"),
+                }
+            ),
             indent=2,
-            default=float,
         )
     )
-    print_summary(summary, last)
-    metric = final.get(cfg.optimized_metric, {}).get("mean", float("nan"))
+    print_summary(summary, last, plan.strategy)
+    metric = (final.get(cfg.optimized_metric) or {}).get("mean")
+    metric = float("nan") if metric is None else float(metric)
     print(f"\n{cfg.optimized_metric} (mean over {len(folds)} fold(s), epoch {last}): {metric:.4f}")
     print(f"Run folder: {out}")
     return metric if not math.isnan(metric) else float("nan")
 
 
-def print_summary(summary: pd.DataFrame, epoch: int) -> None:
+def print_summary(summary: pd.DataFrame, epoch: int, strategy: str = "") -> None:
     """Print mean ± sd (95% interval) of each validation metric at ``epoch``."""
-    if not len(summary):
-        return
-    table = summary[(summary.epoch == epoch) & summary.metric.str.startswith("val/")]
-    print(f"\nValidation metrics at epoch {epoch} (over folds):")
-    for r in table.itertuples():
-        print(f"  {r.metric:<40} {r.mean:.4f} ± {r.sd:.4f}  (95% CI {r.ci95_low:.4f} – {r.ci95_high:.4f}, n={r.n})")
+    print("\n" + format_summary(summary, epoch, strategy))

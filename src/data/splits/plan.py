@@ -1,0 +1,194 @@
+"""The validation plan of a run: folds from a strategy, the project's splits cache, or a given file.
+
+Cache rule: a strategy that draws at random (``k_fold``, ``k_fold_site``, ``bootstrap``, ``fixed``) saves its
+folds under the project's cache folder (default: ``splits/`` next to the annotations file), in a file
+keyed by the strategy, its settings (``k``, ``val_fraction``, site column), the seed, the outcome columns,
+and the sorted patient list with each patient's categorical outcome labels (and site). A later run
+re-uses the file when, and only when, all of these match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from src.data.annotations import AnnotationError
+from src.data.splits.folds import Fold, Splitter, check_folds, patient_table, select_folds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitPlan:
+    """All folds of a run, which of them are trained, and where they came from.
+
+    Attributes:
+        strategy: Strategy name (``k_fold``, ``bootstrap``, ...).
+        seed: Seed the folds were drawn with.
+        params: The strategy's settings (``k``, ``val_fraction``, ...).
+        outcomes: Categorical outcome columns the folds are stratified on.
+        folds: Every fold of the strategy.
+        trained: Names of the folds this run trains (``validation.folds``).
+        source: ``computed``, ``cache`` or ``file``.
+        path: The cache file or the given splits file, if any.
+    """
+
+    strategy: str
+    seed: int
+    params: dict[str, Any]
+    outcomes: list[str]
+    folds: list[Fold]
+    trained: list[str] = field(default_factory=list)
+    source: str = "computed"
+    path: Path | None = None
+
+    def trained_folds(self) -> list[Fold]:
+        """The folds to train, in order."""
+        wanted = set(self.trained)
+        return [f for f in self.folds if f.name in wanted]
+
+    def to_dict(self, annotations: pd.DataFrame | None = None) -> dict:
+        """``splits.json`` content; with ``annotations``, each fold also lists its slides."""
+        slides: dict[str, list[str]] = {}
+        if annotations is not None:
+            slides = annotations.groupby("patient")["slide"].agg(list).to_dict()
+        folds = []
+        for fold in self.folds:
+            entry = fold.to_dict()
+            if annotations is not None:
+                entry["train_slides"] = [s for p in fold.train_patients for s in slides.get(p, [])]
+                entry["val_slides"] = [s for p in fold.val_patients for s in slides.get(p, [])]
+            folds.append(entry)
+        return {
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "k": len(self.folds),
+            "val_fraction": self.params.get("val_fraction"),
+            "params": self.params,
+            "outcomes": self.outcomes,
+            "source": self.source,
+            "path": str(self.path) if self.path else None,
+            "trained": self.trained,
+            "folds": folds,
+        }
+
+    def write(self, path: str | Path, annotations: pd.DataFrame | None = None) -> None:
+        """Write ``splits.json`` (patients and slides per fold)."""
+        _write_json(Path(path), self.to_dict(annotations))
+
+
+def cache_key(splitter: Splitter, strategy: str, annotations: pd.DataFrame, strata: Sequence[str], seed: int) -> dict:
+    """Everything the folds depend on: strategy, settings, seed, outcomes, patients with labels (and sites)."""
+    table = patient_table(annotations, strata, columns=splitter.key_columns)
+    return {
+        "strategy": strategy,
+        "params": splitter.params(),
+        "seed": int(seed),
+        "outcomes": list(strata),
+        "patients": table.astype(str).to_numpy().tolist(),
+    }
+
+
+def cache_file(cache_dir: Path, key: dict) -> Path:
+    """Cache file of ``key``: ``<cache_dir>/<strategy>-<hash>.json``."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{key['strategy']}-{digest}.json"
+
+
+def load_splits(path: str | Path) -> tuple[str, list[Fold]]:
+    """Read the strategy and folds of a ``splits.json`` (or cache) file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"validation.splits: file not found: {path}")
+    data = json.loads(path.read_text())
+    try:
+        return str(data.get("strategy", "file")), [Fold.from_dict(f) for f in data["folds"]]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"validation.splits: {path} is not a splits.json file ({error!r} missing)") from error
+
+
+def plan_splits(
+    splitter: Splitter,
+    annotations: pd.DataFrame,
+    strata: Sequence[str],
+    seed: int,
+    strategy: str,
+    folds: Sequence[int] | None = None,
+    cache_dir: str | Path | None = None,
+    splits_file: str | Path | None = None,
+) -> SplitPlan:
+    """Make (or load) the folds of a run and check them against the current patients.
+
+    Args:
+        splitter: The strategy (``validation.splitter``).
+        annotations: The run's slides (``patient``, ``slide`` and annotation columns).
+        strata: Categorical outcome columns.
+        seed: Random seed.
+        strategy: Strategy name (``validation.name``).
+        folds: Train only these folds (1-based), e.g. ``[1, 3]``; ``None`` = all.
+        cache_dir: Project cache folder; ``None`` disables the cache.
+        splits_file: Force the folds of this ``splits.json``; its patients must all be in ``annotations``.
+
+    Raises:
+        AnnotationError: folds that leak a patient, or a given file naming unknown patients.
+    """
+    patients = sorted(annotations["patient"].astype(str).unique())
+    params, source, path = splitter.params(), "computed", None
+    if splits_file:
+        path = Path(splits_file)
+        strategy, all_folds = load_splits(path)
+        source = "file"
+        try:
+            check_folds(all_folds, patients)
+        except AnnotationError as error:
+            raise AnnotationError(f"validation.splits={path}: {error}") from None
+        unused = set(patients) - {p for f in all_folds for p in f.train_patients + f.val_patients}
+        if unused:
+            log.warning(
+                "%d patient(s) are in no fold of %s and are not used: %s", len(unused), path, sorted(unused)[:10]
+            )
+    else:
+        key = cache_key(splitter, strategy, annotations, strata, seed) if splitter.cacheable and cache_dir else None
+        cached = _read_cache(cache_file(Path(cache_dir), key), key) if key else None
+        if cached is not None:
+            all_folds, source, path = cached, "cache", cache_file(Path(cache_dir), key)
+            log.info("Re-using cached splits %s", path)
+        else:
+            all_folds = splitter.split(annotations, list(strata), int(seed))
+            if key:
+                path = cache_file(Path(cache_dir), key)
+                try:
+                    _write_json(path, {**key, "folds": [f.to_dict() for f in all_folds]})
+                except OSError as error:  # e.g. a read-only project folder: the run goes on uncached
+                    log.warning("Could not cache the splits in %s (%s); set validation.cache_dir", path, error)
+                    path = None
+        check_folds(all_folds, patients)
+    trained = [f.name for f in select_folds(all_folds, folds)]
+    return SplitPlan(strategy, int(seed), params, list(strata), all_folds, trained, source, path)
+
+
+def _read_cache(path: Path, key: dict) -> list[Fold] | None:
+    """The cached folds when the stored key equals ``key`` in every field, else ``None``."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if {k: data.get(k) for k in key} != json.loads(json.dumps(key)):
+        return None
+    return [Fold.from_dict(f) for f in data["folds"]]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write atomically (parallel jobs may write the same cache file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)

@@ -1,0 +1,66 @@
+"""Fold summary: mean, sd and Student-t 95% interval over folds; single-fold and metric-free runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from src.evaluation.results_log import append_results, epoch_summary, format_summary, json_safe, summarize
+
+
+def fold_rows(values: list[float], epoch: int = 1) -> list[dict]:
+    return [
+        {
+            "run_id": "r",
+            "strategy": "k_fold",
+            "fold": f"fold{i}",
+            "epoch": epoch,
+            "val/slide_auroc/y": v,
+            "train/loss": 1.0,
+        }
+        for i, v in enumerate(values, start=1)
+    ]
+
+
+def test_interval_is_students_t() -> None:
+    values = [0.71, 0.83, 0.64, 0.9]
+    summary = summarize(fold_rows(values))
+    row = summary[summary.metric == "val/slide_auroc/y"].iloc[0]
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert row["mean"] == np.mean(values) and row.sd == np.std(values, ddof=1) and row.n == 4
+    np.testing.assert_allclose([row.ci95_low, row.ci95_high], [low, high])
+
+
+def test_single_fold_has_no_spread_and_strict_json() -> None:
+    summary = summarize(fold_rows([0.8]))
+    metrics = epoch_summary(summary, 1)
+    assert metrics["val/slide_auroc/y"] == {"mean": 0.8, "sd": None, "n": 1, "ci95": [None, None]}
+    json.loads(json.dumps(json_safe(summary.to_dict("records"))), parse_constant=lambda c: 1 / 0)  # no NaN
+    assert "single fold" in format_summary(summary, 1, "fixed")
+
+
+def test_runs_without_validation_metrics() -> None:
+    rows = [{"run_id": "r", "strategy": "none", "fold": "fold1", "epoch": 1, "train/loss": 0.5}]
+    summary = summarize(rows)
+    assert list(summary.metric) == ["train/loss"]
+    assert format_summary(summary, 1, "none") == "No validation metrics at epoch 1 (validation=none)"
+    assert epoch_summary(summarize([]), 1) == {}
+    assert format_summary(summarize([]), 1).startswith("No validation metrics")
+
+
+def test_results_log_gains_one_row_per_fold_and_epoch(tmp_path) -> None:
+    path = tmp_path / "results_log.csv"
+    append_results(path, fold_rows([0.7, 0.8], epoch=1) + fold_rows([0.75, 0.85], epoch=2))
+    append_results(path, [{"run_id": "s", "strategy": "none", "fold": "fold1", "epoch": 1, "train/loss": 0.4}])
+    log = pd.read_csv(path)
+    assert list(zip(log.run_id, log.fold, log.epoch)) == [
+        ("r", "fold1", 1),
+        ("r", "fold2", 1),
+        ("r", "fold1", 2),
+        ("r", "fold2", 2),
+        ("s", "fold1", 1),
+    ]
+    assert list(log.strategy) == ["k_fold"] * 4 + ["none"] and np.isnan(log["val/slide_auroc/y"].iloc[-1])
