@@ -30,8 +30,8 @@ class EpochOutputs(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        if epoch in self.epochs:
-            self.save(trainer, module, epoch)
+        if epoch in self.epochs:  # an early stop decided at this epoch's validation is flagged too
+            self.save(trainer, module, epoch, early_stop=trainer.should_stop)
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + (0 if trainer.should_stop else 1)

@@ -69,3 +69,24 @@ def fit(data_dir: Path, tmp_path: Path):
         return train_model(data_dir, tmp_path, *overrides, **kwargs)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def decay_fit(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One fit shared by several tests: epochs=[1,3], batch_size=8, lr 0.01 halved every 4 optimizer steps,
+    validation_balance=none."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    overrides = [
+        "epochs=[1,3]",
+        "batch_size=8",
+        "optimizer.lr=0.01",
+        "scheduler=exponential",
+        "scheduler.fn.decay=0.5",
+        "scheduler.fn.decay_steps=4",
+        "validation_balance=none",
+    ]
+    try:
+        return train_model(data_dir, tmp_path_factory.mktemp("decay_fit"), *overrides)
+    finally:
+        torch.set_num_threads(threads)
