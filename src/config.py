@@ -31,10 +31,18 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
 
     Returns:
         The composed config (struct mode: unknown keys are rejected).
+
+    Raises:
+        ValueError: an unknown augmentation letter (listing the valid ones), or ``n`` without a normalizer.
     """
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    if "augment" in cfg:  # letter codes are a free string: Hydra cannot check them, so we do it here
+        from src.data.augment import check_augment_config
+
+        check_augment_config(cfg.augment, cfg.get("normalizer"))
+    return cfg
 
 
 def configure_wandb_env() -> None:

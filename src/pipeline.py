@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import configure_wandb_env
-from src.data.augment import parse_codes
+from src.data.augment import check_augment_config
 from src.data.balance import BALANCE_STRATEGIES
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan, plan_splits, study_slides
@@ -47,8 +47,10 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("training_balance", "validation_balance"):
         if cfg[key] not in BALANCE_STRATEGIES:
             raise ValueError(f"{key}={cfg[key]!r}; choose one of {list(BALANCE_STRATEGIES)}")
-    if cfg.augment:
-        parse_codes(cfg.augment.get("codes"))
+    check_augment_config(cfg.get("augment"), cfg.get("normalizer"))
+    source = (cfg.get("normalizer") or {}).get("source", "dataset")
+    if source != "dataset" and not Path(source).is_file():
+        raise FileNotFoundError(f"normalizer.source={source!r} is neither 'dataset' nor an existing image file")
     if not cfg.outcomes:
         raise ValueError("outcomes is empty: name at least one annotation column, e.g. outcomes=[tumor_type]")
     if not cfg.epochs or min(cfg.epochs) < 1:

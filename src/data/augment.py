@@ -2,39 +2,68 @@
 
 ``x``/``y``: random horizontal/vertical flip (p=0.5); ``r``: random 90° rotation; ``j``: JPEG
 recompression (p=0.5, quality 50-100); ``b``: Gaussian blur (p=0.1, sigma drawn from ``blur_sigmas``,
-kernel sized from sigma so the blur really grows with it); ``d``: colour jitter. Augmentations apply to
-training tiles only; validation tiles are never augmented.
+kernel sized from sigma so the blur really grows with it); ``d``: colour jitter; ``n``: stain
+augmentation, done by the stain normalizer (see ``src.data.transforms``), so it needs ``normalizer`` set.
+Augmentations apply to training tiles only; validation tiles are never augmented.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torchvision.io import decode_jpeg, encode_jpeg
 from torchvision.transforms.v2 import functional as tvf
 
-AUGMENT_CODES = "xyrjbd"
+AUGMENT_CODES = "xyrjbdn"
+SLIDEFLOW_TRUE = "xyrjb"  # Slideflow's augment=True
 
 
-def parse_codes(codes: str | Sequence[str] | None) -> str:
-    """Normalise ``"xyrj"``, ``["x", "y"]`` or ``None`` to a code string, rejecting unknown letters."""
+def parse_codes(codes: str | Sequence[str] | bool | None) -> str:
+    """Normalise ``"xyrj"``, ``["x", "y"]``, ``True`` (= ``xyrjb``) or ``None`` to a code string.
+
+    Raises:
+        ValueError: an unknown letter, naming it and listing the valid codes.
+    """
     if codes is None or codes is False:
         return ""
+    if codes is True:
+        return SLIDEFLOW_TRUE
     text = codes if isinstance(codes, str) else "".join(str(c) for c in codes)
     unknown = sorted({c for c in text if c not in AUGMENT_CODES})
     if unknown:
-        raise ValueError(f"Unknown augmentation code(s) {unknown}; valid codes are {list(AUGMENT_CODES)}")
+        raise ValueError(
+            f"Unknown augmentation code(s) {unknown} in augment.codes; valid codes are {list(AUGMENT_CODES)}"
+        )
     return text
+
+
+def check_augment_config(augment: Mapping | None, normalizer: Mapping | None) -> str:
+    """Validate ``augment.codes`` against the ``normalizer`` group before any data is read.
+
+    Returns:
+        The code string.
+
+    Raises:
+        ValueError: an unknown letter, or ``n`` (stain augmentation) without a stain normalizer.
+    """
+    codes = parse_codes(augment.get("codes") if augment else None)
+    if "n" in codes and not (normalizer and normalizer.get("_target_")):
+        raise ValueError(
+            "augment.codes has 'n' (stain augmentation), which needs a stain normalizer: "
+            "add normalizer=reinhard or normalizer=macenko"
+        )
+    return codes
 
 
 class Augment:
     """Applies the augmentations in ``codes`` to a uint8 CxHxW tile.
 
     Args:
-        codes: Letter codes, e.g. ``"xyrj"``.
+        codes: Letter codes, e.g. ``"xyrj"`` or ``["x", "y"]``; ``n`` is carried out by the normalizer
+            (see :attr:`stain`), the other letters here.
         jpeg_quality: (min, max) JPEG quality for ``j``.
         jpeg_p: Probability of JPEG recompression.
         blur_p: Probability of blurring for ``b``.
@@ -44,7 +73,7 @@ class Augment:
 
     def __init__(
         self,
-        codes: str | Sequence[str] = "xyrj",
+        codes: str | Sequence[str] | bool = "xyrj",
         jpeg_quality: tuple[int, int] = (50, 100),
         jpeg_p: float = 0.5,
         blur_p: float = 0.1,
@@ -57,6 +86,11 @@ class Augment:
         self.blur_p = blur_p
         self.blur_sigmas = list(blur_sigmas)
         self.jitter = jitter
+
+    @property
+    def stain(self) -> bool:
+        """Whether stain augmentation (``n``) is requested; the stain normalizer performs it."""
+        return "n" in self.codes
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         codes = self.codes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import timm
@@ -25,11 +26,18 @@ def timm_backbone(
             defaults to false; use ``weights_path`` instead.
         weights_path: A local checkpoint (timm/torchvision state dict, or one of our ``.ckpt`` files);
             classifier weights in it are ignored.
-        pooling: Global pooling (``avg``, ``max``, ``avgmax``, ``catavgmax``) where the backbone allows it.
-        trainable_layers: Train only the last N stages of the backbone (0 = train everything).
+        pooling: Global pooling where the backbone allows it: ``avg``, ``max``, ``avgmax`` (their mean) or
+            ``catavgmax`` (both concatenated: twice the feature width) for CNNs; e.g. ``token``/``avg`` for
+            timm ViTs. Pooling must give a vector per tile, so ``none``/empty is rejected.
+        trainable_layers: Train only the last N stages of the backbone (0 = train everything). Frozen
+            stages are fully frozen: their weights get no gradient and their BatchNorm statistics stay put.
         **kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
     """
+    if pooling in (None, "", "none"):
+        raise ValueError(f"model.backbone.pooling={pooling!r}: the tile model needs pooled features (e.g. avg, max)")
     model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool=pooling, **kwargs)
+    # TileNet reads `num_features` as the pooled width; catavgmax doubles it (timm: head_hidden_size).
+    model.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
     if weights_path:
         load_backbone_weights(model, weights_path)
     if trainable_layers:
@@ -62,3 +70,16 @@ def freeze_stages(model: nn.Module, trainable_layers: int) -> None:
     keep = tuple(stage + "." for stage in stages[-trainable_layers:])
     for name, parameter in model.named_parameters():
         parameter.requires_grad = name.startswith(keep)
+    frozen_norms = [
+        module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not f"{name}.".startswith(keep)
+    ]
+    if frozen_norms:  # Lightning calls .train() every epoch: put frozen norms back in eval before each forward
+        model.register_forward_pre_hook(functools.partial(_freeze_norms, frozen_norms))
+
+
+def _freeze_norms(norms: list[nn.Module], module: nn.Module, inputs: tuple) -> None:
+    """Forward pre-hook: keep frozen BatchNorm layers in eval mode (running statistics not updated)."""
+    for norm in norms:
+        norm.eval()

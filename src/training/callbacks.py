@@ -30,8 +30,8 @@ class EpochOutputs(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        if epoch in self.epochs:
-            self.save(trainer, module, epoch)
+        if epoch in self.epochs:  # an early stop decided at this epoch's validation is flagged too
+            self.save(trainer, module, epoch, early_stop=trainer.should_stop)
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + (0 if trainer.should_stop else 1)
@@ -67,3 +67,17 @@ class EpochOutputs(pl.Callback):
             outcome_plots(evaluation["tables"], module.outcomes, self.outdir / "plots", epoch)
         self.rows.append(row)
         append_results(self.outdir / "results_log.csv", [row])
+
+
+class CheckpointExtras(pl.Callback):
+    """Stores extra fitted state in every checkpoint (e.g. ``norm_fit``), so a checkpoint alone rebuilds it.
+
+    Args:
+        **extras: JSON-like values written under their own keys of the checkpoint dict.
+    """
+
+    def __init__(self, **extras) -> None:
+        self.extras = extras
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint.update(self.extras)

@@ -14,6 +14,7 @@ from src.data.outcomes import Outcome
 from src.evaluation.metrics import evaluate
 from src.evaluation.predictions import tile_table
 from src.losses.outcome_losses import OutcomeLoss
+from src.training.schedulers import build_scheduler
 
 
 class TileModule(pl.LightningModule):
@@ -55,6 +56,7 @@ class TileModule(pl.LightningModule):
         self.last_evaluation: dict | None = None
         self._val_outputs: list[list[torch.Tensor]] = []
         self._val_tiles: list[torch.Tensor] = []
+        self._val_loss: list[torch.Tensor] = []
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> list[torch.Tensor]:
         return self.net(image, clinical)
@@ -89,16 +91,28 @@ class TileModule(pl.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val_outputs, self._val_tiles = [], []
+        self._val_outputs, self._val_tiles, self._val_loss = [], [], []
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         outputs = self(batch["image"], batch["clinical"])
-        loss = self._loss(outputs, batch["target"])
-        self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["target"]))
+        weights = (self.val_context or {}).get("tile_weights")
+        if weights is None:
+            loss = self._loss(outputs, batch["target"])
+            self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["target"]))
+        else:  # validation_balance: the loss expected under balanced sampling, exact over every tile
+            w = torch.as_tensor(weights[batch["tile"].cpu().numpy()], dtype=torch.float32, device=self.device)
+            total = w.new_zeros(())
+            for value in torch.unique(w):  # balance weights are constant within a slide: few groups
+                group = w == value
+                total = total + value * group.sum() * self._loss([o[group] for o in outputs], batch["target"][group])
+            self._val_loss.append(torch.stack([total.detach(), w.sum()]))
         self._val_outputs.append([o.detach().float().cpu() for o in outputs])
         self._val_tiles.append(batch["tile"].detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
+        if self._val_loss:
+            sums = self.trainer.strategy.reduce(torch.stack(self._val_loss).sum(0), reduce_op="sum")
+            self.log("val/loss", sums[0] / sums[1], prog_bar=True, sync_dist=False)
         if not self._val_outputs or self.val_context is None or self.trainer.sanity_checking:
             return
         tiles = torch.cat(self._val_tiles).numpy()
@@ -129,5 +143,8 @@ class TileModule(pl.LightningModule):
         optimizer = self.optimizer_factory(parameters)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer)
+        steps = (
+            self.trainer.estimated_stepping_batches if self.scheduler_interval == "step" else self.trainer.max_epochs
+        )
+        scheduler = build_scheduler(self.scheduler_factory, optimizer, steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

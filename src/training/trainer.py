@@ -18,13 +18,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from src.data.augment import Augment
 from src.data.balance import resolve_balance, tile_weights
 from src.data.clinical import ClinicalEncoder
 from src.data.dataset import Dataset, SlideLabels
+from src.data.normalizers import StainNormalizer
 from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
+from src.data.transforms import tile_transform
 from src.losses.outcome_losses import build_losses
-from src.training.callbacks import EpochOutputs
+from src.training.callbacks import CheckpointExtras, EpochOutputs
 from src.training.module import TileModule
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Trainer:
         self.name = name
         self.row_info = {"model": name, **(row_info or {})}
         self.module: TileModule | None = None
+        self.normalizer: StainNormalizer | None = None
 
     # ------------------------------------------------------------------ data
     def _usable(self, dataset: Dataset) -> tuple[list[str], dict[str, str]]:
@@ -84,21 +86,28 @@ class Trainer:
         if self.hp.model.drop_images:
             return SlideFeatureDataset(slides, targets, clinical), None
         index = TileIndex.from_shards(dataset.shard_dir, slides)
-        transform = instantiate(self.hp.augment) if train and self.hp.augment else None
-        if transform is not None and not isinstance(transform, Augment) and not callable(transform):
-            raise TypeError("augment must instantiate a callable on uint8 CxHxW tiles")
-        return TileDataset(index, targets, clinical, transform=transform), index
+        data = TileDataset(index, targets, clinical)
+        if train and self.hp.get("normalizer"):  # fitted on training tiles (or a reference tile) only
+            self.normalizer = instantiate(self.hp.normalizer).fit_source(data.read_image, len(data), int(self.hp.seed))
+            log.info("Stain normalizer fitted: %s", self.normalizer.get_fit())
+        augment = instantiate(self.hp.augment) if train and self.hp.augment else None
+        data.transform = tile_transform(augment, self.normalizer, train)
+        return data, index
+
+    def _balance_weights(self, key: str, index: TileIndex | None, slides, patients) -> np.ndarray | None:
+        """Per-tile weights of the ``training_balance``/``validation_balance`` strategy (None: unweighted)."""
+        first = self.outcomes[0]
+        strategy = resolve_balance(self.hp[key], first.kind == "categorical")
+        slide_idx = index.slide_idx if index is not None else np.arange(len(slides))
+        categories = self.labels.targets(slides)[:, 0].astype(int) if first.kind == "categorical" else None
+        return tile_weights(strategy, slide_idx, [patients[s] for s in slides], categories)
 
     def _loader(self, dataset, index: TileIndex | None, slides, patients, train: bool) -> DataLoader:
         hp = self.hp
         loader_cfg = hp.dataloader
-        first = self.outcomes[0]
         sampler, shuffle = None, False
         if train:
-            strategy = resolve_balance(hp.training_balance, first.kind == "categorical")
-            slide_idx = index.slide_idx if index is not None else np.arange(len(slides))
-            categories = self.labels.targets(slides)[:, 0].astype(int) if first.kind == "categorical" else None
-            weights = tile_weights(strategy, slide_idx, [patients[s] for s in slides], categories)
+            weights = self._balance_weights("training_balance", index, slides, patients)
             if weights is None:
                 shuffle = True
             else:
@@ -127,6 +136,7 @@ class Trainer:
         """
         hp = self.hp
         self.outdir.mkdir(parents=True, exist_ok=True)
+        self.normalizer = None
         train_ds, val_ds, encoder = self._clinical(train_ds, val_ds)
         train_slides, patients = self._usable(train_ds)
         if not train_slides:
@@ -169,12 +179,15 @@ class Trainer:
                 "targets": self.labels.targets(val_slides),
                 "slide_idx": val_index.slide_idx if val_index is not None else np.arange(n),
                 "locs": val_index.loc if val_index is not None else np.zeros((n, 2), np.int64),
+                "tile_weights": self._balance_weights("validation_balance", val_index, val_slides, patients),
             }
 
         self._write_params(encoder, train_slides, val_slides, train_ds, val_ds)
         epochs = sorted(int(e) for e in hp.epochs)
         saver = EpochOutputs(epochs, self.outdir, self.row_info)
         callbacks = [saver] + [instantiate(c) for c in (hp.callbacks or {}).values()]
+        if self.normalizer is not None:
+            callbacks.append(CheckpointExtras(norm_fit=self.normalizer.get_fit()))
         loggers = [instantiate(c, save_dir=str(self.outdir)) for c in (hp.logger or {}).values()]
         trainer = instantiate(
             hp.trainer,
@@ -210,6 +223,7 @@ class Trainer:
             "tile_px": tiles.tile_px if tiles else None,
             "tile_um": tiles.tile_um if tiles else None,
             "tile_settings": tiles.__dict__ if tiles else None,
+            "norm_fit": self.normalizer.get_fit() if self.normalizer is not None else None,
             "hp": OmegaConf.to_container(hp, resolve=True),
             **self.row_info,
         }

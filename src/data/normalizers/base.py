@@ -1,0 +1,122 @@
+"""What every stain normalizer shares: fitting on a reference tile or on training tiles, its saved fit,
+and stain augmentation (Slideflow's ``n`` code: normalize towards a randomly perturbed target)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import get_class
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+
+class StainNormalizer(ABC):
+    """A stain normalizer mapping uint8 3xHxW RGB tiles to the colours of a fitted target.
+
+    Args:
+        source: ``dataset`` (fit on ``fit_tiles`` tiles sampled from the training slides) or the path of
+            a reference tile image (png/jpg/tif read as RGB).
+        fit_tiles: Number of training tiles sampled for ``source=dataset``.
+        augment_sd: Scale of the random perturbation of the target used for stain augmentation (``n``).
+    """
+
+    method: str = "base"
+
+    def __init__(self, source: str = "dataset", fit_tiles: int = 256, augment_sd: float = 0.1) -> None:
+        self.source = str(source)
+        self.fit_tiles = int(fit_tiles)
+        self.augment_sd = float(augment_sd)
+        self.target: dict[str, torch.Tensor] | None = None
+
+    # ---------------------------------------------------------------- fitting
+    @abstractmethod
+    def target_stats(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The fit of (n, 3) RGB pixels in [0, 1]."""
+
+    @abstractmethod
+    def apply(self, pixels: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Normalize (n, 3) RGB pixels in [0, 1] of one tile to ``target``; returns pixels in [0, 1]."""
+
+    @abstractmethod
+    def perturb(self, target: dict[str, torch.Tensor], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """A randomly perturbed copy of ``target`` (stain augmentation)."""
+
+    def fit(self, images: Sequence[torch.Tensor], max_pixels: int = 2_000_000, seed: int = 0) -> StainNormalizer:
+        """Fit the target on uint8 CxHxW images (their pixels pooled; at most ``max_pixels`` sampled)."""
+        pixels = torch.cat([image[:3].reshape(3, -1).T for image in images]).float() / 255.0
+        if len(pixels) > max_pixels:
+            keep = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(seed))[:max_pixels]
+            pixels = pixels[keep]
+        self.target = {k: v.float() for k, v in self.target_stats(pixels).items()}
+        return self
+
+    def fit_source(self, read_tile: Callable[[int], torch.Tensor], n_tiles: int, seed: int = 0) -> StainNormalizer:
+        """Fit as ``source`` says: on a reference image, or on tiles sampled with ``read_tile(i)``, i < n_tiles."""
+        if self.source == "dataset":
+            if n_tiles == 0:
+                raise ValueError("normalizer.source=dataset but the training set has no tiles")
+            rng = np.random.default_rng(seed)
+            chosen = rng.choice(n_tiles, size=min(self.fit_tiles, n_tiles), replace=False)
+            return self.fit([read_tile(int(i)) for i in sorted(chosen)], seed=seed)
+        return self.fit([read_image(self.source)], seed=seed)
+
+    # ------------------------------------------------------------- transform
+    def __call__(self, image: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """Normalize a uint8 CxHxW tile (alpha dropped); ``augment`` perturbs the target first (``n``)."""
+        if self.target is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or fit_source() first")
+        target = self.perturb(self.target, None) if augment else self.target
+        _, height, width = image.shape
+        pixels = image[:3].reshape(3, -1).T.float() / 255.0
+        out = self.apply(pixels, target)
+        return (out.clamp(0, 1) * 255).round().to(torch.uint8).T.reshape(3, height, width)
+
+    # ---------------------------------------------------------------- saving
+    def get_fit(self) -> dict[str, Any]:
+        """The fit as plain lists (``params.json``'s ``norm_fit``, also stored in checkpoints)."""
+        if self.target is None:
+            raise RuntimeError("Normalizer is not fitted")
+        cls = type(self)
+        return {
+            "method": self.method,
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "params": self.params(),
+            **{k: v.tolist() for k, v in self.target.items()},
+        }
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments, saved with the fit so :func:`from_fit` rebuilds the same normalizer."""
+        return {"source": self.source, "fit_tiles": self.fit_tiles, "augment_sd": self.augment_sd}
+
+    def set_fit(self, fit: dict[str, Any]) -> StainNormalizer:
+        """Restore a fit saved by :meth:`get_fit`."""
+        if fit.get("method") != self.method:
+            raise ValueError(f"Fit is for method {fit.get('method')!r}, not {self.method!r}")
+        meta = ("method", "class", "params")
+        self.target = {k: torch.tensor(v, dtype=torch.float32) for k, v in fit.items() if k not in meta}
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(source={self.source!r}, fitted={self.target is not None})"
+
+
+def from_fit(fit: dict[str, Any]) -> StainNormalizer:
+    """Rebuild a fitted normalizer from a saved ``norm_fit`` (``params.json`` or a checkpoint)."""
+    cls = get_class(fit["class"])
+    if not (isinstance(cls, type) and issubclass(cls, StainNormalizer)):
+        raise TypeError(f"norm_fit class {fit['class']!r} is not a StainNormalizer")
+    return cls(**fit.get("params", {})).set_fit(fit)
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """Read an image file as a uint8 3xHxW RGB tensor; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"normalizer.source={str(path)!r} is neither 'dataset' nor an existing reference image file"
+        )
+    return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
