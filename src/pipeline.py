@@ -82,7 +82,7 @@ def prepare_dataset(cfg: DictConfig) -> tuple[Dataset, object]:
     labels, _ = dataset.labels(outcomes, kinds, event)
     if not cfg.model.drop_images:
         paths = dataset.slide_paths()
-        todo = {s: p for s, p in paths.items() if read_index(dataset.shard_dir, s) is None}
+        todo = {s: p for s, p in paths.items() if read_index(dataset.shard_dir, s, p) is None}
         if todo:
             report = extract_slides(
                 todo,
