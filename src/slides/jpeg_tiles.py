@@ -79,8 +79,8 @@ class JpegTiledLevel:
             data = self._head + data[2:]
         return data
 
-    def decode(self, row: int, col: int, reduce: int = 1) -> np.ndarray:
-        """Decode stored tile ``(row, col)`` at ``1/reduce`` scale to an RGB uint8 array.
+    def decode(self, row: int, col: int, reduce: int = 1, bgr: bool = False) -> np.ndarray:
+        """Decode stored tile ``(row, col)`` at ``1/reduce`` scale to an RGB (or BGR) uint8 array.
 
         A missing (sparse) tile is white.
         """
@@ -88,10 +88,10 @@ class JpegTiledLevel:
         shape = (self.tile_h // reduce, self.tile_w // reduce, 3)
         if not data:
             return np.full(shape, 255, np.uint8)
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED_FLAGS[reduce])
-        if bgr is None or bgr.shape != shape:
-            raise ValueError(f"stored tile ({row}, {col}) decoded to {None if bgr is None else bgr.shape}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED_FLAGS[reduce])
+        if image is None or image.shape != shape:
+            raise ValueError(f"stored tile ({row}, {col}) decoded to {None if image is None else image.shape}")
+        return image if bgr else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def _cached(self, row: int, col: int, reduce: int) -> np.ndarray:
         cache = getattr(self._local, "cache", None)
@@ -100,7 +100,7 @@ class JpegTiledLevel:
         key = (row, col, reduce)
         tile = cache.get(key)
         if tile is None:
-            tile = cache[key] = self.decode(row, col, reduce)
+            tile = cache[key] = self.decode(row, col, reduce, bgr=True)
             if len(cache) > CACHE_TILES:
                 cache.popitem(last=False)
         else:
@@ -135,7 +135,7 @@ class JpegTiledLevel:
                     continue
                 tile = self._cached(row, col, reduce)
                 out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0]
-        return out
+        return cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)  # tiles are cached as decoded (BGR)
 
     def probe(self, page, samples: int = 3, tolerance: int = 2) -> bool:
         """Whether direct decoding matches tifffile's decoder on a few stored tiles.
