@@ -4,8 +4,8 @@
   pale lumens;
 * squamous: purple cytoplasm, larger, paler, elongated nuclei in sheets;
 * tumour cellularity (10-90 %) sets the nucleus density;
-* nuisance, so that single tiles are ambiguous while slides stay separable: 25-45 % of the
-  tissue is label-free stroma; 10-25 % of the tumour shows the other type's pattern (mixed
+* nuisance, so that single tiles are ambiguous while slides stay separable: 20-40 % of the
+  tissue is label-free stroma; 5-20 % of the tumour shows the other type's pattern (mixed
   differentiation); every slide draws its cytoplasm and nucleus colours from ranges that
   overlap between the two types, plus a stain jitter (on top of a per-site shift) and a
   nucleus-size jitter.
@@ -76,8 +76,8 @@ def random_look(rng: np.random.Generator, tumor_type: str, cellularity: float, s
         cellularity=cellularity,
         stain=tuple(float(s) for s in np.clip(stain, 0.6, 1.5)),
         nucleus_scale=float(rng.uniform(0.85, 1.15)),
-        stroma_fraction=float(rng.uniform(0.25, 0.45)),
-        mixed_fraction=float(rng.uniform(0.10, 0.25)),
+        stroma_fraction=float(rng.uniform(0.20, 0.40)),
+        mixed_fraction=float(rng.uniform(0.05, 0.20)),
         colour_mix=float(rng.uniform(low, low + 0.65)),
     )
 

@@ -55,6 +55,8 @@ from typing import Self
 import cv2
 import numpy as np
 
+BAND_BYTES = 32 << 20  # level pixels read at once when a whole level is streamed
+
 
 class SlideError(RuntimeError):
     """A slide cannot be opened or used; the message always names the slide path."""
@@ -136,7 +138,7 @@ class SlideReader(ABC):
         size = (max(1, int(width / scale)), max(1, int(height / scale)))
         return self.read_level_resized(self.best_level_for_downsample(scale), size)
 
-    def read_level_resized(self, level: int, size: tuple[int, int], band_bytes: int = 32 << 20) -> np.ndarray:
+    def read_level_resized(self, level: int, size: tuple[int, int], band_bytes: int | None = None) -> np.ndarray:
         """Read a whole level resized to ``size = (width, height)``, streaming horizontal bands.
 
         Only one band of the level (about `band_bytes`) is in memory at a time, so this is safe
@@ -146,13 +148,14 @@ class SlideReader(ABC):
             level: The pyramid level to read.
             size: Output ``(width, height)``; equal to the level size means no resize.
             band_bytes: Upper bound on the bytes of level pixels read at once (at least one
-                output row's worth).
+                output row's worth); None = `BAND_BYTES` (32 MiB).
 
         Returns:
             An ``(height, width, 3)`` uint8 RGB array.
         """
         level_w, level_h = self.level_dimensions[level]
         out_w, out_h = size
+        band_bytes = BAND_BYTES if band_bytes is None else band_bytes
         if (out_w, out_h) == (level_w, level_h) and level_w * level_h * 3 <= band_bytes:
             return self.read_region((0, 0), level, (level_w, level_h))
         downsample = self.level_downsamples[level]
