@@ -27,6 +27,7 @@ INT_COLUMNS = ("grid_tiles", "kept_tiles", "level")
 THUMBNAIL_DIR = "thumbnails"
 THUMBNAIL_PX = 1024
 OUTLINE_RGB = (0, 160, 0)
+CAPTION_PX = 24
 
 
 def thumbnail_path(shard_folder: str | Path, slide: str) -> Path:
@@ -37,7 +38,7 @@ def thumbnail_path(shard_folder: str | Path, slide: str) -> Path:
 def draw_thumbnail(
     reader: SlideReader, grid: TileGrid, kept_locs: Sequence[Sequence[int]], max_px: int = THUMBNAIL_PX
 ) -> np.ndarray:
-    """Render the slide with its kept tiles tinted and outlined.
+    """Render the slide with its kept tiles tinted and outlined, and a caption strip below it.
 
     Args:
         reader: The open slide (read through `get_thumbnail`: a low level, streamed).
@@ -46,7 +47,8 @@ def draw_thumbnail(
         max_px: Longest side of the thumbnail.
 
     Returns:
-        An RGB uint8 image.
+        An RGB uint8 image: the slide's thumbnail (longest side `max_px`), then a 24 px caption
+        ``"{slide}: {kept} of {grid} tiles kept"``.
     """
     image = reader.get_thumbnail(max_px)
     scale = image.shape[1] / reader.dimensions[0]
@@ -59,7 +61,10 @@ def draw_thumbnail(
     image = cv2.addWeighted(image, 0.8, tint, 0.2, 0)
     for x0, y0, x1, y1 in boxes:
         cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), OUTLINE_RGB, 1)
-    return image
+    caption = np.full((CAPTION_PX, image.shape[1], 3), 255, np.uint8)
+    text = f"{reader.name}: {len(locs)} of {len(grid)} tiles kept"
+    cv2.putText(caption, text, (4, CAPTION_PX - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([image, caption], axis=0)
 
 
 def write_png_atomic(path: Path, image: np.ndarray) -> None:

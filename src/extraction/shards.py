@@ -141,7 +141,8 @@ class ShardWriter:
         index_path(self.folder, slide).unlink(missing_ok=True)  # now incomplete
         self._final = tar_path(self.folder, slide)
         self._tmp = self._final.with_name(self._final.name + PARTIAL_SUFFIX)
-        self._tar: tarfile.TarFile | None = tarfile.open(self._tmp, "w")  # noqa: SIM115
+        # ustar: plain 512-byte headers (no pax records), cheaper to write and read
+        self._tar: tarfile.TarFile | None = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
 
     def add(self, image: bytes, loc_x: int, loc_y: int) -> None:
         """Append one encoded tile and its tile-centre location."""

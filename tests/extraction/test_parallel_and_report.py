@@ -57,10 +57,12 @@ def test_report_csv_and_thumbnail_outlines(two_slides: dict[str, Path], tmp_path
     assert sorted(again["slide"]) == sorted(slides) and "skipped" in set(again["status"])
 
     slide, path = next(iter(two_slides.items()))
-    thumb = cv2.cvtColor(cv2.imread(str(thumbnail_path(folder, slide))), cv2.COLOR_BGR2RGB)
+    image = cv2.cvtColor(cv2.imread(str(thumbnail_path(folder, slide))), cv2.COLOR_BGR2RGB)
     assert not thumbnail_path(folder, "gone").exists()
+    assert image.shape == (768 + 24, 768, 3)  # slides up to 1024 px keep their size; a caption below
+    thumb, caption = image[:768], image[768:]
+    assert (caption < 128).any() and (caption == 255).mean() > 0.8  # dark text on white
     with open_slide(path) as reader:
-        assert thumb.shape == (768, 768, 3)  # slides up to 1024 px keep their size
         plain = reader.get_thumbnail(1024)
     index = read_index(folder, slide)
     green = (thumb[:, :, 1].astype(int) - thumb[:, :, [0, 2]].max(axis=2)) > 20
