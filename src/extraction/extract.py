@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -139,10 +140,6 @@ def _pause(writer: ShardWriter, slide: str) -> None:
     time.sleep(600)
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core already
-
-
 def extract_slides(
     slides: Mapping[str, Path | None],
     shards_root: Path,
@@ -194,7 +191,10 @@ def extract_slides(
             rows.append(extract_slide(*job))
             _advance(bar, rows)
     else:
-        with ProcessPoolExecutor(max_workers=processes, initializer=_init_worker) as pool:
+        # forkserver, not fork: the caller may hold threads (torch, OpenCV, zarr's event loop) that a
+        # forked child would inherit half-alive and deadlock on
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
             futures = [pool.submit(extract_slide, *job) for job in jobs]
             for future in as_completed(futures):
                 rows.append(future.result())
