@@ -12,6 +12,7 @@ import tifffile
 import src.slides.reader as reader_module
 import src.slides.tissue as tissue_module
 from src.demo.large_slide import LargeSlide
+from src.demo.ndpi import write_ndpi
 from src.demo.render import SlideLook, render_slide
 from src.demo.svs import write_svs
 from src.extraction.extract import extract_slides
@@ -119,3 +120,22 @@ def test_otsu_on_a_slide_without_pyramid_streams_level_0(tmp_path: Path, monkeyp
     assert mask.shape == (1024, 1024) and downsample == 6.0
     assert peak < 0.2 * level_bytes  # never the whole level 0 (113 MB) at once
     assert abs((~mask).mean() - slide.tissue_fraction()) < 0.03
+
+
+def test_hamamatsu_ndpi(image: np.ndarray, tmp_path: Path) -> None:
+    path = tmp_path / "scan (ndpi).ndpi"
+    write_ndpi(path, image, mpp=0.5)  # NDPI's TIFF variant: 64-bit IFD offsets, JPEG strips, Hamamatsu tags
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ndpi
+    with open_slide(path) as reader:
+        assert reader.properties["tiffslide.vendor"] == "hamamatsu"
+        assert reader.properties["tiffslide.objective-power"] == "20.0"
+        assert reader.mpp == pytest.approx(0.5)
+        assert reader.level_dimensions == [(1024, 1024), (256, 256), (64, 64)]
+        region = reader.read_region((256, 512), 0, (256, 128)).astype(int)
+        assert np.abs(region - image[512:640, 256:512]).mean() < 3  # JPEG q90
+        assert reader.read_tile((0, 0), 1, 64, 32).shape == (32, 32, 3)
+    settings = TileSettings(tile_px=64, tile_um=128)  # 256 level-0 px: read at level 1 (downsample 4)
+    report = extract_slides({path.stem: path}, tmp_path / "shards", settings, progress=False)
+    assert report["status"].tolist() == ["done"] and report["level"].tolist() == [1]
+    assert report["kept_tiles"].iloc[0] > 0
