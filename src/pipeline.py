@@ -91,7 +91,7 @@ def prepare_dataset(
         before_extraction(dataset, labels)
     if not cfg.model.drop_images:
         paths = dataset.slide_paths()
-        todo = {s: p for s, p in paths.items() if read_index(dataset.shard_dir, s) is None}
+        todo = {s: p for s, p in paths.items() if read_index(dataset.shard_dir, s, p) is None}
         if todo:
             report = extract_slides(
                 todo,

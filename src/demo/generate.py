@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.demo.render import SlideLook, render_slide
+from src.demo.render import random_look, render_slide
 from src.demo.svs import write_svs
 
 __all__ = ["ANNOTATION_COLUMNS", "DemoProject", "make_annotations", "write_svs"]
 
-GENERATOR_VERSION = 1  # bump when the output changes, so old demo folders are rebuilt
+GENERATOR_VERSION = 3  # bump when the output changes, so old demo folders are rebuilt
 MARKER = ".demo_complete.json"
 ANNOTATION_COLUMNS = [
     "patient",
@@ -185,13 +185,7 @@ class DemoProject:
         annotations = make_annotations(self.seed, self.n_patients)
         for index, row in enumerate(annotations.itertuples()):
             rng = np.random.default_rng([self.seed, 1, index])
-            stain = np.array(SITE_STAIN[row.site]) * rng.normal(1.0, 0.07, 3)
-            look = SlideLook(
-                tumor_type=row.tumor_type,
-                cellularity=row.tumor_cellularity,
-                stain=tuple(float(s) for s in stain),
-                nucleus_scale=float(rng.uniform(0.88, 1.12)),
-            )
+            look = random_look(rng, row.tumor_type, row.tumor_cellularity, SITE_STAIN[row.site])
             image = render_slide(rng, self.slide_px, look)
             write_svs(self.slides_dir / f"{row.slide}.svs", image, mpp=self.mpp)
         annotations.to_csv(self.annotations_path, index=False)

@@ -4,8 +4,11 @@
   pale lumens;
 * squamous: purple cytoplasm, larger, paler, elongated nuclei in sheets;
 * tumour cellularity (10-90 %) sets the nucleus density;
-* noise: a random 10-20 % of the tissue is label-free stroma, and each slide gets its own
-  stain jitter (on top of a per-site shift) and nucleus-size jitter.
+* nuisance, so that single tiles are ambiguous while slides stay separable: 20-40 % of the
+  tissue is label-free stroma; 5-20 % of the tumour shows the other type's pattern (mixed
+  differentiation); every slide draws its cytoplasm and nucleus colours from ranges that
+  overlap between the two types, plus a stain jitter (on top of a per-site shift) and a
+  nucleus-size jitter.
 
 Tissue is a few irregular blobs covering 35-50 % of a white (~240) background. All sizes are
 in level-0 pixels at the demo's 0.5 microns per pixel.
@@ -35,12 +38,48 @@ class SlideLook:
         cellularity: Tumour cellularity in percent (10-90): nucleus density.
         stain: Per-channel optical-density multipliers (site shift x slide jitter).
         nucleus_scale: Multiplier of every nucleus size (slide jitter).
+        stroma_fraction: Fraction of the tissue that is label-free stroma.
+        mixed_fraction: Fraction of the tumour drawn with the other type's pattern.
+        colour_mix: Where the cytoplasm and nucleus colours sit between adenocarcinoma's (0)
+            and squamous' (1); drawn per slide from overlapping ranges.
     """
 
     tumor_type: str
     cellularity: float
     stain: tuple[float, float, float] = (1.0, 1.0, 1.0)
     nucleus_scale: float = 1.0
+    stroma_fraction: float = 0.15
+    mixed_fraction: float = 0.0
+    colour_mix: float | None = None
+
+    @property
+    def mix(self) -> float:
+        """The colour position, defaulting to the pure colour of the tumour type."""
+        if self.colour_mix is not None:
+            return float(self.colour_mix)
+        return 0.0 if self.tumor_type == "adenocarcinoma" else 1.0
+
+
+def random_look(rng: np.random.Generator, tumor_type: str, cellularity: float, site_stain: tuple) -> SlideLook:
+    """Draw the per-slide nuisance of a demo slide (stain, sizes, stroma, mixing, colours).
+
+    Args:
+        rng: Random generator.
+        tumor_type: ``"adenocarcinoma"`` or ``"squamous"``.
+        cellularity: Tumour cellularity in percent.
+        site_stain: The site's optical-density multipliers.
+    """
+    stain = np.array(site_stain) * rng.normal(1.0, 0.12, 3)
+    low = 0.0 if tumor_type == "adenocarcinoma" else 0.35
+    return SlideLook(
+        tumor_type=tumor_type,
+        cellularity=cellularity,
+        stain=tuple(float(s) for s in np.clip(stain, 0.6, 1.5)),
+        nucleus_scale=float(rng.uniform(0.85, 1.15)),
+        stroma_fraction=float(rng.uniform(0.20, 0.40)),
+        mixed_fraction=float(rng.uniform(0.05, 0.20)),
+        colour_mix=float(rng.uniform(low, low + 0.65)),
+    )
 
 
 def _smooth_field(rng: np.random.Generator, size: int, cells: int, sigma: float) -> np.ndarray:
@@ -50,8 +89,16 @@ def _smooth_field(rng: np.random.Generator, size: int, cells: int, sigma: float)
     return cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
-def tissue_masks(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return boolean ``(tissue, stroma)`` masks: a few blobs, and 10-20 % of them stroma."""
+def tissue_masks(
+    rng: np.random.Generator, size: int, stroma_fraction: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return boolean ``(tissue, stroma)`` masks: a few blobs, `stroma_fraction` of them stroma.
+
+    Args:
+        rng: Random generator.
+        size: Side in pixels.
+        stroma_fraction: Fraction of the tissue that is stroma; None draws it in 10-20 %.
+    """
     cells = 48
     yy, xx = np.mgrid[0:cells, 0:cells].astype(np.float32)
     field = cv2.GaussianBlur(rng.random((cells, cells), dtype=np.float32), (0, 0), 2.0)
@@ -62,9 +109,10 @@ def tissue_masks(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
         field += np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2) / 2)
     coverage = rng.uniform(0.38, 0.48)
     full = cv2.resize(field, (size, size), interpolation=cv2.INTER_CUBIC)
-    tissue = full > np.quantile(full, 1 - coverage)
+    tissue = full > np.quantile(full[::4, ::4], 1 - coverage)
     stroma_field = _smooth_field(rng, size, 32, 1.5)
-    cut = np.quantile(stroma_field[tissue], 1 - rng.uniform(0.10, 0.20))
+    fraction = rng.uniform(0.10, 0.20) if stroma_fraction is None else stroma_fraction
+    cut = np.quantile(stroma_field[::4, ::4][tissue[::4, ::4]], 1 - fraction)
     return tissue, tissue & (stroma_field > cut)
 
 
@@ -75,11 +123,15 @@ def _sample_points(rng: np.random.Generator, mask: np.ndarray, count: int) -> np
     return points[mask[points[:, 1], points[:, 0]]][:count]
 
 
+def _lerp(a: tuple, b: tuple, t: float) -> np.ndarray:
+    return (1 - t) * np.array(a, np.float32) + t * np.array(b, np.float32)
+
+
 def _draw_glands(rng: np.random.Generator, image: np.ndarray, tumor: np.ndarray, look: SlideLook) -> None:
     """Adenocarcinoma: rings of small round dark nuclei around pale lumens."""
     area = tumor.sum()
     glands = int(area * (0.05 + look.cellularity / 100) / 2600)
-    nucleus_rgb = np.array(NUCLEUS_RGB["adenocarcinoma"], np.float32)
+    nucleus_rgb = _lerp(NUCLEUS_RGB["adenocarcinoma"], NUCLEUS_RGB["squamous"], 0.5 * look.mix)
     for cx, cy in _sample_points(rng, tumor, glands):
         radius = rng.uniform(9, 16) * look.nucleus_scale
         cv2.circle(image, (int(cx), int(cy)), int(radius), LUMEN_RGB, -1, cv2.LINE_AA)
@@ -98,7 +150,7 @@ def _draw_sheets(rng: np.random.Generator, image: np.ndarray, tumor: np.ndarray,
     """Squamous: sheets of larger, paler, elongated nuclei."""
     area = tumor.sum()
     count = int(area * (0.05 + look.cellularity / 100) / 210)
-    nucleus_rgb = np.array(NUCLEUS_RGB["squamous"], np.float32)
+    nucleus_rgb = _lerp(NUCLEUS_RGB["adenocarcinoma"], NUCLEUS_RGB["squamous"], 0.5 + 0.5 * look.mix)
     for cx, cy in _sample_points(rng, tumor, count):
         major = max(3.0, rng.normal(7.0, 0.8) * look.nucleus_scale)
         minor = max(2.0, major * rng.uniform(0.45, 0.65))
@@ -133,23 +185,30 @@ def render_slide(rng: np.random.Generator, size: int, look: SlideLook) -> np.nda
         size: Side in level-0 pixels.
         look: Labels and jitter that drive the appearance.
     """
-    tissue, stroma = tissue_masks(rng, size)
+    tissue, stroma = tissue_masks(rng, size, look.stroma_fraction)
     tumor = tissue & ~stroma
-    image = np.empty((size, size, 3), np.uint8)
-    image[:] = BACKGROUND_RGB
-    image[tumor] = CYTOPLASM_RGB[look.tumor_type]
-    image[stroma] = STROMA_RGB
-    if look.tumor_type == "adenocarcinoma":
-        _draw_glands(rng, image, tumor, look)
-    else:
-        _draw_sheets(rng, image, tumor, look)
+    # Mixed differentiation: a patch of the tumour shows the other type's pattern.
+    other = np.zeros_like(tumor)
+    if look.mixed_fraction > 0 and tumor.any():
+        field = _smooth_field(rng, size, 24, 1.2)
+        other = tumor & (field > np.quantile(field[::4, ::4][tumor[::4, ::4]], 1 - look.mixed_fraction))
+    cytoplasm = _lerp(CYTOPLASM_RGB["adenocarcinoma"], CYTOPLASM_RGB["squamous"], look.mix).round()
+    palette = np.array([BACKGROUND_RGB, cytoplasm, STROMA_RGB], np.uint8)
+    image = palette[tumor.view(np.uint8) + 2 * stroma.view(np.uint8)]
+    gland_area, sheet_area = tumor & ~other, other
+    if look.tumor_type == "squamous":
+        gland_area, sheet_area = sheet_area, gland_area
+    _draw_glands(rng, image, gland_area, look)
+    _draw_sheets(rng, image, sheet_area, look)
     _draw_spindles(rng, image, stroma)
     # Texture: low-frequency shading and pixel noise, stronger on tissue than background.
-    noise = rng.standard_normal((size, size), dtype=np.float32)
+    noise = np.empty((size, size), np.float32)
+    cv2.setRNGSeed(int(rng.integers(2**31)))  # cv2's generator is much faster than numpy's here
+    cv2.randn(noise, 0.0, 1.0)
     noise *= np.where(tissue, np.float32(5.0), np.float32(1.5))
     noise += (_smooth_field(rng, size, 24, 1.0) - 0.5) * 16 * tissue
-    noisy = image.astype(np.float32) + noise[:, :, None]
-    image = cv2.GaussianBlur(np.clip(noisy, 0, 255).astype(np.uint8), (3, 3), 0.7)
+    image = cv2.add(image, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)  # saturating
+    image = cv2.GaussianBlur(image, (3, 3), 0.7)
     lut = _stain_lut(look.stain).reshape(256, 1, 3)
     image = cv2.LUT(image, lut)
     return image

@@ -1,8 +1,8 @@
-"""Command line: ``python -m src.extraction [project=...] [tiles=...] [workers=N]``.
+"""Command line: ``python -m src.extraction [project=...] [tiles=...] [workers=N] [slides=all]``.
 
-Builds the demo project when the project config has a ``demo`` generator, extracts every
-slide of ``project.slides_dir`` into ``project.shards_dir``, prints a summary and exits 1
-when any slide failed.
+Builds the demo project when the project config has a ``demo`` generator, extracts the slides
+of ``project.slides_dir`` (those named in ``project.annotations`` by default) into
+``project.shards_dir``, prints a summary and exits 1 when any slide failed.
 """
 
 from __future__ import annotations
@@ -11,17 +11,42 @@ import sys
 from pathlib import Path
 
 import hydra
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.extraction.extract import extract_slides, summarize
+from src.extraction.extract import extract_slides
+from src.extraction.report import REPORT_NAME, summarize
 from src.extraction.settings import TileSettings
 from src.slides.discover import find_slides
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SLIDE_CHOICES = ("annotated", "all")
 
 if not OmegaConf.has_resolver("repo_root"):
     OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
+
+
+def select_slides(project: DictConfig, which: str) -> dict[str, Path | None]:
+    """Slide name -> file for the slides to extract.
+
+    Args:
+        project: The project config (slides_dir, annotations).
+        which: ``"annotated"``: the slides named in ``project.annotations`` (None for those
+            without a file, reported as failed); every file of the folder when there is no
+            annotations file. ``"all"``: every slide file of ``project.slides_dir``.
+
+    Raises:
+        ValueError: `which` is not one of ``annotated``, ``all``.
+    """
+    if which not in SLIDE_CHOICES:
+        raise ValueError(f"slides={which!r}; choose one of {list(SLIDE_CHOICES)}")
+    found = find_slides(project.slides_dir)
+    annotations = project.get("annotations")
+    if which == "all" or not annotations or not Path(annotations).is_file():
+        return dict(found)
+    names = pd.read_csv(annotations, dtype=str)["slide"].dropna().str.strip()
+    return {name: found.get(name) for name in dict.fromkeys(names)}
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="extract")
@@ -29,9 +54,11 @@ def main(cfg: DictConfig) -> None:
     """Run extraction for the composed config; exit with status 1 when a slide failed."""
     settings = TileSettings.from_config(cfg.tiles)  # fail on bad settings before any I/O
     project = cfg.project
+    if str(cfg.slides) not in SLIDE_CHOICES:
+        raise ValueError(f"slides={cfg.slides!r}; choose one of {list(SLIDE_CHOICES)}")
     if project.get("demo") is not None:
         instantiate(project.demo).ensure()
-    slides = find_slides(project.slides_dir)
+    slides = select_slides(project, str(cfg.slides))
     report = extract_slides(
         slides,
         Path(project.shards_dir),
@@ -39,8 +66,11 @@ def main(cfg: DictConfig) -> None:
         workers=int(cfg.workers),
         mpp_override=project.get("mpp_override"),
         progress=bool(cfg.progress),
+        backend=cfg.get("backend"),
+        thumbnails=bool(cfg.thumbnails),
     )
-    print(f"Shards: {Path(project.shards_dir) / settings.key}")
+    folder = Path(project.shards_dir) / settings.key
+    print(f"Shards: {folder}\nReport: {folder / REPORT_NAME}")
     print(summarize(report))
     if (report["status"] == "failed").any():
         sys.exit(1)  # SystemExit passes through Hydra's error handling

@@ -2,17 +2,20 @@
 
 ``{slide}.tar`` holds, for tile i in write order, ``{i:06d}.jpg`` (or ``.png``) and
 ``{i:06d}.json`` = ``{"slide", "loc_x", "loc_y"}`` (tile centre, level-0 px). Labels are never
-stored: one extraction serves every outcome and split. ``{slide}.index.json`` is written last,
-atomically, with ``"status": "complete"``; a tar without it is unfinished.
+stored: one extraction serves every outcome and split. The tar is written as
+``{slide}.tar.partial`` and renamed when complete; ``{slide}.index.json`` is written after it,
+atomically, with ``"status": "complete"`` and the slide file's fingerprint; a tar without a
+complete index, or whose slide file has since been replaced, is unfinished.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -21,6 +24,46 @@ from src.extraction.settings import TileSettings
 INDEX_SUFFIX = ".index.json"
 PARTIAL_SUFFIX = ".partial"
 IMAGE_EXTENSIONS = ("jpg", "png")
+FINGERPRINT_BYTES = 1 << 16  # hashed at each end of a slide file
+
+
+def slide_fingerprint(path: str | Path) -> dict[str, Any]:
+    """Identify a slide file's content cheaply: size, mtime and a hash of its first and last 64 KiB.
+
+    Args:
+        path: The slide file.
+
+    Returns:
+        ``{"size", "mtime_ns", "sha1_ends"}``.
+    """
+    path = Path(path)
+    stat = path.stat()
+    digest = hashlib.sha1(str(stat.st_size).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(FINGERPRINT_BYTES))
+        if stat.st_size > FINGERPRINT_BYTES:
+            handle.seek(max(FINGERPRINT_BYTES, stat.st_size - FINGERPRINT_BYTES))
+            digest.update(handle.read(FINGERPRINT_BYTES))
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha1_ends": digest.hexdigest()}
+
+
+def same_slide_file(recorded: Mapping[str, Any] | None, path: str | Path) -> bool:
+    """Whether `path` still holds the slide file recorded in an index.
+
+    Same size and same mtime is enough (a ``stat`` only); when the mtime differs (a copy, a
+    ``touch``), the hash of the file's ends decides.
+    """
+    if not recorded:
+        return False
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return False
+    if stat.st_size != recorded.get("size"):
+        return False
+    if stat.st_mtime_ns == recorded.get("mtime_ns"):
+        return True
+    return slide_fingerprint(path)["sha1_ends"] == recorded.get("sha1_ends")
 
 
 def shard_dir(shards_root: str | Path, settings: TileSettings) -> Path:
@@ -38,11 +81,18 @@ def index_path(shard_folder: str | Path, slide: str) -> Path:
     return Path(shard_folder) / f"{slide}{INDEX_SUFFIX}"
 
 
-def read_index(shard_folder: str | Path, slide: str) -> dict[str, Any] | None:
+def read_index(shard_folder: str | Path, slide: str, slide_path: str | Path | None = None) -> dict[str, Any] | None:
     """Return a slide's index if the slide is completely extracted, else None.
 
     None when the index or the tar is missing, the index is unreadable or not marked
-    complete, or its location count disagrees with ``num_tiles``.
+    complete, its location count disagrees with ``num_tiles``, or (with `slide_path`, when
+    that file exists) the slide file is not the one the shard was extracted from.
+
+    Args:
+        shard_folder: The settings' shard folder.
+        slide: The slide name.
+        slide_path: The slide file to check the index's fingerprint against; None (or a file
+            that is gone) skips the check, so shards outlive their slides.
     """
     path = index_path(shard_folder, slide)
     try:
@@ -54,6 +104,9 @@ def read_index(shard_folder: str | Path, slide: str) -> dict[str, Any] | None:
     if len(index.get("locations", ())) != index.get("num_tiles"):
         return None
     if not tar_path(shard_folder, slide).is_file():
+        return None
+    replaced = slide_path is not None and Path(slide_path).exists()
+    if replaced and not same_slide_file(index.get("slide_file"), slide_path):
         return None
     return index
 
@@ -88,7 +141,8 @@ class ShardWriter:
         index_path(self.folder, slide).unlink(missing_ok=True)  # now incomplete
         self._final = tar_path(self.folder, slide)
         self._tmp = self._final.with_name(self._final.name + PARTIAL_SUFFIX)
-        self._tar: tarfile.TarFile | None = tarfile.open(self._tmp, "w")  # noqa: SIM115
+        # ustar: plain 512-byte headers (no pax records), cheaper to write and read
+        self._tar: tarfile.TarFile | None = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
 
     def add(self, image: bytes, loc_x: int, loc_y: int) -> None:
         """Append one encoded tile and its tile-centre location."""
@@ -105,12 +159,23 @@ class ShardWriter:
         info.mode = 0o644
         self._tar.addfile(info, io.BytesIO(data))  # type: ignore[union-attr]
 
-    def finish(self, settings: dict[str, Any], grid_tiles: int) -> dict[str, Any]:
+    @property
+    def tiles_written(self) -> int:
+        """Tiles added so far."""
+        return len(self.locations)
+
+    def flush(self) -> None:
+        """Push the tiles added so far to the partial file (for tests that interrupt a write)."""
+        if self._tar is not None:
+            self._tar.fileobj.flush()  # type: ignore[union-attr]
+
+    def finish(self, settings: dict[str, Any], grid_tiles: int, **info: Any) -> dict[str, Any]:
         """Close the tar, move it into place and write the complete index (last).
 
         Args:
             settings: The tile settings, stored in the index.
             grid_tiles: Tiles in the grid before filtering.
+            **info: More JSON-serialisable entries for the index (slide file fingerprint, mpp...).
 
         Returns:
             The index written.
@@ -128,6 +193,7 @@ class ShardWriter:
             "settings": settings,
             "status": "complete",
             "grid_tiles": int(grid_tiles),
+            **info,
         }
         write_json_atomic(index_path(self.folder, self.slide), index)
         return index

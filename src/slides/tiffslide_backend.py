@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from src.slides.jpeg_tiles import JpegTiledLevel, pick_reduction
 from src.slides.reader import SlideError, SlideReader, slide_name
 
 # MPP recovered only from TIFF resolution tags at or above this value is a screen or print
@@ -16,17 +20,26 @@ MAX_TAG_MPP = 20.0
 class TiffSlideReader(SlideReader):
     """Slide reader using `tiffslide.TiffSlide`.
 
+    `read_tile` decodes the stored JPEG tiles of a level directly (see `src.slides.jpeg_tiles`)
+    when the level is JPEG-tiled and the direct decoder agrees with tifffile's on it; other
+    levels (JPEG 2000, LZW, stripped NDPI...) go through tiffslide's `read_region`.
+
     Args:
         path: The slide file.
         mpp_override: Microns per pixel that replaces the file's own.
+        fast_jpeg: Allow the direct JPEG path (False: always tiffslide's `read_region`).
 
     Raises:
         SlideError: Missing or unreadable file, or no usable MPP and no override.
     """
 
-    def __init__(self, path: str | Path, mpp_override: float | None = None) -> None:
+    def __init__(self, path: str | Path, mpp_override: float | None = None, fast_jpeg: bool = True) -> None:
         import tiffslide
 
+        self.fast_jpeg = fast_jpeg
+        self._fd: int | None = None
+        self._jpeg_levels: dict[int, JpegTiledLevel | None] = {}
+        self._jpeg_lock = threading.Lock()
         self.path = Path(path)
         self.name = slide_name(self.path)
         if not self.path.is_file():
@@ -79,11 +92,55 @@ class TiffSlideReader(SlideReader):
         out[oy : oy + region.shape[0], ox : ox + region.shape[1]] = region
         return out
 
+    def read_tile(self, location: tuple[int, int], level: int, extract_px: int, tile_px: int) -> np.ndarray:
+        """Read a square tile; direct JPEG decoding (in the DCT domain when it shrinks) when possible."""
+        jpeg = self._jpeg_level(level) if self.fast_jpeg else None
+        if jpeg is None:
+            return super().read_tile(location, level, extract_px, tile_px)
+        downsample = self.level_downsamples[level]
+        level_x, level_y = int(location[0] / downsample), int(location[1] / downsample)  # as tiffslide
+        reduce = pick_reduction(level_x, level_y, extract_px, tile_px, jpeg.tile_w, jpeg.tile_h)
+        side = extract_px // reduce
+        try:
+            tile = jpeg.read(level_x // reduce, level_y // reduce, side, side, reduce)
+        except Exception as err:
+            raise SlideError(f"Cannot read tile {location} level {level} of slide {self.path}: {err}") from err
+        if side != tile_px:
+            tile = cv2.resize(tile, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
+        return tile
+
+    def _jpeg_level(self, level: int) -> JpegTiledLevel | None:
+        """The direct JPEG reader of `level`, or None when the level cannot use it (checked once)."""
+        if level in self._jpeg_levels:
+            return self._jpeg_levels[level]
+        with self._jpeg_lock:
+            if level not in self._jpeg_levels:
+                self._jpeg_levels[level] = self._open_jpeg_level(level)
+        return self._jpeg_levels[level]
+
+    def _open_jpeg_level(self, level: int) -> JpegTiledLevel | None:
+        try:
+            tif = self._slide.ts_tifffile
+            series = tif.series[int(self._slide.properties.get("tiffslide.series-index", 0))]
+            page = series.levels[level].keyframe
+            if (page.imagewidth, page.imagelength) != self.level_dimensions[level]:
+                return None
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            jpeg = JpegTiledLevel(self._fd, page)
+        except Exception:
+            return None
+        return jpeg if jpeg.probe(page) else None
+
     def close(self) -> None:
         """Close the underlying tiffslide handle."""
         slide = getattr(self, "_slide", None)
         if slide is not None:
             slide.close()
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
 
 
 def _to_rgb(region: np.ndarray) -> np.ndarray:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import cv2
 import numpy as np
 
 from src.slides.grid import TileGrid
@@ -18,6 +20,8 @@ from src.slides.tissue import (
 )
 
 QC_METHODS = (None, "otsu")
+CHUNK_TILES = 16  # grid tiles handed to a thread at once (neighbours share stored tiles)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,30 +71,68 @@ def qc_keep(reader: SlideReader, grid: TileGrid, tissue: TissueFilter) -> np.nda
 
 
 def read_tile(reader: SlideReader, grid: TileGrid, index: int) -> np.ndarray:
-    """Read grid tile `index` at `grid.level` and resize it to ``tile_px x tile_px`` RGB."""
+    """Read grid tile `index` at `grid.level`, resized to ``tile_px x tile_px`` RGB."""
     x, y = (int(v) for v in grid.coords[index])
-    tile = reader.read_region((x, y), grid.level, (grid.extract_px, grid.extract_px))
-    if grid.extract_px != grid.tile_px:
-        tile = cv2.resize(tile, (grid.tile_px, grid.tile_px), interpolation=cv2.INTER_AREA)
-    return tile
+    return reader.read_tile((x, y), grid.level, grid.extract_px, grid.tile_px)
 
 
 def iter_tiles(
-    reader: SlideReader, grid: TileGrid, tissue: TissueFilter | None = None
-) -> Iterator[tuple[np.ndarray, int, int]]:
-    """Yield ``(tile, loc_x, loc_y)`` for every grid tile that passes the tissue filters.
+    reader: SlideReader,
+    grid: TileGrid,
+    tissue: TissueFilter | None = None,
+    transform: Callable[[np.ndarray], Any] | None = None,
+    threads: int = 1,
+    keep: np.ndarray | None = None,
+) -> Iterator[tuple[Any, int, int]]:
+    """Yield ``(tile, loc_x, loc_y)`` for every grid tile that passes the tissue filters, in grid order.
 
-    Tiles are read one at a time in grid order (row-major), so memory stays at one tile.
+    Tiles are read in row-major chunks of 16; with ``threads > 1`` chunks are read, filtered and
+    transformed in a thread pool (the JPEG decoder, filters and encoder release the GIL) with at
+    most ``4 * threads`` chunks in flight, and still yielded in grid order. Memory stays at a few
+    chunks of tiles whatever the slide size.
 
     Args:
-        reader: An open slide.
+        reader: An open slide (its `read_tile` must be thread-safe when ``threads > 1``).
         grid: Its tile grid.
         tissue: Filters to apply; None keeps every tile.
+        transform: Applied to each kept tile inside the worker thread (e.g. JPEG encoding);
+            its result is yielded instead of the array.
+        threads: Threads reading tiles.
+        keep: Precomputed slide-level QC result (``qc_keep``); None computes it.
     """
     tissue = tissue or TissueFilter(qc=None, grayspace_fraction=1.0, whitespace_fraction=1.0)
-    keep = qc_keep(reader, grid, tissue)
-    for index in np.flatnonzero(keep):
-        tile = read_tile(reader, grid, int(index))
-        if tissue.keeps(tile):
-            loc_x, loc_y = (int(v) for v in grid.locs[index])
-            yield tile, loc_x, loc_y
+    if keep is None:
+        keep = qc_keep(reader, grid, tissue)
+    candidates = np.flatnonzero(keep)
+    chunks = [candidates[i : i + CHUNK_TILES] for i in range(0, len(candidates), CHUNK_TILES)]
+
+    def work(chunk: np.ndarray) -> list[tuple[Any, int, int]]:
+        out = []
+        for index in chunk:
+            tile = read_tile(reader, grid, int(index))
+            if tissue.keeps(tile):
+                loc_x, loc_y = (int(v) for v in grid.locs[index])
+                out.append((transform(tile) if transform else tile, loc_x, loc_y))
+        return out
+
+    for kept in ordered_map(work, chunks, threads):
+        yield from kept
+
+
+def ordered_map(fn: Callable[[Any], T], items: Iterable[Any], threads: int, ahead: int = 4) -> Iterator[T]:
+    """``map(fn, items)`` on `threads` threads, in order, with at most ``ahead * threads`` pending."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="tiles") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= ahead * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()

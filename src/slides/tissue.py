@@ -80,8 +80,8 @@ def grayspace_fraction(tile: np.ndarray, threshold: float = 0.05) -> float:
         tile: ``(H, W, 3)`` uint8 RGB tile.
         threshold: Saturation below which a pixel is gray.
     """
-    saturation = cv2.cvtColor(tile, cv2.COLOR_RGB2HSV)[:, :, 1]
-    return float(np.mean(saturation < threshold * 255))
+    saturation = cv2.extractChannel(cv2.cvtColor(tile, cv2.COLOR_RGB2HSV), 1)
+    return cv2.countNonZero(cv2.compare(saturation, threshold * 255, cv2.CMP_LT)) / saturation.size
 
 
 def whitespace_fraction(tile: np.ndarray, threshold: float = 230) -> float:
@@ -91,4 +91,6 @@ def whitespace_fraction(tile: np.ndarray, threshold: float = 230) -> float:
         tile: ``(H, W, 3)`` uint8 RGB tile.
         threshold: Brightness above which a pixel is white.
     """
-    return float(np.mean(tile.mean(axis=2) > threshold))
+    red, green, blue = cv2.split(tile)
+    total = cv2.add(cv2.add(red, green, dtype=cv2.CV_16U), blue, dtype=cv2.CV_16U)  # R + G + B
+    return np.count_nonzero(total > 3 * threshold) / total.size

@@ -27,9 +27,15 @@ def two_slides(demo_project: DemoProject) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def broken_svs() -> Path:
-    """The shared deliberately corrupt slide (skips when the shared data is absent)."""
-    path = SHARED_DATA / "slides" / "broken.svs"
-    if not path.is_file():
-        pytest.skip(f"shared test slide not found at {path.resolve()}")
-    return path
+def shared_slides() -> Path:
+    """Folder of the real test slides (skips when the shared data is absent)."""
+    folder = SHARED_DATA / "slides"
+    if not (folder / "broken.svs").is_file():
+        pytest.skip(f"shared test slides not found at {folder.resolve()}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def broken_svs(shared_slides: Path) -> Path:
+    """The shared deliberately corrupt slide."""
+    return shared_slides / "broken.svs"

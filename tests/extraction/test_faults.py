@@ -1,0 +1,134 @@
+"""Faults: kill -9 mid-slide, replaced slide files, bad slides through the command line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+from src.extraction.extract import PAUSE_ENV, extract_slides
+from src.extraction.report import REPORT_NAME
+from src.extraction.settings import TileSettings
+from src.extraction.shards import iter_shard, read_index, shard_dir, tar_path
+from src.slides.discover import find_slides
+from tests.extraction.cli_helpers import REPO_ROOT, cli_command, run_cli
+
+SETTINGS = TileSettings(tile_px=64, tile_um=64)
+DEFAULT_KEY_OVERRIDES = ["tiles.tile_px=64", "tiles.tile_um=64"]
+
+
+def _copy_slides(slides: dict[str, Path], folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True)
+    for path in slides.values():
+        shutil.copy2(path, folder / path.name)
+    return find_slides(folder)
+
+
+def test_kill_9_mid_slide_then_rerun_gives_the_uninterrupted_tiles(two_slides: dict[str, Path], tmp_path: Path) -> None:
+    slides = _copy_slides(two_slides, tmp_path / "slides")
+    first, second = list(slides)
+    reference = tmp_path / "reference"
+    extract_slides(slides, reference, SETTINGS, progress=False)
+    shards = tmp_path / "shards"
+    extract_slides({second: slides[second]}, shards, SETTINGS, progress=False)  # one slide already complete
+    cmd = cli_command(tmp_path / "slides", shards, tmp_path, *DEFAULT_KEY_OVERRIDES)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, PAUSE_ENV: "5"},
+    )
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        paused = ""
+        for line in proc.stderr:  # the hook says when 5 tiles of the first slide are written
+            if line.startswith("PAUSED"):
+                paused = line
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        watchdog.cancel()
+    assert paused.startswith(f"PAUSED {first} after 5 tiles"), paused
+    assert proc.returncode == -signal.SIGKILL
+    folder = shard_dir(shards, SETTINGS)
+    partial = folder / f"{first}.tar.partial"
+    assert partial.stat().st_size > 0  # the interrupted write is on disk...
+    assert not tar_path(folder, first).exists()
+    assert read_index(folder, first) is None  # ...and nobody takes it as complete
+    rerun = run_cli(cmd)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "1 done, 1 skipped, 0 failed" in rerun.stdout
+    ref_folder = shard_dir(reference, SETTINGS)
+    for slide in slides:
+        assert tar_path(folder, slide).read_bytes() == tar_path(ref_folder, slide).read_bytes()
+        assert read_index(folder, slide)["locations"] == read_index(ref_folder, slide)["locations"]
+        assert len(list(iter_shard(tar_path(folder, slide)))) == read_index(folder, slide)["num_tiles"]
+    assert not partial.exists()
+
+
+def test_replaced_slide_is_extracted_again(two_slides: dict[str, Path], tmp_path: Path) -> None:
+    slides = _copy_slides(two_slides, tmp_path / "slides")
+    first, second = list(slides)
+    extract_slides(slides, tmp_path / "shards", SETTINGS, progress=False)
+    folder = shard_dir(tmp_path / "shards", SETTINGS)
+    before = read_index(folder, first, slides[first])
+    assert before is not None and before["slide_file"]["size"] == slides[first].stat().st_size
+    os.utime(slides[first], ns=(1, 1))  # touched (or copied): same content, new mtime
+    assert read_index(folder, first, slides[first]) is not None
+    shutil.copy(slides[second], slides[first])  # replaced by another scan
+    assert read_index(folder, first, slides[first]) is None
+    assert read_index(folder, first) is not None  # without the file to compare, the shard stands
+    report = extract_slides(slides, tmp_path / "shards", SETTINGS, progress=False).set_index("slide")
+    assert report.loc[first, "status"] == "done" and report.loc[second, "status"] == "skipped"
+    after = read_index(folder, first, slides[first])
+    assert after["locations"] == read_index(folder, second)["locations"]
+    assert after["locations"] != before["locations"]
+
+
+def test_bad_slides_are_reported_and_the_rest_complete(
+    two_slides: dict[str, Path], shared_slides: Path, tmp_path: Path
+) -> None:
+    slides_dir = tmp_path / "slides"
+    slides = _copy_slides(two_slides, slides_dir)
+    shutil.copy(shared_slides / "broken.svs", slides_dir / "broken.svs")
+    shutil.copy(shared_slides / "boxes.tiff", slides_dir / "no mpp (boxes).tiff")
+    annotations = tmp_path / "annotations.csv"
+    names = [*slides, "broken", "no mpp (boxes)", "gone"]
+    pd.DataFrame({"patient": names, "slide": names}).to_csv(annotations, index=False)
+    shards = tmp_path / "shards"
+    run = run_cli(
+        cli_command(slides_dir, shards, tmp_path, *DEFAULT_KEY_OVERRIDES, f"project.annotations={annotations}")
+    )
+    assert run.returncode == 1, run.stderr
+    assert "5 slides: 2 done, 0 skipped, 3 failed" in run.stdout
+    report = pd.read_csv(shard_dir(shards, SETTINGS) / REPORT_NAME, keep_default_na=False).set_index("slide")
+    assert report.loc[list(slides), "status"].tolist() == ["done", "done"]
+    assert (report.loc[list(slides), "kept_tiles"].astype(int) > 0).all()
+    assert "not a TIFF file" in report.loc["broken", "error"] and "broken.svs" in report.loc["broken", "error"]
+    assert "no usable microns-per-pixel" in report.loc["no mpp (boxes)", "error"]
+    assert "mpp_override" in report.loc["no mpp (boxes)", "error"]
+    assert "Slide file not found" in report.loc["gone", "error"]
+    for slide in ("broken", "no mpp (boxes)", "gone"):
+        assert f"FAILED {slide}: " in run.stdout
+    # the same command with an MPP for the box slide: only the two truly bad slides fail
+    again = run_cli(
+        cli_command(
+            slides_dir,
+            shards,
+            tmp_path,
+            *DEFAULT_KEY_OVERRIDES,
+            f"project.annotations={annotations}",
+            "project.mpp_override=0.5",
+        )
+    )
+    assert again.returncode == 1
+    assert "1 done, 2 skipped, 2 failed" in again.stdout  # mpp_override does not change the shard key

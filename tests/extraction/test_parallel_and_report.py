@@ -1,0 +1,79 @@
+"""Workers (processes over slides, threads within one) give identical shards; report CSV and thumbnails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from src.demo.generate import DemoProject
+from src.extraction.extract import extract_slides
+from src.extraction.report import REPORT_COLUMNS, REPORT_NAME, thumbnail_path
+from src.extraction.settings import TileSettings
+from src.extraction.shards import read_index, shard_dir, tar_path
+from src.slides.reader import open_slide
+
+SETTINGS = TileSettings(tile_px=64, tile_um=64)
+
+
+def _shards(folder: Path, slides: list[str]) -> dict[str, bytes]:
+    return {slide: tar_path(folder, slide).read_bytes() for slide in slides}
+
+
+def test_two_workers_give_the_same_shards_as_one(demo_project: DemoProject, tmp_path: Path) -> None:
+    slides = {p.stem: p for p in sorted(demo_project.slides_dir.glob("*.svs"))[:3]}
+    serial = extract_slides(slides, tmp_path / "one", SETTINGS, workers=1, progress=False)
+    parallel = extract_slides(slides, tmp_path / "two", SETTINGS, workers=2, progress=False)  # 2 processes
+    assert parallel["status"].tolist() == ["done"] * 3
+    assert parallel["kept_tiles"].tolist() == serial["kept_tiles"].tolist()
+    one, two = shard_dir(tmp_path / "one", SETTINGS), shard_dir(tmp_path / "two", SETTINGS)
+    assert _shards(two, list(slides)) == _shards(one, list(slides))
+    # a single slide with two workers is read by two threads: same bytes, same order
+    name = next(iter(slides))
+    threaded = extract_slides({name: slides[name]}, tmp_path / "threads", SETTINGS, workers=2, progress=False)
+    assert threaded["status"].tolist() == ["done"]
+    assert _shards(shard_dir(tmp_path / "threads", SETTINGS), [name]) == _shards(one, [name])
+
+
+def test_report_csv_and_thumbnail_outlines(two_slides: dict[str, Path], tmp_path: Path) -> None:
+    slides = {**two_slides, "gone": None}
+    report = extract_slides(slides, tmp_path, SETTINGS, progress=False)
+    folder = shard_dir(tmp_path, SETTINGS)
+    csv = pd.read_csv(folder / REPORT_NAME)
+    csv["error"] = csv["error"].fillna("")
+    assert list(csv.columns) == REPORT_COLUMNS
+    assert csv["slide"].tolist() == list(slides)
+    assert csv["status"].tolist() == ["done", "done", "failed"]
+    assert csv["grid_tiles"].iloc[:2].astype(int).tolist() == [36, 36]
+    assert csv["kept_tiles"].iloc[:2].astype(int).tolist() == report["kept_tiles"].iloc[:2].tolist()
+    assert (csv["seconds"].iloc[:2] > 0).all() and csv["error"].tolist()[:2] == ["", ""]
+    assert csv["mpp"].iloc[:2].tolist() == [0.5, 0.5] and csv[["grid_tiles", "kept_tiles"]].iloc[2].isna().all()
+    assert "not found" in csv["error"].iloc[2]
+    # A later run adds its rows and keeps the others.
+    extract_slides(dict(list(two_slides.items())[:1]), tmp_path, SETTINGS, progress=False)
+    again = pd.read_csv(folder / REPORT_NAME, keep_default_na=False)
+    assert sorted(again["slide"]) == sorted(slides) and "skipped" in set(again["status"])
+
+    slide, path = next(iter(two_slides.items()))
+    image = cv2.cvtColor(cv2.imread(str(thumbnail_path(folder, slide))), cv2.COLOR_BGR2RGB)
+    assert not thumbnail_path(folder, "gone").exists()
+    assert image.shape == (768 + 24, 768, 3)  # slides up to 1024 px keep their size; a caption below
+    thumb, caption = image[:768], image[768:]
+    assert (caption < 128).any() and (caption == 255).mean() > 0.8  # dark text on white
+    with open_slide(path) as reader:
+        plain = reader.get_thumbnail(1024)
+    index = read_index(folder, slide)
+    green = (thumb[:, :, 1].astype(int) - thumb[:, :, [0, 2]].max(axis=2)) > 20
+    for loc_x, loc_y in index["locations"]:  # every kept tile has its outline drawn
+        assert green[loc_y - 64 : loc_y + 64, loc_x - 64].mean() > 0.9
+    kept = {tuple(loc) for loc in index["locations"]}
+    dropped = [(x, y) for x in range(64, 768, 128) for y in range(64, 768, 128) if (x, y) not in kept]
+    assert dropped  # and the dropped ones are untouched
+    for loc_x, loc_y in dropped:
+        assert not green[loc_y - 60 : loc_y + 60, loc_x - 60 : loc_x + 60].any()
+        np.testing.assert_array_equal(
+            thumb[loc_y - 60 : loc_y + 60, loc_x - 60 : loc_x + 60],
+            plain[loc_y - 60 : loc_y + 60, loc_x - 60 : loc_x + 60],
+        )
