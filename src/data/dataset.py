@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
 from src.data.annotations import AnnotationError, apply_filters, load_annotations, validate_annotations
 from src.data.outcomes import MAX_CATEGORIES, Outcome, OutcomeKind, build_outcome, check_patient_labels
@@ -89,6 +90,23 @@ class Dataset:
         self.tiles: TileSettings | None = tiles
         self.shards_dir = Path(shards_dir) if shards_dir is not None else None
         self.mpp_override = mpp_override
+
+    @classmethod
+    def from_config(cls, hp: DictConfig) -> Dataset:
+        """The project's Dataset exactly as ``python train.py`` builds it from a composed config.
+
+        Generates the demo project when configured, applies ``dataset.filters``, checks the annotations
+        and ``hp.outcomes`` (slides with a blank outcome are left out), and extracts any missing tile
+        shards (none when ``model.drop_images``), so the result is ready for ``Trainer.train``.
+
+        Example:
+            >>> hp = compose(["epochs=[1,3]"])
+            >>> dataset = Dataset.from_config(hp)
+        """
+        from src.pipeline import prepare_dataset  # the pipeline builds on this module
+
+        dataset, _ = prepare_dataset(hp)
+        return dataset
 
     def _copy(self, annotations: pd.DataFrame) -> Dataset:
         clone = object.__new__(Dataset)
