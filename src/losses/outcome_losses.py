@@ -61,6 +61,22 @@ def loss_kinds(loss_cfg: Mapping[str, Any], outcomes: Sequence[str]) -> dict[str
     return kinds
 
 
+def check_loss_fits(loss_cfg: Mapping[str, Any], outcomes: Sequence[Outcome]) -> None:
+    """Raise when an outcome's labels were encoded as another kind than its loss expects.
+
+    Raises:
+        ValueError: naming the outcome, both kinds and how to fix it.
+    """
+    kinds = loss_kinds(loss_cfg, [o.name for o in outcomes])
+    for outcome in outcomes:
+        if kinds[outcome.name] != outcome.kind:
+            raise ValueError(
+                f"Outcome '{outcome.name}' is labelled {outcome.kind} but its loss is {kinds[outcome.name]}: "
+                f"build the labels with dataset.labels(..., kind=loss_kinds(hp.loss, outcomes)) or pick a "
+                f"{outcome.kind} loss (loss.kind / loss.per_outcome.{outcome.name})"
+            )
+
+
 def build_losses(loss_cfg: Mapping[str, Any], outcomes: Sequence[str]) -> list[OutcomeLoss]:
     """Instantiate one loss per outcome, in outcome order.
 

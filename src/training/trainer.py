@@ -23,7 +23,7 @@ from src.data.balance import resolve_balance, tile_weights
 from src.data.clinical import ClinicalEncoder
 from src.data.dataset import Dataset, SlideLabels
 from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
-from src.losses.outcome_losses import build_losses, fit_losses
+from src.losses.outcome_losses import build_losses, check_loss_fits, fit_losses
 from src.training.callbacks import EpochOutputs
 from src.training.checkpoint import ParamsInCheckpoint
 from src.training.module import TileModule
@@ -231,6 +231,11 @@ class Trainer:
 
 
 def build_trainer(hp: DictConfig, outdir: str | Path, labels: SlideLabels, **kwargs) -> Trainer:
-    """Build a :class:`Trainer` (Slideflow's ``sf.model.build_trainer`` shape)."""
+    """Build a :class:`Trainer` (Slideflow's ``sf.model.build_trainer`` shape).
+
+    Raises:
+        ValueError: an outcome of ``labels`` does not fit its loss (e.g. categorical labels, linear loss).
+    """
+    check_loss_fits(hp.loss, labels.outcomes)
     pl.seed_everything(int(hp.seed), workers=True, verbose=False)
     return Trainer(hp, outdir, labels, **kwargs)
