@@ -95,4 +95,8 @@ class ClinicalEncoder:
 
     def to_dict(self) -> dict:
         """JSON-ready fit (saved in params.json)."""
-        return {"columns": self.columns, "numeric": self.numeric, "categories": self.categories}
+        return {
+            "columns": list(self.columns),
+            "numeric": {k: [mean, sd] for k, (mean, sd) in self.numeric.items()},
+            "categories": {k: list(v) for k, v in self.categories.items()},
+        }

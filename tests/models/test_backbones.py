@@ -23,8 +23,12 @@ def test_custom_backbone_by_target() -> None:
     convs = [m for m in net.backbone.modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [8, 16, 32]  # built by small_cnn with the config's arguments
     assert feature_width(net.backbone) == 32 and net.hidden[0].in_features == 32 + 3
-    outputs = net(torch.randn(4, 3, 64, 64), torch.randn(4, 3))
+    images, clinical = torch.randn(4, 3, 64, 64), torch.randn(4, 3)
+    outputs = net(images, clinical)
     assert [tuple(o.shape) for o in outputs] == [(4, 2), (4, 1)]
+    net.eval()  # clinical inputs enter after the backbone: changing them changes the outputs
+    assert not torch.allclose(net(images, clinical)[0], net(images, clinical + 1)[0])
+    net.train()
     sum(o.sum() for o in outputs).backward()
     assert convs[0].weight.grad is not None and convs[0].weight.grad.abs().sum() > 0
 
