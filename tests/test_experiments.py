@@ -27,7 +27,7 @@ def test_every_experiment_runs_from_the_command_line(data_dir: Path, tmp_path: P
     assert {"demo_linear", "demo_multi_outcome", "demo_multimodal", "demo_clinical_only"} <= set(EXPERIMENTS)
     out = tmp_path / "outputs"
     command = [sys.executable, "train.py", "-m", f"experiment={','.join(EXPERIMENTS)}"]
-    command += [*tiny_overrides(data_dir, out), "validation.folds=[1]"]
+    command += [*tiny_overrides(data_dir, out), "validation.folds=[1]", "+trainer.limit_train_batches=3"]
     result = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "WANDB_MODE": "offline"}
     )

@@ -28,7 +28,7 @@ def run_notebook(name: str, overrides: list[str]) -> nbformat.NotebookNode:
 
 def test_trainer_api_notebook(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "outputs"
-    notebook = run_notebook("trainer_api.ipynb", tiny_overrides(data_dir, out))
+    notebook = run_notebook("trainer_api.ipynb", [*tiny_overrides(data_dir, out), "+trainer.limit_train_batches=3"])
     text = "\n".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "slide AUROC from the table" in text
     model_dir = out / "notebook_trainer_api"

@@ -160,8 +160,8 @@ class Dataset:
 
         Args:
             headers: Outcome column(s).
-            kind: Outcome kind (one for all, or per column). ``None`` infers: numeric columns with many
-                distinct values are ``linear``, everything else ``categorical``.
+            kind: Outcome kind (one for all, or per column). ``None`` infers: numeric columns with
+                fractional values or many distinct values are ``linear``, everything else ``categorical``.
             event_header: Event column for ``cox`` outcomes.
 
         Returns:
@@ -210,8 +210,8 @@ class Dataset:
 
 
 def infer_kind(values: pd.Series) -> OutcomeKind:
-    """``linear`` for numeric columns with many distinct values, else ``categorical``."""
+    """``linear`` for numeric columns with fractional values or many distinct values, else ``categorical``."""
     numeric = pd.to_numeric(values.dropna(), errors="coerce")
-    if numeric.notna().all() and numeric.nunique() > MAX_CATEGORIES:
+    if numeric.notna().all() and (numeric.nunique() > MAX_CATEGORIES or (numeric != numeric.round()).any()):
         return "linear"
     return "categorical"

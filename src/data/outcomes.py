@@ -85,11 +85,14 @@ def build_outcome(table: pd.DataFrame, name: str, kind: OutcomeKind, event: str 
         raise AnnotationError(f"Unknown outcome '{name}': annotation columns are {list(table.columns)}")
     if kind == "categorical":
         numeric = pd.to_numeric(table[name], errors="coerce")
-        if numeric.notna().all() and numeric.nunique() > MAX_CATEGORIES:
+        fractional = numeric.notna() & (numeric != numeric.round())
+        if numeric.notna().all() and (numeric.nunique() > MAX_CATEGORIES or fractional.any()):
+            row = table.loc[fractional].iloc[0] if fractional.any() else table.iloc[0]
+            why = "fractional values" if fractional.any() else f"more than {MAX_CATEGORIES} values"
             raise AnnotationError(
-                f"Outcome '{name}' has {numeric.nunique()} distinct numeric values (e.g. slide "
-                f"'{table['slide'].iloc[0]}': {table[name].iloc[0]!r}): a categorical loss does not fit it "
-                f"(at most {MAX_CATEGORIES} classes); use a linear loss (e.g. loss=mse)"
+                f"Outcome '{name}' looks continuous ({numeric.nunique()} distinct numeric values, {why}; e.g. "
+                f"slide '{row['slide']}': {row[name]!r}): a categorical loss does not fit it; use a linear "
+                "loss (e.g. loss=mse), or write the classes as text"
             )
         classes = sorted(table[name].astype(str).unique())
         if len(classes) < 2:

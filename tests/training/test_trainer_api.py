@@ -34,7 +34,13 @@ LEVELS = ("tile", "slide", "patient")
 def fitted(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("trainer_api")
     hp = compose(
-        [*tiny_overrides(data_dir, out), "experiment=demo_multi_outcome", "input_header=[age,stage]", "epochs=[1,2]"]
+        [
+            *tiny_overrides(data_dir, out),
+            "experiment=demo_multi_outcome",
+            "input_header=[age,stage]",
+            "epochs=[1,2]",
+            "+trainer.limit_train_batches=4",
+        ]
     )
     dataset = Dataset.from_config(hp)
     labels, unique = dataset.labels(OUTCOMES, loss_kinds(hp.loss, OUTCOMES))
