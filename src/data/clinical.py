@@ -18,7 +18,8 @@ class ClinicalEncoder:
     Fitted on the training fold only; the fit is saved with the model (``to_dict``). Numeric columns
     (every value parses as a number) are standardised with the training mean and sd; other columns are
     one-hot over the training categories. A category unseen in training raises an error naming the
-    column, the slide and the value, rather than being silently mapped.
+    column, the slide and the value, rather than being silently mapped (an "other" bucket would give
+    such slides an input the model never learned from). A column mixing numbers and text is an error.
     """
 
     columns: list[str]
@@ -41,9 +42,25 @@ class ClinicalEncoder:
             if values.notna().all():
                 sd = float(values.std(ddof=0)) or 1.0
                 encoder.numeric[column] = (float(values.mean()), sd)
+            elif values.notna().any():
+                bad = table.loc[values.isna()].iloc[0]
+                raise AnnotationError(
+                    f"Clinical column '{column}' mixes numbers and text: slide '{bad['slide']}' has "
+                    f"{bad[column]!r} while others are numbers. Numeric columns are standardised and text "
+                    "columns one-hot encoded: make every value a number (leave unknowns blank) or every value text"
+                )
             else:
                 encoder.categories[column] = sorted(table[column].astype(str).unique())
         return encoder
+
+    @classmethod
+    def from_dict(cls, fit: dict) -> ClinicalEncoder:
+        """Rebuild an encoder from :meth:`to_dict` output (as saved in params.json and checkpoints)."""
+        return cls(
+            list(fit["columns"]),
+            numeric={k: (float(v[0]), float(v[1])) for k, v in fit.get("numeric", {}).items()},
+            categories={k: list(v) for k, v in fit.get("categories", {}).items()},
+        )
 
     def transform(self, table: pd.DataFrame) -> np.ndarray:
         """Encode each row of ``table`` as an (n_rows, width) float32 array, in ``columns`` order."""
@@ -66,7 +83,8 @@ class ClinicalEncoder:
                     bad = table.loc[unknown].iloc[0]
                     raise AnnotationError(
                         f"Clinical column '{column}': slide '{bad['slide']}' has category "
-                        f"{bad[column]!r} not seen in training {known}"
+                        f"{bad[column]!r} not seen in training {known}; recode it to a known category or "
+                        "leave it blank (slides with blank clinical inputs are dropped)"
                     )
                 onehot = np.zeros((len(table), len(known)), np.float32)
                 onehot[np.arange(len(table)), values.map({c: i for i, c in enumerate(known)})] = 1
@@ -77,4 +95,8 @@ class ClinicalEncoder:
 
     def to_dict(self) -> dict:
         """JSON-ready fit (saved in params.json)."""
-        return {"columns": self.columns, "numeric": self.numeric, "categories": self.categories}
+        return {
+            "columns": list(self.columns),
+            "numeric": {k: [mean, sd] for k, (mean, sd) in self.numeric.items()},
+            "categories": {k: list(v) for k, v in self.categories.items()},
+        }

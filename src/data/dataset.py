@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
 from src.data.annotations import AnnotationError, apply_filters, load_annotations, validate_annotations
 from src.data.outcomes import MAX_CATEGORIES, Outcome, OutcomeKind, build_outcome, check_patient_labels
@@ -90,6 +91,23 @@ class Dataset:
         self.shards_dir = Path(shards_dir) if shards_dir is not None else None
         self.mpp_override = mpp_override
 
+    @classmethod
+    def from_config(cls, hp: DictConfig) -> Dataset:
+        """The project's Dataset exactly as ``python train.py`` builds it from a composed config.
+
+        Generates the demo project when configured, applies ``dataset.filters``, checks the annotations
+        and ``hp.outcomes`` (slides with a blank outcome are left out), and extracts any missing tile
+        shards (none when ``model.drop_images``), so the result is ready for ``Trainer.train``.
+
+        Example:
+            >>> hp = compose(["epochs=[1,3]"])
+            >>> dataset = Dataset.from_config(hp)
+        """
+        from src.pipeline import prepare_dataset  # the pipeline builds on this module
+
+        dataset, _ = prepare_dataset(hp)
+        return dataset
+
     def _copy(self, annotations: pd.DataFrame) -> Dataset:
         clone = object.__new__(Dataset)
         clone.__dict__.update(self.__dict__)
@@ -142,8 +160,8 @@ class Dataset:
 
         Args:
             headers: Outcome column(s).
-            kind: Outcome kind (one for all, or per column). ``None`` infers: numeric columns with many
-                distinct values are ``linear``, everything else ``categorical``.
+            kind: Outcome kind (one for all, or per column). ``None`` infers: numeric columns with
+                fractional values or many distinct values are ``linear``, everything else ``categorical``.
             event_header: Event column for ``cox`` outcomes.
 
         Returns:
@@ -192,8 +210,8 @@ class Dataset:
 
 
 def infer_kind(values: pd.Series) -> OutcomeKind:
-    """``linear`` for numeric columns with many distinct values, else ``categorical``."""
+    """``linear`` for numeric columns with fractional values or many distinct values, else ``categorical``."""
     numeric = pd.to_numeric(values.dropna(), errors="coerce")
-    if numeric.notna().all() and numeric.nunique() > MAX_CATEGORIES:
+    if numeric.notna().all() and (numeric.nunique() > MAX_CATEGORIES or (numeric != numeric.round()).any()):
         return "linear"
     return "categorical"

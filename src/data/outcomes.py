@@ -56,13 +56,16 @@ class Outcome:
         return {"name": self.name, "kind": self.kind, "classes": self.classes, "event": self.event}
 
 
-def _numeric(table: pd.DataFrame, column: str) -> pd.Series:
+def _numeric(table: pd.DataFrame, column: str, kind: str) -> pd.Series:
     values = pd.to_numeric(table[column], errors="coerce")
     bad = values.isna() & table[column].notna()
     if bad.any():
         sample = table.loc[bad, column].iloc[0]
         slide = table.loc[bad, "slide"].iloc[0]
-        raise AnnotationError(f"Column '{column}' must be numeric for this loss, but slide '{slide}' has {sample!r}")
+        hint = " (a text outcome needs a categorical loss, e.g. loss=cross_entropy)" if kind == "linear" else ""
+        raise AnnotationError(
+            f"Column '{column}' must be numeric for a {kind} loss, but slide '{slide}' has {sample!r}{hint}"
+        )
     return values
 
 
@@ -82,28 +85,32 @@ def build_outcome(table: pd.DataFrame, name: str, kind: OutcomeKind, event: str 
         raise AnnotationError(f"Unknown outcome '{name}': annotation columns are {list(table.columns)}")
     if kind == "categorical":
         numeric = pd.to_numeric(table[name], errors="coerce")
-        if numeric.notna().all() and numeric.nunique() > MAX_CATEGORIES:
+        fractional = numeric.notna() & (numeric != numeric.round())
+        if numeric.notna().all() and (numeric.nunique() > MAX_CATEGORIES or fractional.any()):
+            row = table.loc[fractional].iloc[0] if fractional.any() else table.iloc[0]
+            why = "fractional values" if fractional.any() else f"more than {MAX_CATEGORIES} values"
             raise AnnotationError(
-                f"Outcome '{name}' has {numeric.nunique()} distinct numeric values: a categorical loss "
-                "does not fit it; use a linear loss (e.g. loss=mse)"
+                f"Outcome '{name}' looks continuous ({numeric.nunique()} distinct numeric values, {why}; e.g. "
+                f"slide '{row['slide']}': {row[name]!r}): a categorical loss does not fit it; use a linear "
+                "loss (e.g. loss=mse), or write the classes as text"
             )
         classes = sorted(table[name].astype(str).unique())
         if len(classes) < 2:
             raise AnnotationError(f"Outcome '{name}' has a single class {classes}: nothing to learn")
         return Outcome(name, kind, classes=classes)
     if kind == "linear":
-        _numeric(table, name)
+        _numeric(table, name, kind)
         return Outcome(name, kind)
     if kind == "cox":
         if not event:
             raise AnnotationError(f"Cox outcome '{name}' needs an event column (event_header=...)")
         if event not in table.columns:
             raise AnnotationError(f"Unknown event column '{event}': columns are {list(table.columns)}")
-        times = _numeric(table, name)
+        times = _numeric(table, name, kind)
         if (times < 0).any():
             slide = table.loc[times < 0, "slide"].iloc[0]
             raise AnnotationError(f"Column '{name}' has a negative time for slide '{slide}'")
-        events = _numeric(table, event)
+        events = _numeric(table, event, kind)
         bad = ~events.isin([0, 1])
         if bad.any():
             raise AnnotationError(

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import r2_score, roc_auc_score, roc_curve
 
 from src.data.outcomes import Outcome
 from src.evaluation.predictions import output_columns
@@ -45,18 +45,21 @@ def roc_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, titl
 
 def scatter_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, title: str) -> Path:
     """Predicted versus true values, one panel per level (at most 2000 points each)."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.6), squeeze=False, layout="constrained")
     rng = np.random.default_rng(0)
     for ax, (level, table) in zip(axes[0], tables.items(), strict=True):
         if len(table) > 2000:
             table = table.iloc[rng.choice(len(table), 2000, replace=False)]
         y_true, y_pred = table[f"{outcome.name}-y_true"], table[f"{outcome.name}-y_pred"]
-        ax.scatter(y_true, y_pred, s=8, alpha=0.5)
+        ax.scatter(y_true, y_pred, s=8 if len(table) > 200 else 30, alpha=0.5 if len(table) > 200 else 0.8)
         low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
-        ax.plot([low, high], [low, high], ls="--", c="grey", lw=1)
-        ax.set(title=f"{level} (n={len(table)})", xlabel=f"true {outcome.name}", ylabel="predicted")
+        pad = 0.05 * (high - low or 1.0)
+        ax.plot([low, high], [low, high], ls="--", c="grey", lw=1, label="y = x")
+        r2 = f", R² {r2_score(y_true, y_pred):.3f}" if len(table) > 1 else ""
+        ax.set(title=f"{level} (n={len(table)}{r2})", xlabel=f"true {outcome.name}", ylabel="predicted")
+        ax.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal")
+        ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

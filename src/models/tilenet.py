@@ -29,6 +29,10 @@ class TileNet(nn.Module):
         hidden_layer_width: Width of each hidden block.
         dropout: Dropout on the merged features (so it acts even with no hidden layers) and in each block.
         drop_images: Train on the clinical inputs alone, reading no image.
+        output_mean: Per outcome, added to the head's output (linear outcomes: the training mean, so the
+            head starts at the mean); 0 for categorical and cox heads.
+        output_scale: Per outcome, multiplies the head's output first (linear outcomes: the training sd).
+            Both are saved in the state dict.
     """
 
     def __init__(
@@ -40,6 +44,8 @@ class TileNet(nn.Module):
         hidden_layer_width: int = 500,
         dropout: float = 0.0,
         drop_images: bool = False,
+        output_mean: Sequence[float] | None = None,
+        output_scale: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.drop_images = drop_images
@@ -61,6 +67,11 @@ class TileNet(nn.Module):
             width = hidden_layer_width
         self.hidden = nn.Sequential(*blocks)
         self.heads = nn.ModuleList(nn.Linear(width, size) for size in outcome_sizes)
+        n = len(outcome_sizes)
+        self.register_buffer("output_mean", torch.tensor(list(output_mean or [0.0] * n), dtype=torch.float32))
+        self.register_buffer("output_scale", torch.tensor(list(output_scale or [1.0] * n), dtype=torch.float32))
+        if len(self.output_mean) != n or len(self.output_scale) != n:
+            raise ValueError(f"output_mean and output_scale need one value per outcome ({n})")
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Return one logit/score tensor per outcome, each (batch, outcome_size)."""
@@ -71,4 +82,7 @@ class TileNet(nn.Module):
             if clinical is not None and clinical.shape[-1]:
                 features = torch.cat([features, clinical.to(features.dtype)], dim=1)
         features = self.hidden(self.dropout(features))
-        return [head(features) for head in self.heads]
+        return [
+            head(features) * scale + mean
+            for head, mean, scale in zip(self.heads, self.output_mean, self.output_scale, strict=True)
+        ]

@@ -67,17 +67,3 @@ class EpochOutputs(pl.Callback):
             outcome_plots(evaluation["tables"], module.outcomes, self.outdir / "plots", epoch)
         self.rows.append(row)
         append_results(self.outdir / "results_log.csv", [row])
-
-
-class CheckpointExtras(pl.Callback):
-    """Stores extra fitted state in every checkpoint (e.g. ``norm_fit``), so a checkpoint alone rebuilds it.
-
-    Args:
-        **extras: JSON-like values written under their own keys of the checkpoint dict.
-    """
-
-    def __init__(self, **extras) -> None:
-        self.extras = extras
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint.update(self.extras)

@@ -24,8 +24,9 @@ from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
 from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
 from src.data.transforms import tile_transform
-from src.losses.outcome_losses import build_losses
-from src.training.callbacks import CheckpointExtras, EpochOutputs
+from src.losses.outcome_losses import build_losses, check_loss_fits, fit_losses
+from src.training.callbacks import EpochOutputs
+from src.training.checkpoint import ParamsInCheckpoint
 from src.training.module import TileModule
 
 log = logging.getLogger(__name__)
@@ -145,14 +146,13 @@ class Trainer:
         train_loader = self._loader(train_data, train_index, train_slides, patients, train=True)
 
         losses = build_losses(hp.loss, [o.name for o in self.outcomes])
-        train_targets = self.labels.targets(train_slides)
-        start = 0
-        for outcome, loss in zip(self.outcomes, losses, strict=True):
-            if hasattr(loss.fn, "fit") and outcome.kind == "categorical":
-                loss.fn.fit(train_targets[:, start], len(outcome.classes))
-            start += outcome.n_targets
-
-        net = instantiate(hp.model)(outcome_sizes=[o.n_outputs for o in self.outcomes], n_clinical=encoder.width)
+        output_mean, output_scale = fit_losses(losses, self.outcomes, self.labels.targets(train_slides))
+        net = instantiate(hp.model)(
+            outcome_sizes=[o.n_outputs for o in self.outcomes],
+            n_clinical=encoder.width,
+            output_mean=output_mean,
+            output_scale=output_scale,
+        )
         scheduler = instantiate(hp.scheduler.fn) if hp.scheduler.get("fn") else None
         module = TileModule(
             net,
@@ -182,12 +182,11 @@ class Trainer:
                 "tile_weights": self._balance_weights("validation_balance", val_index, val_slides, patients),
             }
 
-        self._write_params(encoder, train_slides, val_slides, train_ds, val_ds)
+        params = self._write_params(encoder, train_slides, val_slides, train_ds, val_ds)
         epochs = sorted(int(e) for e in hp.epochs)
         saver = EpochOutputs(epochs, self.outdir, self.row_info)
-        callbacks = [saver] + [instantiate(c) for c in (hp.callbacks or {}).values()]
-        if self.normalizer is not None:
-            callbacks.append(CheckpointExtras(norm_fit=self.normalizer.get_fit()))
+        # params (outcomes, clinical fit, norm_fit, hyper-parameters) go inside every checkpoint too
+        callbacks = [saver, ParamsInCheckpoint(params)] + [instantiate(c) for c in (hp.callbacks or {}).values()]
         loggers = [instantiate(c, save_dir=str(self.outdir)) for c in (hp.logger or {}).values()]
         trainer = instantiate(
             hp.trainer,
@@ -212,7 +211,7 @@ class Trainer:
         val_slides: Sequence[str],
         train_ds: Dataset,
         val_ds: Dataset | None,
-    ) -> None:
+    ) -> dict:
         hp = self.hp
         tiles = train_ds.tiles
         params = {
@@ -241,9 +240,15 @@ class Trainer:
                     }
                 )
         pd.DataFrame(labels).to_csv(self.outdir / "slide_manifest.csv", index=False)
+        return params
 
 
 def build_trainer(hp: DictConfig, outdir: str | Path, labels: SlideLabels, **kwargs) -> Trainer:
-    """Build a :class:`Trainer` (Slideflow's ``sf.model.build_trainer`` shape)."""
+    """Build a :class:`Trainer` (Slideflow's ``sf.model.build_trainer`` shape).
+
+    Raises:
+        ValueError: an outcome of ``labels`` does not fit its loss (e.g. categorical labels, linear loss).
+    """
+    check_loss_fits(hp.loss, labels.outcomes)
     pl.seed_everything(int(hp.seed), workers=True, verbose=False)
     return Trainer(hp, outdir, labels, **kwargs)

@@ -13,6 +13,7 @@ import torch
 from src.data.balance import tile_weights
 from src.data.normalizers import Reinhard, from_fit
 from src.data.tiles import TileDataset, TileIndex
+from src.training.checkpoint import PARAMS_KEY
 from tests.training.recorder import recorder_of
 
 # 5 patients, 7 slides: squamous P001 (2 slides), P002, P003, P005 (2 slides); adenocarcinoma P004 (1 slide).
@@ -113,7 +114,7 @@ def test_normalizer_and_augmentation_in_the_tile_stream(fit) -> None:
     for key in ("means", "stds"):
         assert params["norm_fit"][key] == pytest.approx(expected[key], rel=1e-6)
     checkpoint = torch.load(trainer.outdir / "checkpoints" / "epoch1.ckpt", weights_only=False)
-    assert checkpoint["norm_fit"] == params["norm_fit"]
-    rebuilt = from_fit(checkpoint["norm_fit"])
+    assert checkpoint[PARAMS_KEY]["norm_fit"] == params["norm_fit"]
+    rebuilt = from_fit(checkpoint[PARAMS_KEY]["norm_fit"])
     tile, image = recorder.val_images[0]
     assert torch.equal(scaled(rebuilt(val_data.read_image(tile))), image)

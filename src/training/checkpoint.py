@@ -1,0 +1,90 @@
+"""Self-describing checkpoints: the model's params (outcomes, clinical fit, hyper-parameters) inside each
+``.ckpt``, and rebuilding a model for inference from that file alone."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from src.data.clinical import ClinicalEncoder
+from src.data.outcomes import Outcome
+
+PARAMS_KEY = "workbench_params"
+
+
+class ParamsInCheckpoint(pl.Callback):
+    """Stores ``params`` (the content of params.json) in every checkpoint saved during the fit."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = json.loads(json.dumps(params, default=str))  # plain JSON types only
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[PARAMS_KEY] = self.params
+
+
+@dataclass
+class LoadedModel:
+    """A trained TileNet with what is needed to feed it.
+
+    Attributes:
+        net: The network in eval mode; ``net(images, clinical)`` returns one output per outcome (logits
+            for categorical outcomes, values in the column's units for linear ones).
+        outcomes: The outcomes, in head order (class names for categorical ones).
+        encoder: The clinical-input encoder fitted on the training slides.
+        params: Everything saved with the model (as params.json).
+    """
+
+    net: nn.Module
+    outcomes: list[Outcome]
+    encoder: ClinicalEncoder
+    params: dict[str, Any]
+
+    def clinical(self, annotations: pd.DataFrame) -> torch.Tensor:
+        """Encode the ``input_header`` columns of ``annotations`` rows as the model expects them."""
+        return torch.as_tensor(self.encoder.transform(annotations), dtype=torch.float32)
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Rebuild a model for inference from one of our ``.ckpt`` files, needing nothing else.
+
+    Raises:
+        ValueError: the file is not a checkpoint written by this workbench's Trainer.
+    """
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False)
+    params = checkpoint.get(PARAMS_KEY) if isinstance(checkpoint, dict) else None
+    if params is None:
+        raise ValueError(f"{path} holds no '{PARAMS_KEY}': it was not written by src.training.Trainer")
+    outcomes = [Outcome(**o) for o in params["outcomes"]]
+    encoder = ClinicalEncoder.from_dict(params["clinical_encoder"])
+    model_cfg = OmegaConf.create(params["hp"]["model"])
+    if "weights_path" in model_cfg.get("backbone", {}):
+        model_cfg.backbone.weights_path = None  # the checkpoint's own weights replace any starting point
+    net = instantiate(model_cfg)(outcome_sizes=[o.n_outputs for o in outcomes], n_clinical=encoder.width)
+    state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    net.eval()
+    return LoadedModel(net, outcomes, encoder, params)
+
+
+def predict(model: LoadedModel, images: torch.Tensor, annotations: pd.DataFrame | None = None) -> list[np.ndarray]:
+    """Head outputs for a batch of tiles (float, scaled to [-1, 1]) of slides described by ``annotations`` rows.
+
+    Categorical outputs are softmax probabilities; linear outputs are in the column's units.
+    """
+    clinical = model.clinical(annotations) if annotations is not None else torch.zeros(len(images), 0)
+    with torch.no_grad():
+        outputs = model.net(images, clinical)
+    return [
+        torch.softmax(o, dim=1).numpy() if outcome.kind == "categorical" else o.numpy()
+        for o, outcome in zip(outputs, model.outcomes, strict=True)
+    ]
