@@ -19,6 +19,7 @@ from src.data.augment import parse_codes
 from src.data.balance import BALANCE_STRATEGIES
 from src.data.dataset import Dataset
 from src.data.splits import patient_table
+from src.data.survival import check_fold_events, check_survival_config
 from src.evaluation.results_log import append_results, summarize
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
@@ -73,6 +74,7 @@ def prepare_dataset(cfg: DictConfig) -> tuple[Dataset, object]:
     outcomes = list(cfg.outcomes)
     kinds = loss_kinds(cfg.loss, outcomes)
     event = cfg.get("event_header")
+    check_survival_config(kinds, event, cfg.get("input_header"))
     missing = [c for c in outcomes + ([event] if event else []) if c not in dataset.annotations.columns]
     if missing:
         raise ValueError(
@@ -111,9 +113,10 @@ def run(cfg: DictConfig) -> float:
     dataset, labels = prepare_dataset(cfg)
     outcomes = labels.outcomes
 
-    strata = [o.name for o in outcomes if o.kind == "categorical"]
+    strata = [o.name for o in outcomes if o.kind == "categorical"] + [o.event for o in outcomes if o.kind == "cox"]
     splitter = instantiate(cfg.validation.splitter)
     folds = splitter.split(patient_table(dataset.annotations, strata), seed=int(cfg.seed))
+    check_fold_events(folds, dataset, labels)
     (out / "splits.json").write_text(
         json.dumps(
             {

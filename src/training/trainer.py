@@ -22,6 +22,7 @@ from src.data.augment import Augment
 from src.data.balance import resolve_balance, tile_weights
 from src.data.clinical import ClinicalEncoder
 from src.data.dataset import Dataset, SlideLabels
+from src.data.survival import check_training_events, survival_sampler
 from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
 from src.losses.outcome_losses import build_losses
 from src.training.callbacks import EpochOutputs
@@ -94,7 +95,19 @@ class Trainer:
         loader_cfg = hp.dataloader
         first = self.outcomes[0]
         sampler, shuffle = None, False
-        if train:
+        if train and first.kind == "cox":  # event-aware batches (src.data.survival)
+            slide_idx = index.slide_idx if index is not None else np.arange(len(slides))
+            sampler = survival_sampler(
+                hp.training_balance,
+                slide_idx,
+                [patients[s] for s in slides],
+                self.labels.targets(slides)[:, 1],
+                int(hp.batch_size),
+                int(hp.loss.get("min_events_per_batch", 1)),
+                int(hp.seed),
+            )
+            shuffle = sampler is None
+        elif train:
             strategy = resolve_balance(hp.training_balance, first.kind == "categorical")
             slide_idx = index.slide_idx if index is not None else np.arange(len(slides))
             categories = self.labels.targets(slides)[:, 0].astype(int) if first.kind == "categorical" else None
@@ -131,6 +144,7 @@ class Trainer:
         train_slides, patients = self._usable(train_ds)
         if not train_slides:
             raise ValueError("No training slides with labels")
+        check_training_events(self.outcomes, self.labels.targets(train_slides), self.row_info.get("fold", self.name))
         train_data, train_index = self._tile_dataset(train_ds, train_slides, encoder, train=True)
         train_loader = self._loader(train_data, train_index, train_slides, patients, train=True)
 
