@@ -74,7 +74,7 @@ def prepare_dataset(cfg: DictConfig) -> tuple[Dataset, object]:
     outcomes = list(cfg.outcomes)
     kinds = loss_kinds(cfg.loss, outcomes)
     event = cfg.get("event_header")
-    check_survival_config(kinds, event, cfg.get("input_header"))
+    check_survival_config(kinds, event, cfg.get("input_header"), cfg.training_balance)
     missing = [c for c in outcomes + ([event] if event else []) if c not in dataset.annotations.columns]
     if missing:
         raise ValueError(

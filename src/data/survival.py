@@ -43,7 +43,10 @@ def event_columns(outcomes: Sequence[Outcome]) -> dict[str, int]:
 
 
 def check_survival_config(
-    kinds: dict[str, str], event_header: str | None, input_header: Sequence[str] | None = None
+    kinds: dict[str, str],
+    event_header: str | None,
+    input_header: Sequence[str] | None = None,
+    training_balance: str = "auto",
 ) -> None:
     """Reject survival settings that cannot be meant, before any data is read.
 
@@ -51,6 +54,7 @@ def check_survival_config(
         kinds: Outcome → loss kind (from ``loss_kinds``).
         event_header: The ``event_header`` key.
         input_header: The clinical inputs.
+        training_balance: The ``training_balance`` key (``category`` has no meaning for a cox outcome).
 
     Raises:
         ValueError: ``event_header`` without a cox loss (it would be ignored), or the time or event column
@@ -68,6 +72,8 @@ def check_survival_config(
             f"input_header {list(input_header)} contains the survival label column(s) {leaked}: the event goes "
             "in event_header (not input_header[0] as in Slideflow) and the time in outcomes"
         )
+    if cox:
+        resolve_survival_balance(training_balance)
 
 
 def check_training_events(outcomes: Sequence[Outcome], targets: np.ndarray, where: str) -> None:

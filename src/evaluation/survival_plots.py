@@ -58,9 +58,11 @@ def km_plot(table: pd.DataFrame, outcome: Outcome, path: Path, title: str) -> Pa
             continue
         kmf = KaplanMeierFitter(label=f"{label} (n={members.sum()}, {event[members].sum()} events)")
         kmf.fit(time[members], event[members])
-        kmf.plot_survival_function(ax=ax, ci_show=True, show_censors=True, color=color, censor_styles={"ms": 6})
+        kmf.plot_survival_function(
+            ax=ax, ci_show=True, ci_alpha=0.12, show_censors=True, color=color, censor_styles={"ms": 7}
+        )
     p_text = f"log-rank p = {p_value:.3g}" if not np.isnan(p_value) else "log-rank p: n/a (one group)"
-    c_text = f"c-index {c_index:.3f}" if not np.isnan(c_index) else "c-index n/a"
+    c_text = f"patient c-index {c_index:.3f}" if not np.isnan(c_index) else "patient c-index n/a"
     ax.set_title(f"{title}\n{p_text}, {c_text} (n={len(table)} patients, split at median risk)", fontsize=10)
     ax.set(xlabel=f"{name} (censored cases marked +)", ylabel="Survival probability", ylim=(0, 1.05))
     ax.set_xlim(left=0)

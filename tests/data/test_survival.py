@@ -108,3 +108,5 @@ def test_survival_config_checks() -> None:
         check_survival_config({"os_time": "cox"}, "os_event", ["os_event", "age"])
     with pytest.raises(ValueError, match="use loss=cox"):
         check_survival_config({"tumor_type": "categorical"}, "os_event", [])
+    with pytest.raises(ValueError, match="training_balance='category' does not fit a cox outcome"):
+        check_survival_config({"os_time": "cox"}, "os_event", [], "category")
