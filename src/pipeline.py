@@ -20,6 +20,7 @@ from src.data.augment import check_augment_config
 from src.data.balance import BALANCE_STRATEGIES
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan, plan_splits, study_slides
+from src.data.survival import check_fold_events, check_survival_config
 from src.evaluation.results_log import append_results, epoch_summary, format_summary, json_safe, summarize
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
@@ -80,6 +81,7 @@ def prepare_dataset(
     outcomes = list(cfg.outcomes)
     kinds = loss_kinds(cfg.loss, outcomes)
     event = cfg.get("event_header")
+    check_survival_config(kinds, event, cfg.get("input_header"), cfg.training_balance)
     missing = [c for c in outcomes + ([event] if event else []) if c not in dataset.annotations.columns]
     if missing:
         raise ValueError(
@@ -128,16 +130,21 @@ def plan_folds(cfg: DictConfig, dataset: Dataset, labels: SlideLabels) -> SplitP
     cache_dir = None
     if validation.get("cache"):
         cache_dir = validation.get("cache_dir") or Path(cfg.project.annotations).parent / "splits"
-    return plan_splits(
+    # stratify on categorical outcomes, and on the event of a cox outcome (each fold keeps its events)
+    strata = [o.name for o in labels.outcomes if o.kind == "categorical"]
+    strata += [o.event for o in labels.outcomes if o.kind == "cox"]
+    plan = plan_splits(
         instantiate(validation.splitter),
         dataset.annotations,
-        [o.name for o in labels.outcomes if o.kind == "categorical"],
+        strata,
         int(cfg.seed),
         strategy=str(validation.name),
         folds=list(validation.folds) if validation.get("folds") else None,
         cache_dir=cache_dir,
         splits_file=validation.get("splits"),
     )
+    check_fold_events(plan.trained_folds(), dataset, labels)
+    return plan
 
 
 def run(cfg: DictConfig) -> float:

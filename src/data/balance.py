@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-BALANCE_STRATEGIES = ("auto", "tile", "slide", "patient", "category", "none")
+BALANCE_STRATEGIES = ("auto", "tile", "slide", "patient", "category", "event", "none")  # event: cox only
 
 
 def resolve_balance(strategy: str, categorical: bool) -> str:
@@ -17,6 +17,8 @@ def resolve_balance(strategy: str, categorical: bool) -> str:
         return "category" if categorical else "patient"
     if strategy == "category" and not categorical:
         raise ValueError("Category balancing needs a categorical first outcome")
+    if strategy == "event":
+        raise ValueError("Event balancing (training_balance=event) needs a cox outcome (loss=cox)")
     return strategy
 
 

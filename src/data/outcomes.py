@@ -117,6 +117,11 @@ def build_outcome(table: pd.DataFrame, name: str, kind: OutcomeKind, event: str 
                 f"Event column '{event}' must hold 0 or 1; slide '{table.loc[bad, 'slide'].iloc[0]}' "
                 f"has {table.loc[bad, event].iloc[0]!r}"
             )
+        if not (events == 1).any():
+            raise AnnotationError(
+                f"Event column '{event}' has no observed event (all {len(events)} slides censored): "
+                "a Cox model cannot learn from it"
+            )
         return Outcome(name, kind, event=event)
     raise AnnotationError(f"Unknown outcome kind '{kind}' for '{name}'")
 

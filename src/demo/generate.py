@@ -82,10 +82,12 @@ def make_annotations(seed: int = 0, n_patients: int = 26) -> pd.DataFrame:
     age = rng.integers(40, 86, n_patients)
     stage = [rng.choice(["I", "II", "III"], p=STAGE_PROBS[t]) for t in tumor]
     squamous = (tumor == "squamous").astype(float)
-    risk = 1.3 * (cellularity - 50) / 40 + 0.9 * squamous + 0.25 * (age - 62) / 12
+    # Log-hazard: strong enough in the visible features (cellularity = nucleus density, squamous type) that a
+    # Cox model can learn it from ~17 training patients (oracle fold c-index ~0.8 on the default demo).
+    risk = 3.0 * (cellularity - 50) / 40 + 1.5 * squamous + 0.25 * (age - 62) / 12
     # Weibull (shape 1.5) proportional hazards; median 24 months at risk 0.
     shape = 1.5
-    hazard = np.log(2) / 24**shape * np.exp(risk + rng.normal(0, 0.3, n_patients))
+    hazard = np.log(2) / 24**shape * np.exp(risk + rng.normal(0, 0.2, n_patients))
     event_time = (-np.log(rng.random(n_patients)) / hazard) ** (1 / shape)
     event = np.zeros(n_patients, dtype=bool)
     event[rng.permutation(n_patients)[: round(0.7 * n_patients)]] = True

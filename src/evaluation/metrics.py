@@ -34,23 +34,67 @@ def categorical_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, floa
 
 
 def concordance_index(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> float:
-    """Harrell's c-index for risk scores (higher risk = earlier event).
+    """Harrell's c-index for risk scores (higher risk = earlier event), in O(n log n).
 
-    A pair (i, j) is comparable when the earlier time is an observed event; it is concordant when the
-    earlier one has the higher risk; tied risks count 1/2. Pairs with tied times are comparable only
-    when exactly one of them is an event, then the event must have the higher risk (as lifelines).
-    Equals ``lifelines.utils.concordance_index(time, -risk, event)``.
+    A pair (i, j) is comparable when i has an observed event and either ``t_i < t_j``, or ``t_i == t_j``
+    and j is censored (the censored case outlived the event). Pairs with tied times and two events, or
+    where the earlier time is censored, are not comparable. A comparable pair is concordant when i has the
+    higher risk; tied risks count 1/2. This equals ``lifelines.utils.concordance_index(time, -risk, event)``
+    (lifelines expects a score that is high for long survival, hence the minus sign).
+
+    Counting uses a Fenwick tree over risk ranks while sweeping the distinct times in order, so a tile
+    table of a million tiles (n² pairs) is fine.
+
+    Returns:
+        The c-index, or NaN when there is no comparable pair (e.g. no event).
     """
-    time, risk, event = (np.asarray(a, dtype=float) for a in (time, risk, event))
-    earlier = (time[:, None] < time[None, :]) & (event[:, None] == 1)
-    tied = (time[:, None] == time[None, :]) & (event[:, None] == 1) & (event[None, :] == 0)
-    comparable = earlier | tied
-    n_pairs = comparable.sum()
-    if n_pairs == 0:
+    time, risk, event = (np.asarray(a, dtype=float).reshape(-1) for a in (time, risk, event))
+    if not (len(time) == len(risk) == len(event)):
+        raise ValueError(f"time, risk and event differ in length: {len(time)}, {len(risk)}, {len(event)}")
+    if np.isnan(risk).any():
         return float("nan")
-    higher = risk[:, None] > risk[None, :]
-    same = risk[:, None] == risk[None, :]
-    return float((comparable & higher).sum() + 0.5 * (comparable & same).sum()) / n_pairs
+    died = event == 1
+    ranks = np.unique(risk, return_inverse=True)[1].reshape(-1) + 1  # 1-based dense risk ranks
+    tree = np.zeros(ranks.max(initial=0) + 1, dtype=np.int64)  # Fenwick tree: events seen so far, by rank
+
+    def prefix(idx: np.ndarray) -> np.ndarray:  # events in the tree with rank <= idx
+        idx, total = idx.copy(), np.zeros(len(idx), dtype=np.int64)
+        while (live := idx > 0).any():
+            total[live] += tree[idx[live]]
+            idx[live] -= idx[live] & -idx[live]
+        return total
+
+    order = np.lexsort((~died, time))  # by time; events before censored cases at a tied time
+    time_sorted = time[order]
+    bounds = np.flatnonzero(np.diff(time_sorted)) + 1
+    pairs = concordant = tied = 0
+    n_pool = 0
+    for group in np.split(order, bounds):
+        rank = ranks[group]
+        below, at_or_below = prefix(rank - 1), prefix(rank)
+        # every member vs the events at earlier times
+        pairs += n_pool * len(group)
+        concordant += int((n_pool - at_or_below).sum())
+        tied += int((at_or_below - below).sum())
+        events, censored = rank[died[group]], rank[~died[group]]
+        if len(events) and len(censored):  # censored at the same time as events: comparable
+            sorted_events = np.sort(events)
+            pairs += len(events) * len(censored)
+            higher = len(events) - np.searchsorted(sorted_events, censored, side="right")
+            same = np.searchsorted(sorted_events, censored, side="right") - np.searchsorted(
+                sorted_events, censored, side="left"
+            )
+            concordant += int(higher.sum())
+            tied += int(same.sum())
+        idx = events.copy()
+        while (live := (idx > 0) & (idx < len(tree))).any():
+            np.add.at(tree, idx[live], 1)
+            idx[live] += idx[live] & -idx[live]
+            idx[~live] = 0
+        n_pool += len(events)
+    if pairs == 0:
+        return float("nan")
+    return (concordant + 0.5 * tied) / pairs
 
 
 def level_metrics(table: pd.DataFrame, outcome: Outcome) -> dict[str, float]:

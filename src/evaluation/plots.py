@@ -1,4 +1,4 @@
-"""Plots saved at each evaluated epoch: ROC curves (categorical) and scatter plots (linear)."""
+"""Plots saved at each evaluated epoch: ROC curves (categorical), scatter plots (linear), Kaplan-Meier (cox)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sklearn.metrics import r2_score, roc_auc_score, roc_curve
 
 from src.data.outcomes import Outcome
 from src.evaluation.predictions import output_columns
+from src.evaluation.survival_plots import km_plot
 
 
 def roc_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, title: str) -> Path:
@@ -77,4 +78,6 @@ def outcome_plots(
             written.append(roc_plot(tables, outcome, plot_dir / f"roc_{outcome.name}_epoch{epoch}.png", title))
         elif outcome.kind == "linear":
             written.append(scatter_plot(tables, outcome, plot_dir / f"scatter_{outcome.name}_epoch{epoch}.png", title))
+        elif outcome.kind == "cox":  # validation patients split at the median predicted risk
+            written.append(km_plot(tables["patient"], outcome, plot_dir / f"km_{outcome.name}_epoch{epoch}.png", title))
     return written

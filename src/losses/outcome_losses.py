@@ -57,7 +57,10 @@ def loss_kinds(loss_cfg: Mapping[str, Any], outcomes: Sequence[str]) -> dict[str
             raise ValueError(f"Loss kind for outcome '{name}' is {kind!r}; choose one of {LOSS_KINDS}")
         kinds[name] = kind
     if "cox" in kinds.values() and len(outcomes) > 1:
-        raise ValueError("A cox outcome cannot be combined with other outcomes in one model")
+        raise ValueError(
+            f"A cox outcome cannot be combined with other outcomes in one model (outcomes={list(outcomes)}); "
+            "train one model per outcome, e.g. loss=cox outcomes=[os_time] event_header=os_event"
+        )
     return kinds
 
 

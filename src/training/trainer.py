@@ -22,6 +22,7 @@ from src.data.balance import resolve_balance, tile_weights
 from src.data.clinical import ClinicalEncoder
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
+from src.data.survival import check_training_events, survival_sampler
 from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
 from src.data.transforms import tile_transform
 from src.losses.outcome_losses import build_losses, check_loss_fits, fit_losses
@@ -107,7 +108,20 @@ class Trainer:
         hp = self.hp
         loader_cfg = hp.dataloader
         sampler, shuffle = None, False
-        if train:
+        first = self.outcomes[0]
+        if train and first.kind == "cox":  # event-aware batches (src.data.survival)
+            slide_idx = index.slide_idx if index is not None else np.arange(len(slides))
+            sampler = survival_sampler(
+                hp.training_balance,
+                slide_idx,
+                [patients[s] for s in slides],
+                self.labels.targets(slides)[:, 1],
+                int(hp.batch_size),
+                int(hp.loss.get("min_events_per_batch", 1)),
+                int(hp.seed),
+            )
+            shuffle = sampler is None
+        elif train:
             weights = self._balance_weights("training_balance", index, slides, patients)
             if weights is None:
                 shuffle = True
@@ -142,6 +156,7 @@ class Trainer:
         train_slides, patients = self._usable(train_ds)
         if not train_slides:
             raise ValueError("No training slides with labels")
+        check_training_events(self.outcomes, self.labels.targets(train_slides), self.row_info.get("fold", self.name))
         train_data, train_index = self._tile_dataset(train_ds, train_slides, encoder, train=True)
         train_loader = self._loader(train_data, train_index, train_slides, patients, train=True)
 
