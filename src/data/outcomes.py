@@ -91,7 +91,7 @@ def build_outcome(table: pd.DataFrame, name: str, kind: OutcomeKind, event: str 
             why = "fractional values" if fractional.any() else f"more than {MAX_CATEGORIES} values"
             raise AnnotationError(
                 f"Outcome '{name}' looks continuous ({numeric.nunique()} distinct numeric values, {why}; e.g. "
-                f"slide '{row['slide']}': {row[name]!r}): a categorical loss does not fit it; use a linear "
+                f"slide '{row['slide']}': {row[name]}): a categorical loss does not fit it; use a linear "
                 "loss (e.g. loss=mse), or write the classes as text"
             )
         classes = sorted(table[name].astype(str).unique())
