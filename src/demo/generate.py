@@ -20,7 +20,7 @@ from src.demo.svs import write_svs
 
 __all__ = ["ANNOTATION_COLUMNS", "DemoProject", "make_annotations", "write_svs"]
 
-GENERATOR_VERSION = 3  # bump when the output changes, so old demo folders are rebuilt
+GENERATOR_VERSION = 4  # bump when the output changes, so old demo folders are rebuilt
 MARKER = ".demo_complete.json"
 ANNOTATION_COLUMNS = [
     "patient",
