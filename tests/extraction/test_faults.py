@@ -119,16 +119,3 @@ def test_bad_slides_are_reported_and_the_rest_complete(
     assert "Slide file not found" in report.loc["gone", "error"]
     for slide in ("broken", "no mpp (boxes)", "gone"):
         assert f"FAILED {slide}: " in run.stdout
-    # the same command with an MPP for the box slide: only the two truly bad slides fail
-    again = run_cli(
-        cli_command(
-            slides_dir,
-            shards,
-            tmp_path,
-            *DEFAULT_KEY_OVERRIDES,
-            f"project.annotations={annotations}",
-            "project.mpp_override=0.5",
-        )
-    )
-    assert again.returncode == 1
-    assert "1 done, 2 skipped, 2 failed" in again.stdout  # mpp_override does not change the shard key
