@@ -19,7 +19,7 @@ from sklearn.metrics import r2_score, roc_auc_score
 
 from src.config import compose
 from src.data.dataset import Dataset
-from src.data.splits import KFold, patient_table
+from src.data.splits import KFold
 from src.data.tiles import TileDataset
 from src.losses.outcome_losses import loss_kinds
 from src.training.checkpoint import load_model, predict
@@ -44,7 +44,7 @@ def fitted(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     dataset = Dataset.from_config(hp)
     labels, unique = dataset.labels(OUTCOMES, loss_kinds(hp.loss, OUTCOMES))
-    fold = KFold(k=3).split(patient_table(dataset.annotations, ["tumor_type"]), seed=0)[0]
+    fold = KFold(k=3).split(dataset.annotations, ["tumor_type"], seed=0)[0]
     train_ds, val_ds = dataset.select_patients(fold.train_patients), dataset.select_patients(fold.val_patients)
     trainer = build_trainer(hp, outdir=out / "model", labels=labels)
     results = trainer.train(train_ds, val_ds)
