@@ -50,23 +50,23 @@ def tile_weights(
     elif strategy == "slide":
         slide_mass = (tiles_per_slide > 0).astype(float)
     elif strategy == "patient":
-        patients = np.asarray(slide_patients)
-        present = tiles_per_slide > 0
-        slide_mass = np.zeros(n_slides)
-        for patient in np.unique(patients[present]):
-            members = present & (patients == patient)
-            slide_mass[members] = 1.0 / members.sum()
+        slide_mass = _equal_groups(np.asarray(slide_patients), tiles_per_slide > 0)
     elif strategy == "category":
         if slide_categories is None:
             raise ValueError("Category balancing needs slide categories")
-        categories = np.asarray(slide_categories)
-        present = tiles_per_slide > 0
-        slide_mass = np.zeros(n_slides)
-        for category in np.unique(categories[present]):
-            members = present & (categories == category)
-            slide_mass[members] = 1.0 / members.sum()
+        slide_mass = _equal_groups(np.asarray(slide_categories), tiles_per_slide > 0)
     else:
         raise ValueError(f"Unknown balance strategy '{strategy}'")
     per_tile = np.divide(slide_mass, tiles_per_slide, out=np.zeros(n_slides), where=tiles_per_slide > 0)
     weights = per_tile[slide_idx]
     return weights / weights.sum()
+
+
+def _equal_groups(groups: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Per-slide mass giving every group (patient, category) of slides with tiles the same total,
+    shared equally by its slides."""
+    mass = np.zeros(len(groups))
+    for group in np.unique(groups[present]):
+        members = present & (groups == group)
+        mass[members] = 1.0 / members.sum()
+    return mass
