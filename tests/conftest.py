@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from src.config import compose
 
@@ -45,3 +46,12 @@ def tiny_cfg(data_dir: Path, tmp_path: Path):
         return compose([*tiny_overrides(data_dir, tmp_path / "outputs"), *overrides])
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two threads contend and a tiny fit runs ~5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,13 +13,7 @@ from src.losses.categorical import CrossEntropy
 from src.losses.outcome_losses import OutcomeLoss
 from src.training.module import TileModule
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def build_net(*overrides: str, seed: int = 0) -> torch.nn.Module:

@@ -16,13 +16,9 @@ from tests.conftest import tiny_overrides
 RECORD = "+callbacks.recorder._target_=tests.training.recorder.Recorder"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two threads contend and a tiny fit runs ~5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(autouse=True)
+def _one_torch_thread(one_torch_thread) -> None:
+    """Every training test runs on one intra-op thread (see tests/conftest.py)."""
 
 
 def pick_patients(annotations, counts: Mapping[str, int], skip: set[str] = frozenset()) -> list[str]:
