@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.errors import AnnotationError
+
 REQUIRED_COLUMNS = ("patient", "slide")
-
-
-class AnnotationError(ValueError):
-    """Raised when the annotations table cannot be used; the message names the column, slide or patient."""
 
 
 def load_annotations(path: str | Path) -> pd.DataFrame:
