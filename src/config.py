@@ -50,3 +50,23 @@ def configure_wandb_env() -> None:
     if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
         os.environ["WANDB_MODE"] = "offline"
     os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the config before any data is read (placeholder until the typed schema lands)."""
+    from hydra.utils import instantiate
+
+    from src.data.augment import check_augment_config
+
+    for key in ("training_balance", "validation_balance"):
+        if cfg[key] not in ("auto", "tile", "slide", "patient", "category", "event", "none"):
+            raise ValueError(f"{key}={cfg[key]!r}")
+    check_augment_config(cfg.get("augment"), cfg.get("normalizer"))
+    source = (cfg.get("normalizer") or {}).get("source", "dataset")
+    if source != "dataset" and not Path(source).is_file():
+        raise FileNotFoundError(f"normalizer.source={source!r} is neither 'dataset' nor an existing image file")
+    if not cfg.outcomes:
+        raise ValueError("outcomes is empty: name at least one annotation column, e.g. outcomes=[tumor_type]")
+    if not cfg.epochs or min(cfg.epochs) < 1:
+        raise ValueError(f"epochs must list positive epochs, got {list(cfg.epochs or [])}")
+    instantiate(cfg.validation.splitter)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.pipeline import plan_folds, prepare_dataset, run
+from src.pipeline import run
+from src.project import load_project, plan_folds
 
 STRATEGIES = {
     "k_fold": ["validation.folds=[2]"],
@@ -75,21 +76,9 @@ def test_bad_split_setting_fails_before_extraction(tiny_cfg, tmp_path: Path) -> 
     assert not shards.exists(), "tiles were extracted before the bad split setting was caught"
 
 
-class _PlannedError(Exception):
-    """Stops prepare_dataset right after the plan, before any tile is extracted."""
-
-
 def plan_only(cfg):
     """The validation plan train.py would make for ``cfg`` (no extraction, no training)."""
-    plans = []
-
-    def hook(dataset, labels):
-        plans.append(plan_folds(cfg, dataset, labels))
-        raise _PlannedError
-
-    with pytest.raises(_PlannedError):
-        prepare_dataset(cfg, before_extraction=hook)
-    return plans[0]
+    return plan_folds(cfg, *load_project(cfg))
 
 
 def test_second_run_reuses_cached_splits_unless_settings_change(tiny_cfg, tmp_path: Path) -> None:

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
 from src.data.annotations import AnnotationError, apply_filters, load_annotations, validate_annotations
-from src.data.outcomes import MAX_CATEGORIES, Outcome, OutcomeKind, build_outcome, check_patient_labels
 from src.data.tiles import TileIndex
 from src.extraction.settings import TileSettings
 from src.extraction.shards import shard_dir
+from src.outcomes import Outcome, TargetLayout, outcome_kind
+from src.outcomes.checks import check_patient_labels, infer_kind
 from src.slides.discover import find_slides
 
 
@@ -27,6 +27,7 @@ class SlideLabels(Mapping[str, Any]):
 
     def __init__(self, outcomes: list[Outcome], slides: Sequence[str], targets: np.ndarray) -> None:
         self.outcomes = outcomes
+        self.layout = TargetLayout(outcomes)
         self._row = {slide: i for i, slide in enumerate(slides)}
         self._targets = targets
 
@@ -37,18 +38,13 @@ class SlideLabels(Mapping[str, Any]):
             raise KeyError(f"No label for slide(s) {missing[:5]}")
         return self._targets[[self._row[s] for s in slides]]
 
+    def parts(self, slides: Sequence[str]) -> list[np.ndarray]:
+        """Per outcome, the (len(slides), n_targets) targets of ``slides``."""
+        return self.layout.split(self.targets(slides))
+
     def __getitem__(self, slide: str) -> Any:
-        row = self._targets[self._row[slide]]
-        values, start = [], 0
-        for outcome in self.outcomes:
-            part = row[start : start + outcome.n_targets]
-            start += outcome.n_targets
-            if outcome.kind == "categorical":
-                values.append(int(part[0]))
-            elif outcome.kind == "linear":
-                values.append(float(part[0]))
-            else:
-                values.append((float(part[0]), int(part[1])))
+        row = self._targets[self._row[slide]][None]
+        values = [o.label(part[0]) for o, part in zip(self.outcomes, self.layout.split(row), strict=True)]
         return values[0] if len(values) == 1 else tuple(values)
 
     def __iter__(self) -> Iterator[str]:
@@ -91,23 +87,6 @@ class Dataset:
         self.shards_dir = Path(shards_dir) if shards_dir is not None else None
         self.mpp_override = mpp_override
 
-    @classmethod
-    def from_config(cls, hp: DictConfig) -> Dataset:
-        """The project's Dataset exactly as ``python train.py`` builds it from a composed config.
-
-        Generates the demo project when configured, applies ``dataset.filters``, checks the annotations
-        and ``hp.outcomes`` (slides with a blank outcome are left out), and extracts any missing tile
-        shards (none when ``model.drop_images``), so the result is ready for ``Trainer.train``.
-
-        Example:
-            >>> hp = compose(["epochs=[1,3]"])
-            >>> dataset = Dataset.from_config(hp)
-        """
-        from src.pipeline import prepare_dataset  # the pipeline builds on this module
-
-        dataset, _ = prepare_dataset(hp)
-        return dataset
-
     def _copy(self, annotations: pd.DataFrame) -> Dataset:
         clone = object.__new__(Dataset)
         clone.__dict__.update(self.__dict__)
@@ -143,17 +122,17 @@ class Dataset:
         return len(self.annotations)
 
     def outcomes(
-        self, names: Sequence[str], kinds: Mapping[str, OutcomeKind], event_header: str | None = None
+        self, names: Sequence[str], kinds: Mapping[str, str], event_header: str | None = None
     ) -> list[Outcome]:
         """Validate and describe the outcomes ``names`` (kind per outcome from the loss)."""
-        outcomes = [build_outcome(self.annotations, n, kinds[n], event_header) for n in names]
+        outcomes = [outcome_kind(kinds[n]).from_column(self.annotations, n, event_header) for n in names]
         check_patient_labels(self.annotations, outcomes)
         return outcomes
 
     def labels(
         self,
         headers: str | Sequence[str],
-        kind: OutcomeKind | Mapping[str, OutcomeKind] | None = None,
+        kind: str | Mapping[str, str] | None = None,
         event_header: str | None = None,
     ) -> tuple[SlideLabels, list[str] | dict[str, list[str]]]:
         """Slide labels for one or several outcome columns, as Slideflow's ``Dataset.labels``.
@@ -207,11 +186,3 @@ class Dataset:
     def tile_index(self) -> TileIndex:
         """Index the tiles of every slide (shards must exist; see ``src.extraction``)."""
         return TileIndex.from_shards(self.shard_dir, self.slides())
-
-
-def infer_kind(values: pd.Series) -> OutcomeKind:
-    """``linear`` for numeric columns with fractional values or many distinct values, else ``categorical``."""
-    numeric = pd.to_numeric(values.dropna(), errors="coerce")
-    if numeric.notna().all() and (numeric.nunique() > MAX_CATEGORIES or (numeric != numeric.round()).any()):
-        return "linear"
-    return "categorical"

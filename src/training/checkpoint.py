@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from src.data.clinical import ClinicalEncoder
-from src.data.outcomes import Outcome
+from src.outcomes import Outcome, outcome_from_dict
 
 PARAMS_KEY = "workbench_params"
 
@@ -64,7 +64,7 @@ def load_model(path: str | Path) -> LoadedModel:
     params = checkpoint.get(PARAMS_KEY) if isinstance(checkpoint, dict) else None
     if params is None:
         raise ValueError(f"{path} holds no '{PARAMS_KEY}': it was not written by src.training.Trainer")
-    outcomes = [Outcome(**o) for o in params["outcomes"]]
+    outcomes = [outcome_from_dict(o) for o in params["outcomes"]]
     encoder = ClinicalEncoder.from_dict(params["clinical_encoder"])
     model_cfg = OmegaConf.create(params["hp"]["model"])
     if "weights_path" in model_cfg.get("backbone", {}):
@@ -84,7 +84,4 @@ def predict(model: LoadedModel, images: torch.Tensor, annotations: pd.DataFrame 
     clinical = model.clinical(annotations) if annotations is not None else torch.zeros(len(images), 0)
     with torch.no_grad():
         outputs = model.net(images, clinical)
-    return [
-        torch.softmax(o, dim=1).numpy() if outcome.kind == "categorical" else o.numpy()
-        for o, outcome in zip(outputs, model.outcomes, strict=True)
-    ]
+    return [outcome.predict(o) for o, outcome in zip(outputs, model.outcomes, strict=True)]

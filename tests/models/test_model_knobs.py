@@ -8,9 +8,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from src.config import compose
-from src.data.outcomes import Outcome
 from src.losses.categorical import CrossEntropy
 from src.losses.outcome_losses import OutcomeLoss
+from src.outcomes.categorical import CategoricalOutcome
 from src.training.module import TileModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -74,7 +74,7 @@ def one_step(*overrides: str) -> tuple[dict, dict]:
     cfg = compose(["optimizer.lr=0.01", *overrides])
     torch.manual_seed(0)
     net = instantiate(cfg.model)(outcome_sizes=[2], n_clinical=0)
-    outcome = Outcome("tumor_type", "categorical", ["a", "b"])
+    outcome = CategoricalOutcome("tumor_type", ["a", "b"])
     module = TileModule(
         net, [outcome], [OutcomeLoss("tumor_type", "categorical", CrossEntropy())], instantiate(cfg.optimizer)
     )

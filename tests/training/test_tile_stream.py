@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from src.data.balance import tile_weights
 from src.data.normalizers import Reinhard, from_fit
 from src.data.tiles import TileDataset, TileIndex
+from src.samplers.balance import tile_weights
 from src.training.checkpoint import PARAMS_KEY
 from tests.training.recorder import recorder_of
 

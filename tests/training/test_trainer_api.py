@@ -18,12 +18,12 @@ from hydra.utils import instantiate
 from sklearn.metrics import r2_score, roc_auc_score
 
 from src.config import compose
-from src.data.dataset import Dataset
 from src.data.splits import KFold
 from src.data.tiles import TileDataset
 from src.losses.outcome_losses import loss_kinds
+from src.project import dataset_from_config
 from src.training.checkpoint import load_model, predict
-from src.training.trainer import build_trainer
+from src.training.fold_trainer import build_trainer
 from tests.conftest import tiny_overrides
 
 OUTCOMES = ["tumor_type", "tumor_cellularity"]
@@ -42,7 +42,7 @@ def fitted(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "+trainer.limit_train_batches=4",
         ]
     )
-    dataset = Dataset.from_config(hp)
+    dataset = dataset_from_config(hp)
     labels, unique = dataset.labels(OUTCOMES, loss_kinds(hp.loss, OUTCOMES))
     fold = KFold(k=3).split(dataset.annotations, ["tumor_type"], seed=0)[0]
     train_ds, val_ds = dataset.select_patients(fold.train_patients), dataset.select_patients(fold.val_patients)
