@@ -75,6 +75,7 @@ def prepare_dataset(
         tiles=OmegaConf.to_container(cfg.tiles, resolve=True),
         shards_dir=cfg.project.shards_dir,
         mpp_override=cfg.project.get("mpp_override"),
+        backend=cfg.dataset.get("backend"),
     )
     # The slides passing dataset.filters, plus (validation=external) those passing validation.filters.
     dataset = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, validation_filters(cfg))})
@@ -101,6 +102,7 @@ def prepare_dataset(
                 dataset.tiles,
                 workers=int(cfg.dataset.extraction_workers),
                 mpp_override=cfg.project.get("mpp_override"),
+                backend=cfg.dataset.get("backend"),
             )
             failed = report[report.status == "failed"]
             if len(failed):
