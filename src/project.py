@@ -49,6 +49,7 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
         tiles=OmegaConf.to_container(cfg.tiles, resolve=True),
         shards_dir=cfg.project.shards_dir,
         mpp_override=cfg.project.get("mpp_override"),
+        backend=cfg.dataset.get("backend"),
     )
     dataset = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, validation_filters(cfg))})
     outcomes = list(cfg.outcomes)
@@ -154,6 +155,7 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
             dataset.tiles,
             workers=int(cfg.dataset.extraction_workers),
             mpp_override=cfg.project.get("mpp_override"),
+            backend=cfg.dataset.get("backend"),
         )
         failed = report[report.status == "failed"]
         if len(failed):

@@ -16,6 +16,7 @@ from src.extraction.shards import shard_dir
 from src.outcomes import Outcome, TargetLayout, outcome_kind
 from src.outcomes.checks import check_patient_labels, infer_kind
 from src.slides.discover import find_slides
+from src.slides.reader import reader_class
 
 
 class SlideLabels(Mapping[str, Any]):
@@ -64,6 +65,8 @@ class Dataset:
         shards_dir: Root of the tile shards.
         filters: Column → allowed values, e.g. ``{"dataset": ["train"]}``.
         mpp_override: Microns per pixel for slides without one.
+        backend: Slide reader (``dataset.backend``: None = tiffslide, ``"openslide"``, or a dotted
+            class path); decides which file extensions are slides.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class Dataset:
         shards_dir: str | Path | None = None,
         filters: Mapping[str, Sequence] | None = None,
         mpp_override: float | None = None,
+        backend: str | None = None,
     ) -> None:
         if isinstance(annotations, pd.DataFrame):
             table = validate_annotations(annotations)
@@ -86,6 +90,7 @@ class Dataset:
         self.tiles: TileSettings | None = tiles
         self.shards_dir = Path(shards_dir) if shards_dir is not None else None
         self.mpp_override = mpp_override
+        self.backend = backend
 
     def _copy(self, annotations: pd.DataFrame) -> Dataset:
         clone = object.__new__(Dataset)
@@ -168,11 +173,13 @@ class Dataset:
         """
         if self.slides_dir is None:
             raise AnnotationError("This Dataset has no slides_dir")
-        found = find_slides(self.slides_dir)
+        extensions = reader_class(self.backend).extensions
+        found = find_slides(self.slides_dir, extensions)
         missing = [s for s in self.slides() if s not in found]
         if missing:
             raise AnnotationError(
-                f"{len(missing)} slide(s) listed in the annotations are missing from {self.slides_dir}: {missing[:10]}"
+                f"{len(missing)} slide(s) listed in the annotations are missing from {self.slides_dir}: {missing[:10]} "
+                f"(slide files: {', '.join(sorted(extensions))}; other formats need another dataset.backend)"
             )
         return {s: found[s] for s in self.slides()}
 
