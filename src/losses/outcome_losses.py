@@ -75,7 +75,7 @@ def check_loss_fits(loss_cfg: Mapping[str, Any], outcomes: Sequence[Outcome]) ->
     """
     kinds = loss_kinds(loss_cfg, [o.name for o in outcomes])
     for outcome in outcomes:
-        if kinds[outcome.name] != outcome.kind:
+        if kinds[outcome.name] != outcome.kind_spec():
             raise ValueError(
                 f"Outcome '{outcome.name}' is labelled {outcome.kind} but its loss is {kinds[outcome.name]}: "
                 f"build the labels with dataset.labels(..., kind=loss_kinds(hp.loss, outcomes)) or pick a "

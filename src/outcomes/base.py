@@ -82,9 +82,15 @@ class Outcome:
         """Annotation columns the folds are stratified on for this outcome."""
         return []
 
+    @classmethod
+    def kind_spec(cls) -> str:
+        """How the config names this kind: ``cox`` for a shipped kind, else its module's dotted path."""
+        shipped = cls.__module__ == f"{__package__}.{cls.kind}"
+        return cls.kind if shipped else cls.__module__
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (saved in params.json and checkpoints)."""
-        return {"name": self.name, "kind": self.kind, "classes": list(self.classes), "event": self.event}
+        return {"name": self.name, "kind": self.kind_spec(), "classes": list(self.classes), "event": self.event}
 
     # ----------------------------------------------------------------- sampling
     @classmethod
@@ -180,7 +186,8 @@ def outcome_kind(kind: str) -> type[Outcome]:
 
     Args:
         kind: A shipped kind (``categorical``, ``linear``, ``cox``: a module of this package), or the
-            dotted path of a module elsewhere that defines a subclass whose ``kind`` is its last name.
+            dotted path of a module elsewhere (``my_lab.ordinal``) that defines a subclass whose ``kind`` is
+            the module's last name (``ordinal``).
 
     Raises:
         ConfigError: no such kind (the message lists the shipped ones).
