@@ -15,9 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import configure_wandb_env
-from src.data.augment import check_augment_config
-from src.data.balance import BALANCE_STRATEGIES
+from src.config import configure_wandb_env, validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan, plan_splits, study_slides
 from src.data.survival import check_fold_events, check_survival_config
@@ -41,21 +39,6 @@ def run_dir(cfg: DictConfig) -> Path:
         path = Path(cfg.paths.output_dir) / "runs" / f"{stamp}_{uuid.uuid4().hex[:6]}_{cfg.name}"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Reject bad values of plain keys before any data is read (config groups are checked by Hydra)."""
-    for key in ("training_balance", "validation_balance"):
-        if cfg[key] not in BALANCE_STRATEGIES:
-            raise ValueError(f"{key}={cfg[key]!r}; choose one of {list(BALANCE_STRATEGIES)}")
-    check_augment_config(cfg.get("augment"), cfg.get("normalizer"))
-    source = (cfg.get("normalizer") or {}).get("source", "dataset")
-    if source != "dataset" and not Path(source).is_file():
-        raise FileNotFoundError(f"normalizer.source={source!r} is neither 'dataset' nor an existing image file")
-    if not cfg.outcomes:
-        raise ValueError("outcomes is empty: name at least one annotation column, e.g. outcomes=[tumor_type]")
-    if not cfg.epochs or min(cfg.epochs) < 1:
-        raise ValueError(f"epochs must list positive epochs, got {list(cfg.epochs or [])}")
 
 
 def prepare_dataset(
@@ -149,9 +132,8 @@ def plan_folds(cfg: DictConfig, dataset: Dataset, labels: SlideLabels) -> SplitP
 
 def run(cfg: DictConfig) -> float:
     """Run the configured experiment; returns the fold mean of ``cfg.optimized_metric``."""
+    validate(cfg)  # every config rule, before any data is read or written
     configure_wandb_env()
-    check_config(cfg)
-    instantiate(cfg.validation.splitter)  # bad validation settings fail before any data is read
     out = run_dir(cfg)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     plans: list[SplitPlan] = []

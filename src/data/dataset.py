@@ -103,8 +103,10 @@ class Dataset:
             >>> hp = compose(["epochs=[1,3]"])
             >>> dataset = Dataset.from_config(hp)
         """
+        from src.config import validate
         from src.pipeline import prepare_dataset  # the pipeline builds on this module
 
+        validate(hp, sweep_metric=False)  # the Trainer API does not use optimized_metric
         dataset, _ = prepare_dataset(hp)
         return dataset
 

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from src.config import configure_wandb_env
+from src.config import configure_wandb_env, validate
 from src.data.balance import resolve_balance, tile_weights
 from src.data.clinical import ClinicalEncoder
 from src.data.dataset import Dataset, SlideLabels
@@ -265,6 +265,7 @@ def build_trainer(hp: DictConfig, outdir: str | Path, labels: SlideLabels, **kwa
     Raises:
         ValueError: an outcome of ``labels`` does not fit its loss (e.g. categorical labels, linear loss).
     """
+    validate(hp, sweep_metric=False)  # the Trainer does not use optimized_metric
     check_loss_fits(hp.loss, labels.outcomes)
     configure_wandb_env()  # as train.py: W&B offline unless a key is configured, so nothing blocks
     pl.seed_everything(int(hp.seed), workers=True, verbose=False)
