@@ -179,6 +179,6 @@ def dataset_from_config(cfg: DictConfig) -> Dataset:
         >>> hp = compose(["epochs=[1,3]"])
         >>> dataset = dataset_from_config(hp)
     """
-    validate(cfg)
+    validate(cfg, sweep_metric=False)  # the Trainer API does not use optimized_metric
     dataset, _ = load_project(cfg)
     return ensure_tiles(cfg, dataset)

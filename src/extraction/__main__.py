@@ -13,19 +13,19 @@ from pathlib import Path
 import hydra
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from src.config import register_configs, validate
+from src.config.schema import SlideChoice
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME, summarize
 from src.extraction.settings import TileSettings
 from src.slides.discover import find_slides
 from src.slides.reader import reader_class
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SLIDE_CHOICES = ("annotated", "all")
+SLIDE_CHOICES = tuple(choice.value for choice in SlideChoice)
 
-if not OmegaConf.has_resolver("repo_root"):
-    OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
+register_configs()  # resolvers and schemas, before Hydra composes
 
 
 def select_slides(project: DictConfig, which: str, backend: str | None = None) -> dict[str, Path | None]:
@@ -54,12 +54,11 @@ def select_slides(project: DictConfig, which: str, backend: str | None = None) -
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="extract")
 def main(cfg: DictConfig) -> None:
     """Run extraction for the composed config; exit with status 1 when a slide failed."""
-    settings = TileSettings.from_config(cfg.tiles)  # fail on bad settings before any I/O
+    validate(cfg)  # fail on bad settings before any I/O
+    settings = TileSettings.from_config(cfg.tiles)
     backend = cfg.dataset.get("backend")
     reader_class(backend)  # and on an unknown backend
     project = cfg.project
-    if str(cfg.slides) not in SLIDE_CHOICES:
-        raise ValueError(f"slides={cfg.slides!r}; choose one of {list(SLIDE_CHOICES)}")
     if project.get("demo") is not None:
         instantiate(project.demo).ensure()
     slides = select_slides(project, str(cfg.slides), backend)

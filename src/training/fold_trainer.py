@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import validate
 from src.data.datamodule import FoldDataModule
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
@@ -129,6 +130,7 @@ def build_trainer(hp: DictConfig, outdir: str | Path, labels: SlideLabels, **kwa
     Raises:
         ValueError: an outcome of ``labels`` does not fit its loss (e.g. categorical labels, linear loss).
     """
+    validate(hp, sweep_metric=False)  # the Trainer does not use optimized_metric
     check_loss_fits(hp.loss, labels.outcomes)
     configure_wandb_env()  # as train.py: W&B offline unless a key is configured, so nothing blocks
     pl.seed_everything(int(hp.seed), workers=True, verbose=False)

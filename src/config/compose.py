@@ -8,9 +8,10 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "conf"
 
 
@@ -22,6 +23,17 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("join", lambda items, sep="-": sep.join(str(i) for i in items))
 
 
+def register_configs() -> None:
+    """Register everything composing needs: the resolvers and the schemas in Hydra's ConfigStore (idempotent).
+
+    Call it before ``@hydra.main`` composes (train.py and ``python -m src.extraction`` do, at import).
+    """
+    from src.config.schema import store_schemas
+
+    register_resolvers()
+    store_schemas()
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """Compose a config from `conf/` exactly as `python train.py <overrides>` would.
 
@@ -30,14 +42,24 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
         config_name: Primary config file in ``conf/`` (without ``.yaml``).
 
     Returns:
-        The composed config (struct mode: unknown keys are rejected).
+        The composed config (struct mode: unknown keys are rejected; plain keys are typed by
+        ``src.config.schema``). Cross-field rules are checked by ``src.config.validate``, which every
+        entry point calls.
 
     Raises:
+        hydra.errors.ConfigCompositionException: an unknown key or option, or a value of the wrong type
+            (the message names the key, e.g. ``full_key: batch_size``).
         ValueError: an unknown augmentation letter (listing the valid ones), or ``n`` without a normalizer.
     """
-    register_resolvers()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        try:
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        except ConfigCompositionException as error:
+            cause = error.__cause__  # e.g. "Value 'abc' ... could not be converted to Integer  full_key: batch_size"
+            if cause is None or str(cause) in str(error):
+                raise
+            raise ConfigCompositionException(f"{error}: {cause}") from cause
     if "augment" in cfg:  # letter codes are a free string: Hydra cannot check them, so we do it here
         from src.data.augment import check_augment_config
 
