@@ -22,11 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import Fold, SplitPlan, plan_splits, study_slides
-from src.errors import AnnotationError, ConfigError
+from src.errors import AnnotationError
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
 from src.losses.outcome_losses import loss_kinds
-from src.outcomes import outcome_kind
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
     Raises:
         AnnotationError: a missing column, an outcome that does not fit its loss, a patient with
             conflicting labels, a slide file that is not there (the message names the column, slide or patient).
-        ConfigError: label columns used as clinical inputs, or ``event_header`` without an outcome using it.
     """
     if cfg.project.get("demo"):
         instantiate(cfg.project.demo).ensure()
@@ -55,7 +53,6 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
     outcomes = list(cfg.outcomes)
     kinds = loss_kinds(cfg.loss, outcomes)
     event = cfg.get("event_header")
-    check_label_columns(kinds, event, list(cfg.get("input_header") or []))
     label_columns = outcomes + ([event] if event else [])
     missing = [c for c in label_columns if c not in dataset.annotations.columns]
     if missing:
@@ -67,28 +64,6 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
     if not cfg.model.drop_images:
         dataset.slide_paths()  # every slide file must be there before folds are planned
     return dataset, labels
-
-
-def check_label_columns(kinds: dict[str, str], event_header: str | None, input_header: list[str]) -> None:
-    """Reject label settings that cannot be meant, before any data is read.
-
-    Raises:
-        ConfigError: ``event_header`` while no outcome kind reads an event (it would be ignored), or a label
-            column among the clinical inputs (it would leak the label into the model; Slideflow passed the
-            event as ``input_header[0]``, here it is ``event_header``).
-    """
-    if event_header and not any(outcome_kind(kind).needs_event for kind in kinds.values()):
-        raise ConfigError(
-            f"event_header={event_header!r} is set but no outcome uses a loss with an event (e.g. loss=cox); "
-            "use loss=cox (or drop event_header)"
-        )
-    leaked = [c for c in input_header if c in {*kinds, event_header}]
-    if leaked:
-        raise ConfigError(
-            f"input_header {input_header} contains the label column(s) {leaked}: it would leak the label into "
-            "the model. For survival, the event goes in event_header (not input_header[0] as in Slideflow) and "
-            "the time in outcomes"
-        )
 
 
 def validation_filters(cfg: DictConfig) -> dict | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.config import REPO_ROOT
+from src.config import REPO_ROOT, validate
 from src.data.annotations import AnnotationError
 from src.pipeline import run
 from src.project import load_project
@@ -67,7 +67,7 @@ def test_train_py_command_line(data_dir: Path, tmp_path: Path) -> None:
 
 
 def _broken_project(tiny_cfg, tmp_path: Path, edit) -> None:
-    """Run load_project on a copy of the demo annotations changed by ``edit``."""
+    """Run validate + load_project on a copy of the demo annotations changed by ``edit``."""
     cfg = tiny_cfg()
     from hydra.utils import instantiate
 
@@ -78,6 +78,7 @@ def _broken_project(tiny_cfg, tmp_path: Path, edit) -> None:
     shards = tmp_path / "shards"
     cfg = tiny_cfg(f"project.annotations={path}", f"project.shards_dir={shards}")
     try:
+        validate(cfg)  # as run(): the config first, then the annotations
         load_project(cfg)
     finally:
         assert not shards.exists(), "tiles were extracted before the bad input was caught"

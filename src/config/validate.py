@@ -21,12 +21,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.data.augment import check_augment_config
-from src.data.survival import check_survival_config
 from src.errors import ConfigError
 from src.extraction.settings import TileSettings
 from src.losses.outcome_losses import loss_kinds
+from src.optim.schedulers import build_scheduler
 from src.outcomes import LEVELS, outcome_kind
-from src.training.schedulers import build_scheduler
 
 SCHEDULER_INTERVALS = ("step", "epoch")
 LOSS_METRICS = ("val/loss", "train/loss")
@@ -55,11 +54,33 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
         kinds = loss_kinds(cfg.loss, list(cfg.outcomes))
     _check_balance(cfg, kinds)
     with _as_config_error():
-        check_survival_config(kinds, cfg.get("event_header"), cfg.get("input_header"), str(cfg.training_balance))
+        check_label_columns(kinds, cfg.get("event_header"), list(cfg.get("input_header") or []))
     if sweep_metric:
         _check_optimized_metric(cfg, kinds)
     _check_optimizer_and_scheduler(cfg)
     _build(cfg.validation.get("splitter"), "validation.splitter", instantiate)
+
+
+def check_label_columns(kinds: dict[str, str], event_header: str | None, input_header: list[str]) -> None:
+    """Reject label settings that cannot be meant, before any data is read.
+
+    Raises:
+        ConfigError: ``event_header`` while no outcome kind reads an event (it would be ignored), or a label
+            column among the clinical inputs (it would leak the label into the model; Slideflow passed the
+            event as ``input_header[0]``, here it is ``event_header``).
+    """
+    if event_header and not any(outcome_kind(kind).needs_event for kind in kinds.values()):
+        raise ConfigError(
+            f"event_header={event_header!r} is set but no outcome uses a loss with an event (e.g. loss=cox); "
+            "use loss=cox (or drop event_header)"
+        )
+    leaked = [c for c in input_header if c in {*kinds, event_header}]
+    if leaked:
+        raise ConfigError(
+            f"input_header {input_header} contains the label column(s) {leaked}: it would leak the label into "
+            "the model. For survival, the event goes in event_header (not input_header[0] as in Slideflow) and "
+            "the time in outcomes"
+        )
 
 
 def metric_names(kinds: Mapping[str, str]) -> list[str]:

@@ -14,8 +14,8 @@ from src.data.datamodule import ValidationIndex
 from src.evaluation.metrics import evaluate
 from src.evaluation.predictions import tile_table
 from src.losses.outcome_losses import OutcomeLoss
+from src.optim.schedulers import build_scheduler
 from src.outcomes import Outcome, TargetLayout
-from src.training.schedulers import build_scheduler
 
 
 class TileModule(pl.LightningModule):

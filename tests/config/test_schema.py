@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 
 from src.config import REPO_ROOT, compose
 from src.config.schema import Balance, ClinicalBlank, ExtractConfig, SlideChoice, TrainConfig
-from src.data.balance import BALANCE_STRATEGIES
 from src.extraction.__main__ import SLIDE_CHOICES
+from src.outcomes import available_kinds, outcome_kind
 
 # override -> what the error must say (the key, and the value or what is allowed)
 BAD_TYPES = {
@@ -82,6 +82,7 @@ def test_choices_are_plain_strings_wherever_a_config_is_written() -> None:
 
 
 def test_choices_match_the_code_that_uses_them() -> None:
-    assert [b.value for b in Balance] == list(BALANCE_STRATEGIES)
+    every_kind = {s for k in available_kinds() for s in outcome_kind(k).balance_strategies}
+    assert {b.value for b in Balance} == {"auto", *every_kind}
     assert [c.value for c in SlideChoice] == list(SLIDE_CHOICES)
     assert {c.value for c in ClinicalBlank} == {"drop", "error"}

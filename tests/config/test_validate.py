@@ -13,7 +13,8 @@ from src.config.validate import metric_names
 from src.data.dataset import Dataset
 from src.errors import ConfigError
 from src.pipeline import run
-from src.training.trainer import build_trainer
+from src.project import dataset_from_config
+from src.training.fold_trainer import build_trainer
 from tests.extraction.cli_helpers import cli_command, run_cli
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -93,7 +94,7 @@ def test_the_trainer_api_validates_too(tiny_cfg, tmp_path: Path) -> None:
     shards = tmp_path / "shards"
     bad = tiny_cfg(f"project.shards_dir={shards}", "optimizer.lr=abc")
     with pytest.raises(ConfigError, match=r"optimizer\.lr='abc'"):
-        Dataset.from_config(bad)
+        dataset_from_config(bad)
     assert not shards.exists(), "tiles were extracted before the bad config was caught"
     table = pd.DataFrame({"patient": ["p1", "p2"], "slide": ["s1", "s2"], "tumor_type": ["a", "b"]})
     labels, _ = Dataset(table).labels("tumor_type")

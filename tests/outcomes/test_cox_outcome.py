@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 from torch.utils.data import WeightedRandomSampler
 
+from src.config.validate import check_label_columns
 from src.data.annotations import AnnotationError
 from src.data.dataset import Dataset
 from src.data.splits import Fold
 from src.errors import ConfigError
 from src.outcomes.cox import CoxOutcome
-from src.project import check_fold_targets, check_label_columns
+from src.project import check_fold_targets
 from src.samplers.events import EventBatchSampler
 
 # 40 patients, 10% with an event; patient i has slide 2i (and slide 2i+1 for even i); unequal tile counts.
