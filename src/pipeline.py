@@ -25,6 +25,7 @@ from src.evaluation.results_log import append_results, epoch_summary, format_sum
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
 from src.losses.outcome_losses import loss_kinds
+from src.models.scaling import check_input_stats
 from src.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def check_config(cfg: DictConfig) -> None:
         if cfg[key] not in BALANCE_STRATEGIES:
             raise ValueError(f"{key}={cfg[key]!r}; choose one of {list(BALANCE_STRATEGIES)}")
     check_augment_config(cfg.get("augment"), cfg.get("normalizer"))
+    backbone = (cfg.get("model") or {}).get("backbone") or {}
+    check_input_stats(backbone.get("mean"), backbone.get("std"))  # model.backbone.mean/std
     source = (cfg.get("normalizer") or {}).get("source", "dataset")
     if source != "dataset" and not Path(source).is_file():
         raise FileNotFoundError(f"normalizer.source={source!r} is neither 'dataset' nor an existing image file")

@@ -239,6 +239,7 @@ class Trainer:
             "tile_um": tiles.tile_um if tiles else None,
             "tile_settings": tiles.__dict__ if tiles else None,
             "norm_fit": self.normalizer.get_fit() if self.normalizer is not None else None,
+            "input_stats": self.module.net.input_stats(),  # the model's input scaling (also in its buffers)
             "hp": OmegaConf.to_container(hp, resolve=True),
             **self.row_info,
         }
