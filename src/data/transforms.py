@@ -1,6 +1,7 @@
 """The tile transform chain, in Slideflow's order: stain normalizer (+ ``n``) → augmentations.
 
-Standardisation to [-1, 1] follows in ``TileDataset``. Validation tiles are normalized but never augmented.
+Both take and return uint8 CxHxW tiles; the model scales them (``TileNet``, with its backbone's mean and
+std). Validation tiles are normalized but never augmented.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from src.data.normalizers import StainNormalizer
 
 
 class TileTransform:
-    """Applies a fitted stain normalizer, then augmentations, to a uint8 CxHxW tile.
+    """Applies a fitted stain normalizer, then augmentations, to a uint8 CxHxW tile; returns a uint8 tile.
 
     Args:
         normalizer: A fitted stain normalizer, or ``None``.

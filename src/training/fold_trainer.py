@@ -67,7 +67,7 @@ class FoldTrainer:
         self.data.setup("fit")
         losses = build_losses(self.hp.loss, [o.name for o in self.outcomes])
         self.module = self._module(losses)
-        params = fold_params(self.hp, self.data, self.row_info)
+        params = fold_params(self.hp, self.data, self.module.net, self.row_info)
         write_fold_files(self.outdir, params, self.data, self.labels)
         epochs = sorted(int(e) for e in self.hp.epochs)
         saver = EpochOutputs(epochs, self.outdir, self.row_info)

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.data.datamodule import FoldDataModule
 
 
-def fold_params(hp: DictConfig, data: FoldDataModule, row_info: dict[str, Any]) -> dict[str, Any]:
+def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to rebuild and feed the model: outcomes, clinical fit, tiles, norm fit, config."""
     tiles = data.train.dataset.tiles
     return {
@@ -25,6 +25,7 @@ def fold_params(hp: DictConfig, data: FoldDataModule, row_info: dict[str, Any]) 
         "tile_um": tiles.tile_um if tiles else None,
         "tile_settings": tiles.__dict__ if tiles else None,
         "norm_fit": data.normalizer.get_fit() if data.normalizer is not None else None,
+        "input_stats": net.input_stats(),  # the model's input scaling (also in its buffers)
         "hp": OmegaConf.to_container(hp, resolve=True),
         **row_info,
     }

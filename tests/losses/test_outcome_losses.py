@@ -73,7 +73,7 @@ def test_linear_head_starts_at_the_training_mean() -> None:
     net = TileNet(backbone, [2, 1], output_mean=[0.0, 50.0], output_scale=[1.0, 20.0])
     nn.init.zeros_(net.heads[1].weight)
     nn.init.zeros_(net.heads[1].bias)
-    _, linear = net(torch.randn(5, 3, 2, 2))
+    _, linear = net(torch.randint(0, 256, (5, 3, 2, 2), dtype=torch.uint8))
     torch.testing.assert_close(linear, torch.full((5, 1), 50.0))
     assert {"output_mean", "output_scale"} <= set(net.state_dict())
 

@@ -29,7 +29,7 @@ def make_module(cfg, l1: float = 0.0) -> TileModule:
 def batch() -> dict:
     g = torch.Generator().manual_seed(1)
     return {
-        "image": torch.rand(8, 3, 64, 64, generator=g) * 2 - 1,
+        "image": torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=g),
         "clinical": torch.zeros(8, 0),
         "target": torch.tensor([[0.0], [1.0]] * 4),
     }
