@@ -105,10 +105,10 @@ class ExtractConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     project: Any = MISSING
     tiles: Any = MISSING
+    dataset: Any = MISSING
 
     slides: SlideChoice = MISSING
     workers: int = MISSING
-    backend: str | None = MISSING
     thumbnails: bool = MISSING
     progress: bool = MISSING
 
