@@ -1,5 +1,8 @@
-"""Configs: composing ``conf/`` (``compose``), the typed schema (``schema``) and the cross-field rules
-every entry point checks before any data is read (``validate``)."""
+"""Configs.
+
+Composing ``conf/`` (``compose``), the typed schema (``schema``) and the cross-field rules every entry point
+checks before any data is read (``validate``).
+"""
 
 from src.config.compose import (
     CONFIG_DIR,

@@ -36,6 +36,7 @@ class TileTransform:
         self.stain_augment = stain_augment
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Normalize (and stain-augment), then augment a uint8 CxHxW tile."""
         if self.normalizer is not None:
             image = self.normalizer(image, augment=self.stain_augment)
         if self.augment is not None:

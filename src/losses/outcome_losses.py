@@ -27,6 +27,7 @@ class CallableLoss(nn.Module):
         return self.fn(output, target)
 
     def extra_repr(self) -> str:
+        """The wrapped callable, in the module's repr."""
         return repr(self.fn)
 
 

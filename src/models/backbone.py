@@ -88,7 +88,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> tuple[Triple, T
 
 
 def _pretrained_stats(model: nn.Module, name: str) -> tuple[Triple, Triple] | None:
-    """timm's ``pretrained_cfg`` mean and std of the model (``None`` where it gives none)."""
+    """Timm's ``pretrained_cfg`` mean and std of the model (``None`` where it gives none)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     keys = (f"timm's {name} pretrained_cfg['mean']", f"timm's {name} pretrained_cfg['std']")
     return check_input_stats(cfg.get("mean"), cfg.get("std"), keys)

@@ -54,8 +54,7 @@ def tile_weights(
 
 
 def _equal_groups(groups: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Per-slide mass giving every group (patient, category) of slides with tiles the same total,
-    shared equally by its slides."""
+    """Per-slide mass giving every group (patient, category) the same total, shared by its slides with tiles."""
     mass = np.zeros(len(groups))
     for group in np.unique(groups[present]):
         members = present & (groups == group)

@@ -1,5 +1,8 @@
-"""Self-describing checkpoints: the model's params (outcomes, clinical fit, hyper-parameters) inside each
-``.ckpt``, and rebuilding a model for inference from that file alone."""
+"""Self-describing checkpoints.
+
+The model's params (outcomes, clinical fit, hyper-parameters) inside each ``.ckpt``, and rebuilding a model
+for inference from that file alone.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ class ParamsInCheckpoint(pl.Callback):
         self.params = json.loads(json.dumps(params, default=str))  # plain JSON types only
 
     def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
+        """Put the params into the checkpoint being saved."""
         checkpoint[PARAMS_KEY] = self.params
 
 

@@ -60,6 +60,7 @@ class TileModule(pl.LightningModule):
         self._val_loss: list[torch.Tensor] = []
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """One output per outcome for uint8 tiles and clinical inputs."""
         return self.net(image, clinical)
 
     @property
@@ -75,6 +76,7 @@ class TileModule(pl.LightningModule):
         return total
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Weighted sum of the outcomes' losses (+ L1 penalty); logs loss and batch metrics."""
         outputs = self(batch["image"], batch["clinical"])
         loss = self._loss(outputs, batch["target"])
         if self.l1:
@@ -88,9 +90,11 @@ class TileModule(pl.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
+        """Reset the gathered validation outputs."""
         self._val_outputs, self._val_tiles, self._val_loss = [], [], []
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Loss of the batch (balance-weighted if set) and its outputs, kept for evaluation."""
         outputs = self(batch["image"], batch["clinical"])
         index = self.val_index
         weights = index.tile_weights if index is not None else None
@@ -108,6 +112,7 @@ class TileModule(pl.LightningModule):
         self._val_tiles.append(batch["tile"].detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
+        """Evaluate every validation tile once: prediction tables and metrics per level."""
         if self._val_loss:
             sums = self.trainer.strategy.reduce(torch.stack(self._val_loss).sum(0), reduce_op="sum")
             self.log("val/loss", sums[0] / sums[1], prog_bar=True, sync_dist=False)
@@ -132,6 +137,7 @@ class TileModule(pl.LightningModule):
         return tile_table(self.outcomes, outputs, parts, slides, patients, locs)
 
     def configure_optimizers(self) -> dict:
+        """The optimizer over trainable parameters, and the schedule if configured."""
         parameters = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(parameters)
         if self.scheduler_factory is None:

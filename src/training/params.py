@@ -1,5 +1,7 @@
-"""What a fold folder records about its model: ``params.json`` (also inside every checkpoint) and
-``slide_manifest.csv``."""
+"""What a fold folder records about its model.
+
+``params.json`` (also inside every checkpoint) and ``slide_manifest.csv``.
+"""
 
 from __future__ import annotations
 
