@@ -3,10 +3,10 @@
 import hydra
 from omegaconf import DictConfig
 
-from src.config import register_resolvers
+from src.config import register_configs
 from src.pipeline import run
 
-register_resolvers()
+register_configs()  # resolvers and schemas, before Hydra composes
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

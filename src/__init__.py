@@ -1,0 +1,1 @@
+"""The workbench: slides → tiles → shards → tile models, validated by patient (see README)."""

@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.config import REPO_ROOT
+from src.config import REPO_ROOT, validate
 from src.data.annotations import AnnotationError
-from src.pipeline import prepare_dataset, run
+from src.pipeline import run
+from src.project import load_project
 from tests.conftest import tiny_overrides
 
 
@@ -66,7 +67,7 @@ def test_train_py_command_line(data_dir: Path, tmp_path: Path) -> None:
 
 
 def _broken_project(tiny_cfg, tmp_path: Path, edit) -> None:
-    """Run prepare_dataset on a copy of the demo annotations changed by ``edit``."""
+    """Run validate + load_project on a copy of the demo annotations changed by ``edit``."""
     cfg = tiny_cfg()
     from hydra.utils import instantiate
 
@@ -77,7 +78,8 @@ def _broken_project(tiny_cfg, tmp_path: Path, edit) -> None:
     shards = tmp_path / "shards"
     cfg = tiny_cfg(f"project.annotations={path}", f"project.shards_dir={shards}")
     try:
-        prepare_dataset(cfg)
+        validate(cfg)  # as run(): the config first, then the annotations
+        load_project(cfg)
     finally:
         assert not shards.exists(), "tiles were extracted before the bad input was caught"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.pipeline import plan_folds, prepare_dataset, run
+from src.pipeline import run
+from src.project import load_project, plan_folds
 
 STRATEGIES = {
     "k_fold": ["validation.folds=[2]"],
@@ -16,7 +17,7 @@ STRATEGIES = {
     "k_fold_manual": ["validation.folds=[1]"],  # one fold per site of the demo
     "bootstrap": ["validation.k=2", "validation.folds=[2]"],
     "fixed": ["validation.val_fraction=0.3"],
-    "none": [],
+    "none": ["optimized_metric=train/loss"],  # no val/ metric to optimise
     "external": ["dataset.filters={dataset: [train]}"],
 }
 
@@ -52,7 +53,7 @@ def test_strategy_end_to_end(strategy: str, tiny_cfg, tmp_path: Path, capsys) ->
         assert fold["val_patients"] == [] and sorted(fold["train_patients"]) == sorted(set(annotations.patient))
         assert not [m for m in summary["metrics"] if m.startswith("val/")]
         assert "No validation metrics at epoch 1 (validation=none)" in printed
-        assert metric != metric  # NaN: nothing to optimise
+        assert metric == pytest.approx(log["train/loss"].iloc[0])  # optimized_metric=train/loss
     else:
         auroc = summary["metrics"]["val/slide_auroc/tumor_type"]
         assert auroc["n"] == 1 and auroc["sd"] is None and auroc["mean"] == pytest.approx(metric)
@@ -75,21 +76,9 @@ def test_bad_split_setting_fails_before_extraction(tiny_cfg, tmp_path: Path) -> 
     assert not shards.exists(), "tiles were extracted before the bad split setting was caught"
 
 
-class _PlannedError(Exception):
-    """Stops prepare_dataset right after the plan, before any tile is extracted."""
-
-
 def plan_only(cfg):
     """The validation plan train.py would make for ``cfg`` (no extraction, no training)."""
-    plans = []
-
-    def hook(dataset, labels):
-        plans.append(plan_folds(cfg, dataset, labels))
-        raise _PlannedError
-
-    with pytest.raises(_PlannedError):
-        prepare_dataset(cfg, before_extraction=hook)
-    return plans[0]
+    return plan_folds(cfg, *load_project(cfg))
 
 
 def test_second_run_reuses_cached_splits_unless_settings_change(tiny_cfg, tmp_path: Path) -> None:

@@ -93,6 +93,7 @@ class Augment:
         return "n" in self.codes
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Apply the configured augmentations to a uint8 CxHxW tile."""
         codes = self.codes
         if "x" in codes and random.random() < 0.5:
             image = image.flip(-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -9,6 +10,9 @@ import numpy as np
 import pandas as pd
 
 from src.data.annotations import AnnotationError
+from src.data.dataset import Dataset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,3 +104,30 @@ class ClinicalEncoder:
             "numeric": {k: [mean, sd] for k, (mean, sd) in self.numeric.items()},
             "categories": {k: list(v) for k, v in self.categories.items()},
         }
+
+
+def drop_blank_clinical(dataset: Dataset, columns: Sequence[str], policy: str, where: str) -> Dataset:
+    """The dataset without slides that have a blank clinical input (``clinical_blank``).
+
+    Args:
+        dataset: The slides.
+        columns: The ``input_header`` columns.
+        policy: ``drop`` (logged with the count) or ``error``.
+        where: What the slides are (e.g. ``fold1 training``), named in the log and the error.
+
+    Raises:
+        AnnotationError: ``policy`` is ``error`` and a slide has a blank value (naming the slides).
+    """
+    if not columns:
+        return dataset
+    kept = dataset.filter_blank(columns)
+    dropped = len(dataset) - len(kept)
+    if dropped and str(getattr(policy, "value", policy)) == "error":
+        blank = sorted(set(dataset.slides()) - set(kept.slides()))
+        raise AnnotationError(
+            f"{dropped} {where} slide(s) have blank clinical inputs {list(columns)} "
+            f"(clinical_blank=error): {blank[:10]}"
+        )
+    if dropped:
+        log.warning("Dropped %d %s slide(s) with blank clinical inputs %s", dropped, where, list(columns))
+    return kept

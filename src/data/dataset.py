@@ -8,14 +8,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
 from src.data.annotations import AnnotationError, apply_filters, load_annotations, validate_annotations
-from src.data.outcomes import MAX_CATEGORIES, Outcome, OutcomeKind, build_outcome, check_patient_labels
 from src.data.tiles import TileIndex
 from src.extraction.settings import TileSettings
 from src.extraction.shards import shard_dir
+from src.outcomes import Outcome, TargetLayout, outcome_kind
+from src.outcomes.checks import check_patient_labels, infer_kind
 from src.slides.discover import find_slides
+from src.slides.reader import reader_class
 
 
 class SlideLabels(Mapping[str, Any]):
@@ -27,6 +28,7 @@ class SlideLabels(Mapping[str, Any]):
 
     def __init__(self, outcomes: list[Outcome], slides: Sequence[str], targets: np.ndarray) -> None:
         self.outcomes = outcomes
+        self.layout = TargetLayout(outcomes)
         self._row = {slide: i for i, slide in enumerate(slides)}
         self._targets = targets
 
@@ -37,18 +39,13 @@ class SlideLabels(Mapping[str, Any]):
             raise KeyError(f"No label for slide(s) {missing[:5]}")
         return self._targets[[self._row[s] for s in slides]]
 
+    def parts(self, slides: Sequence[str]) -> list[np.ndarray]:
+        """Per outcome, the (len(slides), n_targets) targets of ``slides``."""
+        return self.layout.split(self.targets(slides))
+
     def __getitem__(self, slide: str) -> Any:
-        row = self._targets[self._row[slide]]
-        values, start = [], 0
-        for outcome in self.outcomes:
-            part = row[start : start + outcome.n_targets]
-            start += outcome.n_targets
-            if outcome.kind == "categorical":
-                values.append(int(part[0]))
-            elif outcome.kind == "linear":
-                values.append(float(part[0]))
-            else:
-                values.append((float(part[0]), int(part[1])))
+        row = self._targets[self._row[slide]][None]
+        values = [o.label(part[0]) for o, part in zip(self.outcomes, self.layout.split(row), strict=True)]
         return values[0] if len(values) == 1 else tuple(values)
 
     def __iter__(self) -> Iterator[str]:
@@ -68,6 +65,8 @@ class Dataset:
         shards_dir: Root of the tile shards.
         filters: Column → allowed values, e.g. ``{"dataset": ["train"]}``.
         mpp_override: Microns per pixel for slides without one.
+        backend: Slide reader (``dataset.backend``: None = tiffslide, ``"openslide"``, or a dotted
+            class path); decides which file extensions are slides.
     """
 
     def __init__(
@@ -78,6 +77,7 @@ class Dataset:
         shards_dir: str | Path | None = None,
         filters: Mapping[str, Sequence] | None = None,
         mpp_override: float | None = None,
+        backend: str | None = None,
     ) -> None:
         if isinstance(annotations, pd.DataFrame):
             table = validate_annotations(annotations)
@@ -90,23 +90,7 @@ class Dataset:
         self.tiles: TileSettings | None = tiles
         self.shards_dir = Path(shards_dir) if shards_dir is not None else None
         self.mpp_override = mpp_override
-
-    @classmethod
-    def from_config(cls, hp: DictConfig) -> Dataset:
-        """The project's Dataset exactly as ``python train.py`` builds it from a composed config.
-
-        Generates the demo project when configured, applies ``dataset.filters``, checks the annotations
-        and ``hp.outcomes`` (slides with a blank outcome are left out), and extracts any missing tile
-        shards (none when ``model.drop_images``), so the result is ready for ``Trainer.train``.
-
-        Example:
-            >>> hp = compose(["epochs=[1,3]"])
-            >>> dataset = Dataset.from_config(hp)
-        """
-        from src.pipeline import prepare_dataset  # the pipeline builds on this module
-
-        dataset, _ = prepare_dataset(hp)
-        return dataset
+        self.backend = backend
 
     def _copy(self, annotations: pd.DataFrame) -> Dataset:
         clone = object.__new__(Dataset)
@@ -143,17 +127,17 @@ class Dataset:
         return len(self.annotations)
 
     def outcomes(
-        self, names: Sequence[str], kinds: Mapping[str, OutcomeKind], event_header: str | None = None
+        self, names: Sequence[str], kinds: Mapping[str, str], event_header: str | None = None
     ) -> list[Outcome]:
         """Validate and describe the outcomes ``names`` (kind per outcome from the loss)."""
-        outcomes = [build_outcome(self.annotations, n, kinds[n], event_header) for n in names]
+        outcomes = [outcome_kind(kinds[n]).from_column(self.annotations, n, event_header) for n in names]
         check_patient_labels(self.annotations, outcomes)
         return outcomes
 
     def labels(
         self,
         headers: str | Sequence[str],
-        kind: OutcomeKind | Mapping[str, OutcomeKind] | None = None,
+        kind: str | Mapping[str, str] | None = None,
         event_header: str | None = None,
     ) -> tuple[SlideLabels, list[str] | dict[str, list[str]]]:
         """Slide labels for one or several outcome columns, as Slideflow's ``Dataset.labels``.
@@ -189,11 +173,13 @@ class Dataset:
         """
         if self.slides_dir is None:
             raise AnnotationError("This Dataset has no slides_dir")
-        found = find_slides(self.slides_dir)
+        extensions = reader_class(self.backend).extensions
+        found = find_slides(self.slides_dir, extensions)
         missing = [s for s in self.slides() if s not in found]
         if missing:
             raise AnnotationError(
-                f"{len(missing)} slide(s) listed in the annotations are missing from {self.slides_dir}: {missing[:10]}"
+                f"{len(missing)} slide(s) listed in the annotations are missing from {self.slides_dir}: {missing[:10]} "
+                f"(slide files: {', '.join(sorted(extensions))}; other formats need another dataset.backend)"
             )
         return {s: found[s] for s in self.slides()}
 
@@ -207,11 +193,3 @@ class Dataset:
     def tile_index(self) -> TileIndex:
         """Index the tiles of every slide (shards must exist; see ``src.extraction``)."""
         return TileIndex.from_shards(self.shard_dir, self.slides())
-
-
-def infer_kind(values: pd.Series) -> OutcomeKind:
-    """``linear`` for numeric columns with fractional values or many distinct values, else ``categorical``."""
-    numeric = pd.to_numeric(values.dropna(), errors="coerce")
-    if numeric.notna().all() and (numeric.nunique() > MAX_CATEGORIES or (numeric != numeric.round()).any()):
-        return "linear"
-    return "categorical"

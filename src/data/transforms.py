@@ -1,6 +1,7 @@
 """The tile transform chain, in Slideflow's order: stain normalizer (+ ``n``) → augmentations.
 
-Standardisation to [-1, 1] follows in ``TileDataset``. Validation tiles are normalized but never augmented.
+Both take and return uint8 CxHxW tiles; the model scales them (``TileNet``, with its backbone's mean and
+std). Validation tiles are normalized but never augmented.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from src.data.normalizers import StainNormalizer
 
 
 class TileTransform:
-    """Applies a fitted stain normalizer, then augmentations, to a uint8 CxHxW tile.
+    """Applies a fitted stain normalizer, then augmentations, to a uint8 CxHxW tile; returns a uint8 tile.
 
     Args:
         normalizer: A fitted stain normalizer, or ``None``.
@@ -35,6 +36,7 @@ class TileTransform:
         self.stain_augment = stain_augment
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Normalize (and stain-augment), then augment a uint8 CxHxW tile."""
         if self.normalizer is not None:
             image = self.normalizer(image, augment=self.stain_augment)
         if self.augment is not None:

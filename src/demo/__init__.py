@@ -1,0 +1,1 @@
+"""The synthetic demo project (pyramidal SVS slides and annotations), generated on first use."""

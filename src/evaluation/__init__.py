@@ -1,0 +1,1 @@
+"""Evaluation: prediction tables, metric and plot primitives, the results log."""

@@ -7,13 +7,13 @@ prefixes them with ``val/``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score, roc_auc_score
 
-from src.data.outcomes import Outcome
-from src.evaluation.predictions import LEVELS, output_columns, reduce_table
+from src.evaluation.predictions import LEVELS, reduce_table
 
 
 def categorical_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -97,25 +97,18 @@ def concordance_index(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> 
     return (concordant + 0.5 * tied) / pairs
 
 
-def level_metrics(table: pd.DataFrame, outcome: Outcome) -> dict[str, float]:
-    """Metrics of one outcome on one prediction table (any level)."""
-    name = outcome.name
-    if outcome.kind == "categorical":
-        probs = table[output_columns(outcome)].to_numpy()
-        return categorical_metrics(table[f"{name}-y_true"].to_numpy().astype(int), probs)
-    if outcome.kind == "linear":
-        y_true, y_pred = table[f"{name}-y_true"].to_numpy(), table[f"{name}-y_pred"].to_numpy()
-        r2 = float(r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan")
-        return {"r2": r2, "mae": float(np.mean(np.abs(y_true - y_pred)))}
-    return {
-        "c_index": concordance_index(
-            table[f"{name}-time"].to_numpy(), table[f"{name}-risk"].to_numpy(), table[f"{name}-event"].to_numpy()
-        )
-    }
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """R² (NaN for fewer than two values) and mean absolute error."""
+    r2 = float(r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan")
+    return {"r2": r2, "mae": float(np.mean(np.abs(y_true - y_pred)))}
 
 
-def evaluate(tiles: pd.DataFrame, outcomes: Sequence[Outcome]) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+def evaluate(tiles: pd.DataFrame, outcomes: Sequence[Any]) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
     """Metrics at tile, slide and patient level for every outcome.
+
+    Args:
+        tiles: The tile prediction table.
+        outcomes: ``src.outcomes.Outcome`` objects; each computes its own metrics on a table.
 
     Returns:
         ``(metrics, tables)``: ``{"slide_auroc/tumor_type": 0.93, ...}`` and the prediction table of each
@@ -125,6 +118,6 @@ def evaluate(tiles: pd.DataFrame, outcomes: Sequence[Outcome]) -> tuple[dict[str
     metrics = {}
     for level, table in tables.items():
         for outcome in outcomes:
-            for metric, value in level_metrics(table, outcome).items():
+            for metric, value in outcome.metrics(table).items():
                 metrics[f"{level}_{metric}/{outcome.name}"] = value
     return metrics, tables

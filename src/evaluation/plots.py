@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,21 +14,33 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score, roc_auc_score, roc_curve
 
-from src.data.outcomes import Outcome
-from src.evaluation.predictions import output_columns
-from src.evaluation.survival_plots import km_plot
 
+def roc_plot(
+    tables: Mapping[str, pd.DataFrame],
+    outcome: str,
+    classes: Sequence[str],
+    columns: Sequence[str],
+    path: Path,
+    title: str,
+) -> Path:
+    """One figure with a one-vs-rest ROC curve per class, one panel per level.
 
-def roc_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, title: str) -> Path:
-    """One figure with a one-vs-rest ROC curve per class, one panel per level."""
+    Args:
+        tables: Prediction table of each level.
+        outcome: The outcome column (``{outcome}-y_true`` holds class indices).
+        classes: Class names, in index order.
+        columns: Probability column of each class.
+        path: PNG to write.
+        title: Figure title.
+    """
     fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.2), squeeze=False)
     for ax, (level, table) in zip(axes[0], tables.items(), strict=True):
-        y_true = table[f"{outcome.name}-y_true"].to_numpy().astype(int)
-        classes = outcome.classes if len(outcome.classes) > 2 else outcome.classes[1:]
-        for name, column in zip(outcome.classes, output_columns(outcome), strict=True):
-            if name not in classes:
+        y_true = table[f"{outcome}-y_true"].to_numpy().astype(int)
+        shown = list(classes) if len(classes) > 2 else list(classes)[1:]
+        for index, (name, column) in enumerate(zip(classes, columns, strict=True)):
+            if name not in shown:
                 continue
-            positive = y_true == outcome.classes.index(name)
+            positive = y_true == index
             if positive.all() or not positive.any():
                 continue
             fpr, tpr, _ = roc_curve(positive, table[column])
@@ -44,20 +57,20 @@ def roc_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, titl
     return path
 
 
-def scatter_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, title: str) -> Path:
+def scatter_plot(tables: Mapping[str, pd.DataFrame], outcome: str, path: Path, title: str) -> Path:
     """Predicted versus true values, one panel per level (at most 2000 points each)."""
     fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.6), squeeze=False, layout="constrained")
     rng = np.random.default_rng(0)
     for ax, (level, table) in zip(axes[0], tables.items(), strict=True):
         if len(table) > 2000:
             table = table.iloc[rng.choice(len(table), 2000, replace=False)]
-        y_true, y_pred = table[f"{outcome.name}-y_true"], table[f"{outcome.name}-y_pred"]
+        y_true, y_pred = table[f"{outcome}-y_true"], table[f"{outcome}-y_pred"]
         ax.scatter(y_true, y_pred, s=8 if len(table) > 200 else 30, alpha=0.5 if len(table) > 200 else 0.8)
         low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
         pad = 0.05 * (high - low or 1.0)
         ax.plot([low, high], [low, high], ls="--", c="grey", lw=1, label="y = x")
         r2 = f", R² {r2_score(y_true, y_pred):.3f}" if len(table) > 1 else ""
-        ax.set(title=f"{level} (n={len(table)}{r2})", xlabel=f"true {outcome.name}", ylabel="predicted")
+        ax.set(title=f"{level} (n={len(table)}{r2})", xlabel=f"true {outcome}", ylabel="predicted")
         ax.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal")
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
@@ -67,17 +80,11 @@ def scatter_plot(tables: dict[str, pd.DataFrame], outcome: Outcome, path: Path, 
 
 
 def outcome_plots(
-    tables: dict[str, pd.DataFrame], outcomes: Sequence[Outcome], plot_dir: Path, epoch: int
+    tables: Mapping[str, pd.DataFrame], outcomes: Sequence[Any], plot_dir: Path, epoch: int
 ) -> list[Path]:
-    """All plots of one evaluated epoch; returns the written files."""
+    """All plots of one evaluated epoch (each outcome draws its kind's plots); returns the written files."""
     plot_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for outcome in outcomes:
-        title = f"{outcome.name}, validation, epoch {epoch}"
-        if outcome.kind == "categorical":
-            written.append(roc_plot(tables, outcome, plot_dir / f"roc_{outcome.name}_epoch{epoch}.png", title))
-        elif outcome.kind == "linear":
-            written.append(scatter_plot(tables, outcome, plot_dir / f"scatter_{outcome.name}_epoch{epoch}.png", title))
-        elif outcome.kind == "cox":  # validation patients split at the median predicted risk
-            written.append(km_plot(tables["patient"], outcome, plot_dir / f"km_{outcome.name}_epoch{epoch}.png", title))
+        written += outcome.plots(tables, plot_dir, epoch, f"{outcome.name}, validation, epoch {epoch}")
     return written

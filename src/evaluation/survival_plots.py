@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from src.data.outcomes import Outcome
 from src.evaluation.metrics import concordance_index
 
 
@@ -31,20 +30,20 @@ def logrank_p(time: np.ndarray, event: np.ndarray, high: np.ndarray) -> float:
     return float(result.p_value)
 
 
-def km_plot(table: pd.DataFrame, outcome: Outcome, path: Path, title: str) -> Path:
+def km_plot(table: pd.DataFrame, outcome: str, path: Path, title: str) -> Path:
     """Kaplan-Meier curves of the high- and low-risk halves of ``table`` (one row per patient).
 
     The title gets a second line with the log-rank p-value and the c-index of ``table``.
 
     Args:
         table: Prediction table with ``{outcome}-time``, ``{outcome}-event`` and ``{outcome}-risk``.
-        outcome: The cox outcome.
+        outcome: The cox outcome's time column.
         path: PNG to write.
         title: First title line.
     """
     from lifelines import KaplanMeierFitter
 
-    name = outcome.name
+    name = outcome
     time = table[f"{name}-time"].to_numpy(float)
     event = table[f"{name}-event"].to_numpy(int)
     risk = table[f"{name}-risk"].to_numpy(float)

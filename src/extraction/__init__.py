@@ -1,0 +1,1 @@
+"""Tile extraction: slide → per-slide WebDataset shards, with resume, report and thumbnails."""

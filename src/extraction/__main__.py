@@ -1,4 +1,4 @@
-"""Command line: ``python -m src.extraction [project=...] [tiles=...] [workers=N] [slides=all]``.
+"""Command line: ``python -m src.extraction [project=...] [tiles=...] [workers=N] [slides=all] [dataset.backend=...]``.
 
 Builds the demo project when the project config has a ``demo`` generator, extracts the slides
 of ``project.slides_dir`` (those named in ``project.annotations`` by default) into
@@ -13,21 +13,22 @@ from pathlib import Path
 import hydra
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from src.config import register_configs, validate
+from src.config.schema import SlideChoice
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME, summarize
 from src.extraction.settings import TileSettings
 from src.slides.discover import find_slides
+from src.slides.reader import reader_class
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SLIDE_CHOICES = ("annotated", "all")
+SLIDE_CHOICES = tuple(choice.value for choice in SlideChoice)
 
-if not OmegaConf.has_resolver("repo_root"):
-    OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
+register_configs()  # resolvers and schemas, before Hydra composes
 
 
-def select_slides(project: DictConfig, which: str) -> dict[str, Path | None]:
+def select_slides(project: DictConfig, which: str, backend: str | None = None) -> dict[str, Path | None]:
     """Slide name -> file for the slides to extract.
 
     Args:
@@ -35,13 +36,14 @@ def select_slides(project: DictConfig, which: str) -> dict[str, Path | None]:
         which: ``"annotated"``: the slides named in ``project.annotations`` (None for those
             without a file, reported as failed); every file of the folder when there is no
             annotations file. ``"all"``: every slide file of ``project.slides_dir``.
+        backend: The slide reader (``dataset.backend``); its extensions decide what a slide file is.
 
     Raises:
-        ValueError: `which` is not one of ``annotated``, ``all``.
+        ValueError: `which` is not one of ``annotated``, ``all``, or `backend` is unknown.
     """
     if which not in SLIDE_CHOICES:
         raise ValueError(f"slides={which!r}; choose one of {list(SLIDE_CHOICES)}")
-    found = find_slides(project.slides_dir)
+    found = find_slides(project.slides_dir, reader_class(backend).extensions)
     annotations = project.get("annotations")
     if which == "all" or not annotations or not Path(annotations).is_file():
         return dict(found)
@@ -52,13 +54,14 @@ def select_slides(project: DictConfig, which: str) -> dict[str, Path | None]:
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="extract")
 def main(cfg: DictConfig) -> None:
     """Run extraction for the composed config; exit with status 1 when a slide failed."""
-    settings = TileSettings.from_config(cfg.tiles)  # fail on bad settings before any I/O
+    validate(cfg)  # fail on bad settings before any I/O
+    settings = TileSettings.from_config(cfg.tiles)
+    backend = cfg.dataset.get("backend")
+    reader_class(backend)  # and on an unknown backend
     project = cfg.project
-    if str(cfg.slides) not in SLIDE_CHOICES:
-        raise ValueError(f"slides={cfg.slides!r}; choose one of {list(SLIDE_CHOICES)}")
     if project.get("demo") is not None:
         instantiate(project.demo).ensure()
-    slides = select_slides(project, str(cfg.slides))
+    slides = select_slides(project, str(cfg.slides), backend)
     report = extract_slides(
         slides,
         Path(project.shards_dir),
@@ -66,7 +69,7 @@ def main(cfg: DictConfig) -> None:
         workers=int(cfg.workers),
         mpp_override=project.get("mpp_override"),
         progress=bool(cfg.progress),
-        backend=cfg.get("backend"),
+        backend=backend,
         thumbnails=bool(cfg.thumbnails),
     )
     folder = Path(project.shards_dir) / settings.key

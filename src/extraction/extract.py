@@ -28,7 +28,7 @@ from src.extraction.report import (
 from src.extraction.settings import TileSettings
 from src.extraction.shards import ShardWriter, read_index, shard_dir, slide_fingerprint
 from src.slides.grid import tile_grid
-from src.slides.reader import open_slide
+from src.slides.reader import backend_name, reader_class
 from src.slides.tiles import iter_tiles, qc_keep
 
 __all__ = ["encode_tile", "extract_slide", "extract_slides", "summarize"]
@@ -74,7 +74,8 @@ def extract_slide(
         settings: Tile settings.
         mpp_override: MPP instead of the file's own.
         threads: Threads reading and encoding this slide's tiles.
-        backend: Slide reader class (dotted path); None = tiffslide.
+        backend: Slide reader (see `src.slides.reader.reader_class`): None = tiffslide, a short
+            name such as ``"openslide"``, or a dotted class path.
         thumbnails: Write ``thumbnails/{slide}.png`` with the kept tiles outlined.
 
     Returns:
@@ -86,12 +87,15 @@ def extract_slide(
     if index is not None:
         row.update(status="skipped", grid_tiles=index.get("grid_tiles"), kept_tiles=index["num_tiles"])
         row.update(seconds=index.get("seconds"), mpp=index.get("mpp"), level=index.get("level"))
+        row.update(backend=index.get("backend", ""))
         return row
     try:
+        reader_cls = reader_class(backend)
+        row.update(backend=backend_name(reader_cls))
         if path is None:
             raise FileNotFoundError(MISSING_FILE)
         fingerprint = slide_fingerprint(path) if Path(path).is_file() else None
-        with open_slide(path, mpp_override=mpp_override, backend=backend) as reader:
+        with reader_cls(path, mpp_override=mpp_override) as reader:
             row.update(mpp=reader.mpp)
             grid = tile_grid(
                 reader,
@@ -124,6 +128,7 @@ def extract_slide(
                     mpp=reader.mpp,
                     level=grid.level,
                     extract_px=grid.extract_px,
+                    backend=row["backend"],
                 )
         row.update(status="done", kept_tiles=index["num_tiles"])
     except Exception as err:  # one bad slide must not stop the others
@@ -165,12 +170,13 @@ def extract_slides(
         workers: Cores to use (processes over slides, threads within a slide).
         mpp_override: MPP for every slide instead of the files' own.
         progress: Show a tqdm progress bar.
-        backend: Slide reader class (dotted path); None = tiffslide.
+        backend: Slide reader: None = tiffslide, ``"openslide"``, or a dotted class path; passed
+            by name to the worker processes.
         thumbnails: Write a thumbnail PNG per slide with the kept tiles outlined.
 
     Returns:
         One row per slide, in the order of `slides`: slide, path, status (done|skipped|failed),
-        grid_tiles, kept_tiles, seconds, error, mpp, level.
+        grid_tiles, kept_tiles, seconds, error, mpp, level, backend (short name of the reader).
     """
     folder = shard_dir(shards_root, settings)
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 In each shard folder:
 
 * ``extraction_report.csv``: one row per slide ever extracted there (latest attempt wins):
-  slide, path, status (done|skipped|failed), grid_tiles, kept_tiles, seconds, error, mpp, level;
+  slide, path, status (done|skipped|failed), grid_tiles, kept_tiles, seconds, error, mpp, level,
+  backend (the slide reader, e.g. ``tiffslide``);
 * ``thumbnails/{slide}.png``: the slide with every kept tile outlined in green.
 """
 
@@ -22,7 +23,7 @@ from src.slides.grid import TileGrid
 from src.slides.reader import SlideReader
 
 REPORT_NAME = "extraction_report.csv"
-REPORT_COLUMNS = ["slide", "path", "status", "grid_tiles", "kept_tiles", "seconds", "error", "mpp", "level"]
+REPORT_COLUMNS = ["slide", "path", "status", "grid_tiles", "kept_tiles", "seconds", "error", "mpp", "level", "backend"]
 INT_COLUMNS = ("grid_tiles", "kept_tiles", "level")
 THUMBNAIL_DIR = "thumbnails"
 THUMBNAIL_PX = 1024
@@ -85,7 +86,7 @@ def report_frame(rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFra
         frame[column] = pd.to_numeric(frame[column], errors="coerce").round().astype("Int64")
     for column in ("seconds", "mpp"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    for column in ("slide", "path", "status", "error"):
+    for column in ("slide", "path", "status", "error", "backend"):
         frame[column] = frame[column].fillna("").astype(str)
     return frame
 

@@ -1,0 +1,1 @@
+"""Losses per outcome kind (cross-entropy, regression, Cox) and their resolution from the loss config."""

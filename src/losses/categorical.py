@@ -18,8 +18,6 @@ class CrossEntropy(nn.Module):
         label_smoothing: As in ``torch.nn.CrossEntropyLoss``.
     """
 
-    kind = "categorical"
-
     def __init__(self, class_weights: str | Sequence[float] | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.class_weights = class_weights

@@ -54,8 +54,6 @@ class CoxLoss(nn.Module):
     (time, event) pair. See the module docstring for the sign convention.
     """
 
-    kind = "cox"
-
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of a batch.
 

@@ -21,7 +21,6 @@ class LinearLoss(nn.Module):
         delta: Huber delta / SmoothL1 beta, in training-sd units.
     """
 
-    kind = "linear"
     _functions: ClassVar[dict] = {
         "mse": lambda o, t, d: nn.functional.mse_loss(o, t),
         "l1": lambda o, t, d: nn.functional.l1_loss(o, t),

@@ -11,9 +11,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from src.data.outcomes import Outcome
-
-LOSS_KINDS = ("categorical", "linear", "cox")
+from src.errors import ConfigError
+from src.outcomes import Outcome, outcome_kind
 
 
 class CallableLoss(nn.Module):
@@ -28,6 +27,7 @@ class CallableLoss(nn.Module):
         return self.fn(output, target)
 
     def extra_repr(self) -> str:
+        """The wrapped callable, in the module's repr."""
         return repr(self.fn)
 
 
@@ -53,14 +53,18 @@ def loss_kinds(loss_cfg: Mapping[str, Any], outcomes: Sequence[str]) -> dict[str
     kinds = {}
     for name in outcomes:
         kind = (per_outcome.get(name) or {}).get("kind", loss_cfg.get("kind"))
-        if kind not in LOSS_KINDS:
-            raise ValueError(f"Loss kind for outcome '{name}' is {kind!r}; choose one of {LOSS_KINDS}")
+        key = f"loss.per_outcome.{name}.kind" if name in per_outcome else "loss.kind"
+        try:
+            cls = outcome_kind(kind)
+        except ConfigError as err:
+            raise ConfigError(f"{key}={kind!r} (outcome '{name}'): {err}") from None
+        if not cls.combinable and len(outcomes) > 1:
+            raise ConfigError(
+                f"A {kind} outcome cannot be combined with other outcomes in one model ('{name}' in "
+                f"outcomes={list(outcomes)}); train one model per outcome, e.g. "
+                "loss=cox outcomes=[os_time] event_header=os_event"
+            )
         kinds[name] = kind
-    if "cox" in kinds.values() and len(outcomes) > 1:
-        raise ValueError(
-            f"A cox outcome cannot be combined with other outcomes in one model (outcomes={list(outcomes)}); "
-            "train one model per outcome, e.g. loss=cox outcomes=[os_time] event_header=os_event"
-        )
     return kinds
 
 
@@ -72,7 +76,7 @@ def check_loss_fits(loss_cfg: Mapping[str, Any], outcomes: Sequence[Outcome]) ->
     """
     kinds = loss_kinds(loss_cfg, [o.name for o in outcomes])
     for outcome in outcomes:
-        if kinds[outcome.name] != outcome.kind:
+        if kinds[outcome.name] != outcome.kind_spec():
             raise ValueError(
                 f"Outcome '{outcome.name}' is labelled {outcome.kind} but its loss is {kinds[outcome.name]}: "
                 f"build the labels with dataset.labels(..., kind=loss_kinds(hp.loss, outcomes)) or pick a "
@@ -100,9 +104,8 @@ def build_losses(loss_cfg: Mapping[str, Any], outcomes: Sequence[str]) -> list[O
     losses = []
     for name in outcomes:
         spec = per_outcome.get(name) or loss_cfg
-        if not spec.get("fn"):
-            raise ValueError(f"loss.per_outcome.{name} needs a `fn` (a _target_ node), e.g. that of conf/loss/mse.yaml")
-        fn = instantiate(spec["fn"])
+        fn_cfg = spec.get("fn") or outcome_kind(kinds[name]).default_loss  # a kind alone: its default loss
+        fn = instantiate(fn_cfg)
         if not callable(fn):
             raise TypeError(f"The loss for outcome '{name}' instantiated to {fn!r}, which is not callable")
         if not isinstance(fn, nn.Module):
@@ -115,33 +118,21 @@ def build_losses(loss_cfg: Mapping[str, Any], outcomes: Sequence[str]) -> list[O
 
 
 def fit_losses(
-    losses: Sequence[OutcomeLoss], outcomes: Sequence[Outcome], targets: np.ndarray
+    losses: Sequence[OutcomeLoss], outcomes: Sequence[Outcome], target_parts: Sequence[np.ndarray]
 ) -> tuple[list[float], list[float]]:
     """Fit the losses on the training slides' labels and return the heads' output scaling.
 
-    Categorical losses with a ``fit(labels, n_classes)`` set their class weights (``balanced``); linear
-    outcomes are learned on a standardised scale, so their losses' ``fit(values)`` get the values and
-    the head of each linear outcome outputs ``mean + sd * z`` with the training mean and sd.
+    Each outcome kind fits its loss (``Outcome.fit_head``): categorical losses with a
+    ``fit(labels, n_classes)`` set their class weights (``balanced``); linear outcomes are learned on a
+    standardised scale, so their head outputs ``mean + sd * z`` with the training mean and sd.
 
     Args:
         losses: One per outcome, in outcome order.
         outcomes: The outcomes.
-        targets: (n_training_slides, n_targets) encoded labels.
+        target_parts: Per outcome, the training slides' (n_slides, n_targets) encoded labels.
 
     Returns:
-        ``(output_mean, output_scale)``, one value per outcome (0 and 1 for categorical and cox).
+        ``(output_mean, output_scale)``, one value per outcome.
     """
-    means, scales, start = [], [], 0
-    for outcome, loss in zip(outcomes, losses, strict=True):
-        values = targets[:, start]
-        start += outcome.n_targets
-        mean, scale = 0.0, 1.0
-        if outcome.kind == "categorical" and hasattr(loss.fn, "fit"):
-            loss.fn.fit(values, len(outcome.classes))
-        elif outcome.kind == "linear":
-            mean, scale = float(np.mean(values)), float(np.std(values)) or 1.0
-            if hasattr(loss.fn, "fit"):
-                loss.fn.fit(values)
-        means.append(mean)
-        scales.append(scale)
-    return means, scales
+    scaling = [o.fit_head(loss.fn, part) for o, loss, part in zip(outcomes, losses, target_parts, strict=True)]
+    return [mean for mean, _ in scaling], [scale for _, scale in scaling]

@@ -1,0 +1,1 @@
+"""Models: timm backbones with local weights and input scaling, the TileNet heads."""

@@ -1,13 +1,16 @@
-"""Image backbones: any timm model, with local weights and partial freezing."""
+"""Image backbones: any timm model, with local weights, partial freezing and its input scaling."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
+
+from src.models.scaling import DEFAULT_MEAN, DEFAULT_STD, Triple, check_input_stats
 
 
 def timm_backbone(
@@ -16,6 +19,8 @@ def timm_backbone(
     weights_path: str | None = None,
     pooling: str = "avg",
     trainable_layers: int = 0,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     **kwargs,
 ) -> nn.Module:
     """A timm model without its classifier, returning pooled features of width ``num_features``.
@@ -31,33 +36,62 @@ def timm_backbone(
             timm ViTs. Pooling must give a vector per tile, so ``none``/empty is rejected.
         trainable_layers: Train only the last N stages of the backbone (0 = train everything). Frozen
             stages are fully frozen: their weights get no gradient and their BatchNorm statistics stay put.
+        mean: Per-channel (R, G, B) mean in [0, 1] units that TileNet subtracts from the tiles.
+        std: Per-channel std in [0, 1] units that TileNet divides by. Both ``None`` (the default): the
+            scaling the loaded weights were trained with (the one saved in our ``.ckpt``, else timm's
+            ``pretrained_cfg``); with no weights loaded, 0.5 and 0.5, which scale tiles to [-1, 1].
         **kwargs: Passed to ``timm.create_model`` (e.g. ``drop_path_rate``).
+
+    Returns:
+        The timm model, with ``num_features`` and the ``input_mean`` / ``input_std`` tuples TileNet reads.
     """
     if pooling in (None, "", "none"):
         raise ValueError(f"model.backbone.pooling={pooling!r}: the tile model needs pooled features (e.g. avg, max)")
+    stats = check_input_stats(mean, std)  # before building the model: a bad value fails fast
     model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool=pooling, **kwargs)
     # TileNet reads `num_features` as the pooled width; catavgmax doubles it (timm: head_hidden_size).
     model.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
-    if weights_path:
-        load_backbone_weights(model, weights_path)
+    saved = load_backbone_weights(model, weights_path) if weights_path else None
+    if stats is None and (pretrained or weights_path):  # the scaling the loaded weights were trained with
+        stats = saved or _pretrained_stats(model, name)
+    model.input_mean, model.input_std = stats or (DEFAULT_MEAN, DEFAULT_STD)
     if trainable_layers:
         freeze_stages(model, trainable_layers)
     return model
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a local state dict into a backbone, skipping classifier keys; errors name the file."""
+def load_backbone_weights(model: nn.Module, path: str | Path) -> tuple[Triple, Triple] | None:
+    """Load a local state dict into a backbone, skipping classifier keys; errors name the file.
+
+    Returns:
+        The input scaling (mean, std) saved with the weights when ``path`` is one of our ``.ckpt`` files
+        (TileNet's ``input_mean`` / ``input_std`` buffers), else ``None``.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Backbone weights file not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=False)
+    saved = None
     if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint of ours
-        state = {k.split("backbone.", 1)[1]: v for k, v in state["state_dict"].items() if ".backbone." in f".{k}"}
+        weights = state["state_dict"]
+        if "net.input_mean" in weights and "net.input_std" in weights:
+            keys = (f"{path}: net.input_mean", f"{path}: net.input_std")
+            mean, std = (weights[f"net.input_{x}"].flatten().tolist() for x in ("mean", "std"))
+            saved = check_input_stats(mean, std, keys)
+        state = {k.split("backbone.", 1)[1]: v for k, v in weights.items() if ".backbone." in f".{k}"}
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
         raise ValueError(f"No weights in {path} match the backbone's parameters")
     model.load_state_dict(usable, strict=False)
+    return saved
+
+
+def _pretrained_stats(model: nn.Module, name: str) -> tuple[Triple, Triple] | None:
+    """Timm's ``pretrained_cfg`` mean and std of the model (``None`` where it gives none)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    keys = (f"timm's {name} pretrained_cfg['mean']", f"timm's {name} pretrained_cfg['std']")
+    return check_input_stats(cfg.get("mean"), cfg.get("std"), keys)
 
 
 def freeze_stages(model: nn.Module, trainable_layers: int) -> None:

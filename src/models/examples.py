@@ -2,9 +2,14 @@
 
 ``model.backbone._target_`` may name any callable returning an ``nn.Module`` that
 
-- takes a float image batch (batch, 3, tile_px, tile_px), scaled to [-1, 1], and returns (batch, width)
-  features (pool inside the module: no classifier, no softmax);
-- exposes that width as an int attribute ``num_features`` (as timm models do) or ``out_features``.
+- takes a float image batch (batch, 3, tile_px, tile_px), already scaled by TileNet, and returns
+  (batch, width) features (pool inside the module: no classifier, no softmax);
+- exposes that width as an int attribute ``num_features`` (as timm models do) or ``out_features``;
+- may declare the scaling it expects as attributes ``input_mean`` and ``input_std``: 3 floats each (R, G, B)
+  in [0, 1] units, e.g. ImageNet's ``model.input_mean = (0.485, 0.456, 0.406)`` and
+  ``model.input_std = (0.229, 0.224, 0.225)``. TileNet takes uint8 tiles and feeds the backbone
+  ``(image / 255 - input_mean) / input_std``; a backbone declaring neither gets 0.5 and 0.5 (tiles in [-1, 1]).
+  TileNet saves them in every checkpoint (buffers ``net.input_mean``/``net.input_std``).
 
 TileNet then concatenates the clinical inputs, adds the hidden layers and one head per outcome.
 Everything under ``model.backbone`` other than ``_target_`` is passed to the callable as keyword
@@ -25,7 +30,7 @@ def small_cnn(width: int = 32, depth: int = 3, weights_path: str | None = None) 
         weights_path: Optional local state dict (or one of our checkpoints) to start from.
 
     Returns:
-        A module mapping (batch, 3, H, W) images to (batch, ``out_features``) features.
+        A module mapping (batch, 3, H, W) scaled images to (batch, ``out_features``) features.
     """
     layers: list[nn.Module] = []
     channels = 3
@@ -39,5 +44,7 @@ def small_cnn(width: int = 32, depth: int = 3, weights_path: str | None = None) 
     if weights_path:
         from src.models.backbone import load_backbone_weights
 
-        load_backbone_weights(model, weights_path)
+        saved = load_backbone_weights(model, weights_path)  # one of our checkpoints gives its input scaling
+        if saved is not None:  # keep the scaling these weights were trained with (default: [-1, 1])
+            model.input_mean, model.input_std = saved
     return model

@@ -1,4 +1,4 @@
-"""TileNet: backbone → (concatenate clinical inputs) → hidden layers → one head per outcome."""
+"""TileNet: input scaling → backbone → (concatenate clinical inputs) → hidden layers → one head per outcome."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from src.models.scaling import backbone_input_stats
 
 
 def feature_width(backbone: nn.Module) -> int:
@@ -18,7 +20,12 @@ def feature_width(backbone: nn.Module) -> int:
 
 
 class TileNet(nn.Module):
-    """The tile model.
+    """The tile model. It takes uint8 tiles and scales them itself, with its backbone's mean and std.
+
+    The scaling is ``(image / 255 - input_mean) / input_std`` per channel, where ``input_mean`` and
+    ``input_std`` are the backbone's attributes of those names (3 floats in [0, 1] units; see
+    ``src.models.scaling``), 0.5 and 0.5 (tiles in [-1, 1]) for a backbone that declares none. They are
+    buffers, so every checkpoint's state dict holds them.
 
     Args:
         backbone: Image feature extractor returning (batch, width) features; ignored when
@@ -59,6 +66,9 @@ class TileNet(nn.Module):
                 raise ValueError("TileNet needs a backbone unless drop_images=true")
             self.backbone = backbone
             width = feature_width(backbone) + n_clinical
+            mean, std = backbone_input_stats(backbone)
+            self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.dropout = nn.Dropout(dropout)
         blocks: list[nn.Module] = []
         for _ in range(hidden_layers):
@@ -73,12 +83,37 @@ class TileNet(nn.Module):
         if len(self.output_mean) != n or len(self.output_scale) != n:
             raise ValueError(f"output_mean and output_scale need one value per outcome ({n})")
 
-    def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Return one logit/score tensor per outcome, each (batch, outcome_size)."""
+    def input_stats(self) -> dict[str, list[float]] | None:
+        """The input scaling, ``{"mean": [r, g, b], "std": [r, g, b]}`` in [0, 1] units; ``None`` if ``drop_images``."""
+        if self.drop_images:
+            return None
+        return {"mean": self.input_mean.flatten().tolist(), "std": self.input_std.flatten().tolist()}
+
+    def scale(self, image: torch.Tensor) -> torch.Tensor:
+        """Scale a uint8 (batch, 3, H, W) tile batch for the backbone: ``(image / 255 - mean) / std``.
+
+        Raises:
+            TypeError: the images are not uint8 (e.g. already scaled floats).
+        """
+        if image.dtype != torch.uint8:
+            raise TypeError(
+                f"TileNet takes uint8 (batch, 3, H, W) tiles in 0-255 and scales them itself; got {image.dtype}"
+            )
+        # the buffers' dtype: float32, or half/bf16 when the whole module was cast (precision=16-true)
+        return (image.to(self.input_mean.dtype) / 255 - self.input_mean) / self.input_std
+
+    def forward(self, image: torch.Tensor | None, clinical: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Return one logit/score tensor per outcome, each (batch, outcome_size).
+
+        Args:
+            image: uint8 (batch, 3, H, W) tiles, as read (after stain normalization and augmentation);
+                not read when ``drop_images``.
+            clinical: (batch, n_clinical) encoded clinical inputs, or ``None``.
+        """
         if self.drop_images:
             features = clinical
         else:
-            features = self.backbone(image)
+            features = self.backbone(self.scale(image))
             if clinical is not None and clinical.shape[-1]:
                 features = torch.cat([features, clinical.to(features.dtype)], dim=1)
         features = self.hidden(self.dropout(features))

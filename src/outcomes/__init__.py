@@ -9,7 +9,8 @@ Adding a kind is one module here (``src/outcomes/<kind>.py``, defining a subclas
 plus one loss YAML (``conf/loss/<name>.yaml`` with ``kind: <kind>``).
 """
 
-from src.outcomes.base import LEVELS, Outcome, available_kinds, outcome_from_dict, outcome_kind
+from src.evaluation.predictions import LEVELS
+from src.outcomes.base import Outcome, available_kinds, outcome_from_dict, outcome_kind
 from src.outcomes.layout import TargetLayout
 
 __all__ = ["LEVELS", "Outcome", "TargetLayout", "available_kinds", "outcome_from_dict", "outcome_kind"]

@@ -1,21 +1,28 @@
-"""The :class:`Outcome` base class and the look-up of kinds by name."""
+"""The :class:`Outcome` base class (what every kind shares) and the look-up of kinds by name."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from src.errors import ConfigError
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Sampler
 
-LEVELS = ("tile", "slide", "patient")  # prediction levels: tiles, mean per slide, mean per patient
-_NOT_KINDS = frozenset({"base", "layout"})
+from src.errors import AnnotationError, ConfigError
+from src.samplers.balance import tile_weights, weighted_sampler
+
+_NOT_KINDS = frozenset({"base", "layout", "checks"})
 
 
 @dataclass
 class Outcome:
-    """One outcome column, of one kind.
+    """One outcome column, of one kind; subclasses (one module each) fill in what differs.
 
     Attributes:
         name: Annotation column.
@@ -26,20 +33,146 @@ class Outcome:
     kind: ClassVar[str] = ""
     #: Metric names at each level, e.g. ``("auroc", "accuracy")`` -> ``val/slide_auroc/<outcome>``.
     metric_names: ClassVar[tuple[str, ...]] = ()
-    #: ``training_balance`` / ``validation_balance`` strategies this kind accepts (``auto`` always).
+    #: ``training_balance`` / ``validation_balance`` strategies this kind accepts besides ``auto``.
     balance_strategies: ClassVar[tuple[str, ...]] = ("tile", "slide", "patient", "none")
     #: What ``auto`` means for this kind.
     default_balance: ClassVar[str] = "patient"
     #: Slots this outcome takes in a slide's target vector.
     n_targets: ClassVar[int] = 1
+    #: Whether it can share a model with other outcomes.
+    combinable: ClassVar[bool] = True
+    #: Whether it reads an event column (``event_header``).
+    needs_event: ClassVar[bool] = False
+    #: The loss ``fn`` used when ``loss.per_outcome.<name>`` gives only this kind.
+    default_loss: ClassVar[dict[str, Any]] = {}
 
     name: str
     classes: list[str] = field(default_factory=list)
     event: str | None = None
 
+    # ------------------------------------------------------------------ labels
+    @classmethod
+    def from_column(cls, table: pd.DataFrame, name: str, event: str | None = None) -> Outcome:
+        """Check that column ``name`` of ``table`` (used slides, no blanks) fits this kind; describe it.
+
+        Raises:
+            AnnotationError: values that do not fit the kind, naming the column, a slide and its value.
+        """
+        return cls(name)
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of this outcome's head."""
+        return 1
+
+    @property
+    def columns(self) -> list[str]:
+        """Annotation columns this outcome reads."""
+        return [self.name]
+
+    def encode(self, table: pd.DataFrame) -> np.ndarray:
+        """(n_rows, n_targets) float32 targets of the rows of ``table``."""
+        return table[self.name].astype(float).to_numpy(np.float32)[:, None]
+
+    def label(self, part: np.ndarray) -> Any:
+        """The plain label of one slide from its (n_targets,) target part (Slideflow's ``labels[slide]``)."""
+        return float(part[0])
+
+    def strata(self) -> list[str]:
+        """Annotation columns the folds are stratified on for this outcome."""
+        return []
+
+    @classmethod
+    def kind_spec(cls) -> str:
+        """How the config names this kind: ``cox`` for a shipped kind, else its module's dotted path."""
+        shipped = cls.__module__ == f"{__package__}.{cls.kind}"
+        return cls.kind if shipped else cls.__module__
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (saved in params.json and checkpoints)."""
-        return {"name": self.name, "kind": self.kind, "classes": list(self.classes), "event": self.event}
+        return {"name": self.name, "kind": self.kind_spec(), "classes": list(self.classes), "event": self.event}
+
+    # ----------------------------------------------------------------- sampling
+    @classmethod
+    def resolve_balance(cls, strategy: str, key: str = "training_balance") -> str:
+        """``auto`` → this kind's default; any other strategy must be one this kind accepts.
+
+        Raises:
+            ConfigError: naming ``key``, the value and the strategies allowed for this kind.
+        """
+        strategy = str(getattr(strategy, "value", strategy))
+        if strategy == "auto":
+            return cls.default_balance
+        if strategy not in cls.balance_strategies:
+            raise ConfigError(
+                f"{key}={strategy!r} does not fit a {cls.kind} outcome; choose one of "
+                f"{['auto', *cls.balance_strategies]}"
+            )
+        return strategy
+
+    def categories(self, part: np.ndarray) -> np.ndarray | None:
+        """Per-slide category for ``category`` balancing (None: this kind has none)."""
+        return None
+
+    def tile_weights(
+        self, strategy: str, slide_idx: np.ndarray, slide_patients: Sequence[str], part: np.ndarray, key: str
+    ) -> np.ndarray | None:
+        """Per-tile weights of a balance strategy (``validation_balance``; None: unweighted)."""
+        return tile_weights(self.resolve_balance(strategy, key), slide_idx, slide_patients, self.categories(part))
+
+    def sampler(
+        self,
+        strategy: str,
+        slide_idx: np.ndarray,
+        slide_patients: Sequence[str],
+        part: np.ndarray,
+        batch_size: int,
+        seed: int,
+        loss_cfg: Mapping[str, Any],
+    ) -> Sampler[int] | None:
+        """The training sampler of ``training_balance`` (None: plain shuffling)."""
+        weights = self.tile_weights(strategy, slide_idx, slide_patients, part, "training_balance")
+        return weighted_sampler(weights, seed)
+
+    def check_training(self, part: np.ndarray, where: str) -> None:
+        """Raise when the training slides' targets cannot train this outcome (e.g. no event)."""
+
+    def check_validation(self, part: np.ndarray, where: str) -> None:
+        """Warn when the validation slides' targets leave a metric undefined."""
+
+    # --------------------------------------------------------------- the head
+    def fit_head(self, loss_fn: Any, part: np.ndarray) -> tuple[float, float]:
+        """Fit the loss on the training slides' targets; returns the head's (output mean, output scale)."""
+        return 0.0, 1.0
+
+    def train_metrics(self, output: torch.Tensor, part: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cheap metrics logged per training batch, e.g. ``{"accuracy": ...}``."""
+        return {}
+
+    def predict(self, output: torch.Tensor) -> np.ndarray:
+        """Head output → prediction (probabilities, values, risks) as a NumPy array."""
+        return output.float().numpy()
+
+    # --------------------------------------------------------------- evaluation
+    def output_columns(self) -> list[str]:
+        """Prediction columns of this outcome (averaged when reducing to slides and patients)."""
+        return [f"{self.name}-y_pred"]
+
+    def truth_columns(self) -> list[str]:
+        """Ground-truth columns (constant within a slide and a patient)."""
+        return [f"{self.name}-y_true"]
+
+    def tile_columns(self, output: torch.Tensor, part: np.ndarray) -> dict[str, np.ndarray]:
+        """Tile-table columns from head outputs (n, width) and target parts (n, n_targets)."""
+        return {f"{self.name}-y_true": part[:, 0], f"{self.name}-y_pred": self.predict(output)[:, 0]}
+
+    def metrics(self, table: pd.DataFrame) -> dict[str, float]:
+        """Metrics of this outcome on one prediction table (any level), keyed by ``metric_names``."""
+        raise NotImplementedError
+
+    def plots(self, tables: Mapping[str, pd.DataFrame], plot_dir: Path, epoch: int, title: str) -> list[Path]:
+        """Write this outcome's plots of one evaluated epoch; returns the files."""
+        return []
 
 
 def available_kinds() -> list[str]:
@@ -52,14 +185,16 @@ def outcome_kind(kind: str) -> type[Outcome]:
     """The :class:`Outcome` subclass of ``kind``.
 
     Args:
-        kind: A shipped kind (``categorical``, ``linear``, ``cox``, ...: a module of this package), or the
-            dotted path of a module elsewhere that defines one subclass whose ``kind`` is its last name.
+        kind: A shipped kind (``categorical``, ``linear``, ``cox``: a module of this package), or the
+            dotted path of a module elsewhere (``my_lab.ordinal``) that defines a subclass whose ``kind`` is
+            the module's last name (``ordinal``).
 
     Raises:
         ConfigError: no such kind (the message lists the shipped ones).
     """
-    module_name = kind if "." in str(kind) else f"{__package__}.{kind}"
-    short = str(kind).rsplit(".", 1)[-1]
+    kind = str(kind)
+    module_name = kind if "." in kind else f"{__package__}.{kind}"
+    short = kind.rsplit(".", 1)[-1]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError:
@@ -70,7 +205,20 @@ def outcome_kind(kind: str) -> type[Outcome]:
     raise ConfigError(f"Unknown outcome kind {kind!r} (loss.kind); choose one of {available_kinds()}")
 
 
-def outcome_from_dict(data: dict[str, Any]) -> Outcome:
+def outcome_from_dict(data: Mapping[str, Any]) -> Outcome:
     """Rebuild an outcome from :meth:`Outcome.to_dict` output."""
     cls = outcome_kind(data["kind"])
     return cls(name=data["name"], classes=list(data.get("classes") or []), event=data.get("event"))
+
+
+def numeric_column(table: pd.DataFrame, column: str, kind: str, hint: str = "") -> pd.Series:
+    """The column as numbers; text in it is an error naming the column, a slide and its value."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    bad = values.isna() & table[column].notna()
+    if bad.any():
+        sample = table.loc[bad, column].iloc[0]
+        slide = table.loc[bad, "slide"].iloc[0]
+        raise AnnotationError(
+            f"Column '{column}' must be numeric for a {kind} loss, but slide '{slide}' has {sample!r}{hint}"
+        )
+    return values

@@ -1,0 +1,1 @@
+"""Slides: the reader interface and backends (tiffslide, OpenSlide), MPP, tile grid, tissue masks."""

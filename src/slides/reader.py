@@ -1,61 +1,37 @@
-"""The slide reader interface every backend implements, and `open_slide`.
+"""The slide reader interface every backend implements; `reader_class` and `open_slide` pick one.
 
-A backend subclasses `SlideReader`, fills the attributes in its constructor and implements
-`read_region` and `close`; everything else (best level, tile reads, thumbnail, context manager)
-is shared. A backend may override `read_tile` with a faster path (the tiffslide backend decodes
-stored JPEG tiles directly, see `src.slides.jpeg_tiles`).
+A backend subclasses `SlideReader`: it declares the file ``extensions`` it reads, fills the
+attributes in its constructor (``mpp`` through `src.slides.mpp.resolve_mpp`, errors as
+`SlideError` naming the file) and implements `read_region` and `close`; everything else (best
+level, tile reads, thumbnail, context manager) is shared. A backend may override `read_tile`
+with a faster path (the tiffslide backend decodes stored JPEG tiles directly, see
+`src.slides.jpeg_tiles`).
 
-Adding a backend is one new file. For OpenSlide, ``src/slides/openslide_backend.py``::
-
-    from pathlib import Path
-
-    import numpy as np
-    import openslide
-
-    from src.slides.reader import SlideError, SlideReader, slide_name
-    from src.slides.tiffslide_backend import _resolve_mpp
-
-
-    class OpenSlideReader(SlideReader):
-        def __init__(self, path, mpp_override=None):
-            self.path, self.name = Path(path), slide_name(path)
-            try:
-                self._slide = openslide.OpenSlide(str(self.path))
-            except Exception as err:
-                raise SlideError(f"Cannot open slide {self.path}: {err}") from err
-            self.dimensions = self._slide.dimensions
-            self.level_count = self._slide.level_count
-            self.level_dimensions = list(self._slide.level_dimensions)
-            self.level_downsamples = [float(d) for d in self._slide.level_downsamples]
-            self.properties = dict(self._slide.properties)
-            self.mpp = _resolve_mpp(self.path, self.properties, mpp_override)
-
-        def read_region(self, location, level, size):
-            rgba = np.asarray(self._slide.read_region(location, level, size))
-            rgb = rgba[:, :, :3].copy()
-            rgb[rgba[:, :, 3] == 0] = 255  # OpenSlide marks outside/empty as transparent
-            return rgb
-
-        def close(self):
-            self._slide.close()
-
-then pick it with ``open_slide(path, backend="src.slides.openslide_backend.OpenSlideReader")``,
-or ``backend=...`` in ``conf/extract.yaml`` for ``python -m src.extraction``. Add a test that
-opens ``../shared/data/slides/cmu-1-small-region.svs`` and compares a region with tiffslide's.
+Adding a backend is one new file: ``src/slides/<name>_backend.py`` holding one `SlideReader`
+subclass is then selected by its short name (``dataset.backend=<name>`` for ``train.py`` and
+``python -m src.extraction``), and a class elsewhere by its dotted path (``pkg.module.Class``);
+there is no list to edit. Two backends ship: ``tiffslide`` (`TiffSlideReader`, the default, pure
+Python) and ``openslide`` (`OpenSlideReader`, the OpenSlide C library: also MIRAX, Hamamatsu
+VMS, DICOM, Sakura...).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import pkgutil
 from abc import ABC, abstractmethod
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+from types import ModuleType, TracebackType
+from typing import ClassVar, Self
 
 import cv2
 import numpy as np
 
 BAND_BYTES = 32 << 20  # level pixels read at once when a whole level is streamed
+BACKEND_PACKAGE = "src.slides"  # shipped backends: BACKEND_PACKAGE.<name>_backend
+BACKEND_SUFFIX = "_backend"
+DEFAULT_BACKEND = "tiffslide"
 
 
 class SlideError(RuntimeError):
@@ -66,6 +42,8 @@ class SlideReader(ABC):
     """Read-only access to a whole-slide image pyramid.
 
     Attributes:
+        extensions: File extensions the backend reads (class attribute; lower case, no dot);
+            `src.slides.discover.find_slides` looks for these.
         path: The slide file.
         name: The file name without its extension (``"TCGA-01 (a)"`` for ``"TCGA-01 (a).svs"``).
         mpp: Microns per level-0 pixel.
@@ -76,6 +54,7 @@ class SlideReader(ABC):
         properties: Vendor properties as strings.
     """
 
+    extensions: ClassVar[frozenset[str]] = frozenset()
     path: Path
     name: str
     mpp: float
@@ -193,7 +172,97 @@ def slide_name(path: str | Path) -> str:
     return Path(path).stem
 
 
-DEFAULT_BACKEND = "src.slides.tiffslide_backend.TiffSlideReader"
+def shipped_backends() -> list[str]:
+    """Short names of the backends in this package: every ``src/slides/<name>_backend.py``."""
+    package = importlib.import_module(BACKEND_PACKAGE)
+    modules = (info.name for info in pkgutil.iter_modules(package.__path__))
+    return sorted(name.removesuffix(BACKEND_SUFFIX) for name in modules if name.endswith(BACKEND_SUFFIX))
+
+
+def reader_class(backend: str | None = None) -> type[SlideReader]:
+    """The `SlideReader` subclass a backend setting names.
+
+    Args:
+        backend: None for tiffslide; a short name (``"tiffslide"``, ``"openslide"``): the one
+            `SlideReader` subclass of ``src.slides.<name>_backend``; or a dotted path
+            ``"pkg.module.Class"`` (or ``"pkg.module"`` holding one subclass).
+
+    Returns:
+        The reader class (not imported backend libraries: those load when a slide is opened).
+
+    Raises:
+        ValueError: `backend` names no importable `SlideReader` subclass (the message lists the
+            shipped backends), or the class declares no ``extensions``.
+    """
+    name = DEFAULT_BACKEND if backend is None else str(backend).strip()
+    if "." not in name:
+        module = _import_backend(f"{BACKEND_PACKAGE}.{name}{BACKEND_SUFFIX}", backend)
+        cls = _module_reader(module, backend)
+    else:
+        module_name, _, attr = name.rpartition(".")
+        target = getattr(_import_backend(module_name, backend), attr, None)
+        if target is None:  # not imported yet, or not there
+            try:
+                target = importlib.import_module(name)
+            except ModuleNotFoundError as err:
+                if err.name != name:
+                    raise
+                raise ValueError(f"Slide backend {backend!r}: module {module_name} has no {attr!r}") from err
+        cls = _module_reader(target, backend) if isinstance(target, ModuleType) else target
+    if not (isinstance(cls, type) and issubclass(cls, SlideReader)) or inspect.isabstract(cls):
+        raise ValueError(f"Slide backend {backend!r} is not a concrete SlideReader subclass: {cls!r}")
+    if not cls.extensions:
+        raise ValueError(
+            f"Slide backend {backend!r} ({cls.__name__}) declares no file extensions; "
+            "set its class attribute extensions = frozenset({'svs', ...})"
+        )
+    return cls
+
+
+def backend_name(cls: type[SlideReader]) -> str:
+    """The shortest `backend` setting that selects `cls`: its short name if shipped, else its dotted path."""
+    module = cls.__module__
+    short = module.removeprefix(f"{BACKEND_PACKAGE}.").removesuffix(BACKEND_SUFFIX)
+    if f"{BACKEND_PACKAGE}.{short}{BACKEND_SUFFIX}" == module and "." not in short:
+        try:
+            if reader_class(short) is cls:
+                return short
+        except ValueError:
+            pass
+    return f"{module}.{cls.__qualname__}"
+
+
+def _import_backend(module_name: str, backend: str | None) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and not f"{module_name}.".startswith(f"{err.name}."):
+            raise  # the backend module exists but needs a missing package: show that
+        raise ValueError(
+            f"Unknown slide backend {backend!r}: choose one of {shipped_backends()} "
+            "or the dotted path of a SlideReader subclass (pkg.module.Class)"
+        ) from err
+    except ImportError as err:
+        raise ValueError(f"Slide backend {backend!r} cannot be imported: {err}") from err
+
+
+def _module_reader(module: ModuleType, backend: str | None) -> type[SlideReader]:
+    """The one concrete `SlideReader` subclass defined in `module`."""
+    found = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, SlideReader)
+        and obj.__module__ == module.__name__
+        and not inspect.isabstract(obj)
+    ]
+    if len(found) != 1:
+        names = [cls.__name__ for cls in found]
+        raise ValueError(
+            f"Slide backend {backend!r}: module {module.__name__} must define exactly one SlideReader "
+            f"subclass, found {names}; name the class instead ({module.__name__}.<Class>)"
+        )
+    return found[0]
 
 
 def open_slide(path: str | Path, mpp_override: float | None = None, backend: str | None = None) -> SlideReader:
@@ -202,7 +271,8 @@ def open_slide(path: str | Path, mpp_override: float | None = None, backend: str
     Args:
         path: The slide file.
         mpp_override: Microns per pixel to use instead of the file's own (or when it has none).
-        backend: Dotted path of a `SlideReader` subclass; None = tiffslide.
+        backend: The reader (see `reader_class`): None = tiffslide, a short name such as
+            ``"openslide"``, or a dotted class path.
 
     Returns:
         An open `SlideReader`; close it or use it as a context manager.
@@ -211,11 +281,4 @@ def open_slide(path: str | Path, mpp_override: float | None = None, backend: str
         SlideError: The file is missing, corrupt, or has no usable MPP and no override.
         ValueError: `backend` does not name a `SlideReader` subclass.
     """
-    module_name, _, class_name = (backend or DEFAULT_BACKEND).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"Slide backend {backend!r} is not an importable class: {err}") from err
-    if not (isinstance(cls, type) and issubclass(cls, SlideReader)):
-        raise ValueError(f"Slide backend {backend!r} is not a SlideReader subclass")
-    return cls(path, mpp_override=mpp_override)
+    return reader_class(backend)(path, mpp_override=mpp_override)

@@ -1,20 +1,18 @@
-"""`SlideReader` backed by tiffslide (pure Python, reads SVS, generic TIFF, NDPI, SCN, BIF...)."""
+"""`SlideReader` backed by tiffslide (pure Python: Aperio SVS, generic/Philips TIFF, NDPI, Leica SCN, Ventana BIF)."""
 
 from __future__ import annotations
 
 import os
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from src.slides.jpeg_tiles import JpegTiledLevel, pick_reduction
+from src.slides.mpp import resolve_mpp
 from src.slides.reader import SlideError, SlideReader, slide_name
-
-# MPP recovered only from TIFF resolution tags at or above this value is a screen or print
-# default (72 dpi = 352.8 um/px, 300 dpi = 84.7 um/px), not a microscope scan: treat it as missing.
-MAX_TAG_MPP = 20.0
 
 
 class TiffSlideReader(SlideReader):
@@ -32,6 +30,9 @@ class TiffSlideReader(SlideReader):
     Raises:
         SlideError: Missing or unreadable file, or no usable MPP and no override.
     """
+
+    # What tiffslide recognises (aperio, leica, ventana, hamamatsu, philips) plus generic tiled TIFF.
+    extensions: ClassVar[frozenset[str]] = frozenset({"svs", "tif", "tiff", "ndpi", "scn", "bif"})
 
     def __init__(self, path: str | Path, mpp_override: float | None = None, fast_jpeg: bool = True) -> None:
         import tiffslide
@@ -54,7 +55,7 @@ class TiffSlideReader(SlideReader):
         except Exception as err:  # tifffile raises many types for corrupt files
             raise SlideError(f"Cannot open slide {self.path}: {err}") from err
         self.properties = {k: str(v) for k, v in raw_properties.items() if v is not None}
-        self.mpp = _resolve_mpp(self.path, raw_properties, mpp_override)
+        self.mpp = resolve_mpp(self.path, raw_properties, mpp_override)
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """Read ``size`` pixels of `level` at level-0 `location`; outside the slide is white."""
@@ -150,28 +151,3 @@ def _to_rgb(region: np.ndarray) -> np.ndarray:
     if region.shape[2] == 4:
         region = region[:, :, :3]
     return np.ascontiguousarray(region, dtype=np.uint8)
-
-
-def _resolve_mpp(path: Path, properties: dict, mpp_override: float | None) -> float:
-    """Pick the slide's MPP: override, else tiffslide/vendor properties, else fail."""
-    if mpp_override is not None:
-        if not mpp_override > 0:
-            raise SlideError(f"mpp_override must be > 0 for slide {path}, got {mpp_override}")
-        return float(mpp_override)
-    # tiffslide sets tiff.XResolution only when it recovered the MPP from resolution tags
-    from_tags = "tiff.XResolution" in properties
-    for key in ("tiffslide.mpp-x", "openslide.mpp-x", "aperio.MPP"):
-        value = properties.get(key)
-        try:
-            mpp = float(value) if value is not None else None
-        except (TypeError, ValueError):
-            mpp = None
-        if mpp is None or not np.isfinite(mpp) or mpp <= 0:
-            continue
-        if from_tags and mpp >= MAX_TAG_MPP:
-            break
-        return mpp
-    raise SlideError(
-        f"Slide {path} has no usable microns-per-pixel (MPP) in its metadata; "
-        "pass mpp_override (e.g. project.mpp_override=0.5) to set it."
-    )

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the fold trainer (Trainer API), callbacks, loggers, checkpoints."""

@@ -29,11 +29,13 @@ class EpochOutputs(pl.Callback):
         self._saved: set[int] = set()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Save and evaluate when this epoch is listed in ``epochs``."""
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:  # an early stop decided at this epoch's validation is flagged too
             self.save(trainer, module, epoch, early_stop=trainer.should_stop)
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """After an early stop, save and evaluate the stop epoch too."""
         epoch = trainer.current_epoch + (0 if trainer.should_stop else 1)
         epoch = max(1, min(epoch, trainer.max_epochs or epoch))
         if trainer.should_stop and epoch not in self._saved:  # early stop: keep the stop epoch too

@@ -10,11 +10,12 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from src.data.outcomes import Outcome
+from src.data.datamodule import ValidationIndex
 from src.evaluation.metrics import evaluate
 from src.evaluation.predictions import tile_table
 from src.losses.outcome_losses import OutcomeLoss
-from src.training.schedulers import build_scheduler
+from src.optim.schedulers import build_scheduler
+from src.outcomes import Outcome, TargetLayout
 
 
 class TileModule(pl.LightningModule):
@@ -28,9 +29,9 @@ class TileModule(pl.LightningModule):
         scheduler: Optional partial of a torch LR scheduler taking the optimizer.
         scheduler_interval: ``step`` or ``epoch``.
         l1: Weight of an L1 penalty on all trainable weights (a real penalty, added to the loss).
-        val_slides: Slide names of the validation tile index (for prediction tables).
-        val_patients: Patient of each validation slide.
-        val_locs: (n_tiles, 2) validation tile centres.
+
+    The validation tiles' slides, patients, targets and locations come from the data module's
+    :class:`~src.data.datamodule.ValidationIndex` (``trainer.datamodule.val_index``).
     """
 
     def __init__(
@@ -46,37 +47,36 @@ class TileModule(pl.LightningModule):
         super().__init__()
         self.net = net
         self.outcomes = list(outcomes)
+        self.layout = TargetLayout(self.outcomes)
         self.losses = list(losses)
         self.loss_fns = nn.ModuleList(loss.fn for loss in self.losses)  # moves buffers with the module
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.l1 = l1
-        self.val_context: dict | None = None
         self.last_evaluation: dict | None = None
         self._val_outputs: list[list[torch.Tensor]] = []
         self._val_tiles: list[torch.Tensor] = []
         self._val_loss: list[torch.Tensor] = []
 
     def forward(self, image: torch.Tensor, clinical: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """One output per outcome for uint8 tiles and clinical inputs."""
         return self.net(image, clinical)
 
-    def _split_targets(self, target: torch.Tensor) -> list[torch.Tensor]:
-        parts, start = [], 0
-        for outcome in self.outcomes:
-            parts.append(target[:, start : start + outcome.n_targets])
-            start += outcome.n_targets
-        return parts
+    @property
+    def val_index(self) -> ValidationIndex | None:
+        """The validation index of the data module being fitted (None without validation)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return getattr(datamodule, "val_index", None)
 
     def _loss(self, outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         total = outputs[0].new_zeros(())
-        for loss, fn, output, part in zip(
-            self.losses, self.loss_fns, outputs, self._split_targets(target), strict=True
-        ):
+        for loss, fn, output, part in zip(self.losses, self.loss_fns, outputs, self.layout.split(target), strict=True):
             total = total + loss.weight * fn(output.float(), part)
         return total
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Weighted sum of the outcomes' losses (+ L1 penalty); logs loss and batch metrics."""
         outputs = self(batch["image"], batch["clinical"])
         loss = self._loss(outputs, batch["target"])
         if self.l1:
@@ -84,18 +84,20 @@ class TileModule(pl.LightningModule):
             loss = loss + self.l1 * penalty
         size = len(batch["target"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
-        for outcome, output, part in zip(self.outcomes, outputs, self._split_targets(batch["target"]), strict=True):
-            if outcome.kind == "categorical":
-                accuracy = (output.argmax(1) == part[:, 0].long()).float().mean()
-                self.log(f"train/accuracy/{outcome.name}", accuracy, on_step=False, on_epoch=True, batch_size=size)
+        for outcome, output, part in zip(self.outcomes, outputs, self.layout.split(batch["target"]), strict=True):
+            for metric, value in outcome.train_metrics(output, part).items():
+                self.log(f"train/{metric}/{outcome.name}", value, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
     def on_validation_epoch_start(self) -> None:
+        """Reset the gathered validation outputs."""
         self._val_outputs, self._val_tiles, self._val_loss = [], [], []
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Loss of the batch (balance-weighted if set) and its outputs, kept for evaluation."""
         outputs = self(batch["image"], batch["clinical"])
-        weights = (self.val_context or {}).get("tile_weights")
+        index = self.val_index
+        weights = index.tile_weights if index is not None else None
         if weights is None:
             loss = self._loss(outputs, batch["target"])
             self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["target"]))
@@ -110,10 +112,11 @@ class TileModule(pl.LightningModule):
         self._val_tiles.append(batch["tile"].detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
+        """Evaluate every validation tile once: prediction tables and metrics per level."""
         if self._val_loss:
             sums = self.trainer.strategy.reduce(torch.stack(self._val_loss).sum(0), reduce_op="sum")
             self.log("val/loss", sums[0] / sums[1], prog_bar=True, sync_dist=False)
-        if not self._val_outputs or self.val_context is None or self.trainer.sanity_checking:
+        if not self._val_outputs or self.val_index is None or self.trainer.sanity_checking:
             return
         tiles = torch.cat(self._val_tiles).numpy()
         outputs = [torch.cat([batch[i] for batch in self._val_outputs]) for i in range(len(self.outcomes))]
@@ -130,15 +133,11 @@ class TileModule(pl.LightningModule):
 
     def prediction_table(self, tiles: np.ndarray, outputs: list[torch.Tensor]) -> pd.DataFrame:
         """Tile prediction table for validation tile indices ``tiles``."""
-        context = self.val_context
-        slide_idx = context["slide_idx"][tiles]
-        slides = np.asarray(context["slides"])[slide_idx]
-        patients = np.asarray(context["patients"])[slide_idx]
-        return tile_table(
-            self.outcomes, outputs, context["targets"][slide_idx], slides, patients, context["locs"][tiles]
-        )
+        slides, patients, parts, locs = self.val_index.rows(tiles)
+        return tile_table(self.outcomes, outputs, parts, slides, patients, locs)
 
     def configure_optimizers(self) -> dict:
+        """The optimizer over trainable parameters, and the schedule if configured."""
         parameters = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(parameters)
         if self.scheduler_factory is None:

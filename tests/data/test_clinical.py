@@ -10,11 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.config import compose
 from src.data.annotations import AnnotationError
-from src.data.clinical import ClinicalEncoder
+from src.data.clinical import ClinicalEncoder, drop_blank_clinical
 from src.data.dataset import Dataset
-from src.training.trainer import Trainer
 
 
 def _table(n: int = 12, seed: int = 0) -> pd.DataFrame:
@@ -72,20 +70,20 @@ def test_blank_clinical_values(policy: str, tmp_path: Path, caplog: pytest.LogCa
     table.loc[[1, 9], "age"] = np.nan
     table.loc[2, "stage"] = " "
     dataset = Dataset(table)
-    hp = compose(["input_header=[age,stage]", f"clinical_blank={policy}"])
-    labels, _ = dataset.labels("tumor_type")
-    trainer = Trainer(hp, tmp_path, labels)
     train, val = (
         dataset.filter({"slide": table.slide[:8].tolist()}),
         dataset.filter({"slide": table.slide[8:].tolist()}),
     )
+    columns = ["age", "stage"]
     if policy == "error":
-        with pytest.raises(ValueError, match=r"2 slide\(s\) have blank clinical inputs.*\['s1', 's2'\]"):
-            trainer._clinical(train, val)
+        with pytest.raises(ValueError, match=r"2 fold1 training slide\(s\) have blank clinical inputs.*\['s1', 's2'\]"):
+            drop_blank_clinical(train, columns, policy, "fold1 training")
         return
     with caplog.at_level(logging.WARNING):
-        kept_train, kept_val, encoder = trainer._clinical(train, val)
+        kept_train = drop_blank_clinical(train, columns, policy, "fold1 training")
+        kept_val = drop_blank_clinical(val, columns, policy, "fold1 validation")
+    encoder = ClinicalEncoder.fit(kept_train.annotations, columns)
     assert kept_train.slides() == ["s0", *[f"s{i}" for i in range(3, 8)]]
     assert kept_val.slides() == ["s8", "s10", "s11"]
-    assert "Dropped 2 slide(s)" in caplog.text and "Dropped 1 slide(s)" in caplog.text
+    assert "Dropped 2 fold1 training slide(s)" in caplog.text and "Dropped 1 fold1 validation slide(s)" in caplog.text
     assert encoder.numeric["age"][0] == pytest.approx(kept_train.annotations.age.mean())

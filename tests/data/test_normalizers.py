@@ -9,10 +9,10 @@ import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from src.config import compose
+from src.config import compose, validate
 from src.data.normalizers import Macenko, Reinhard, from_fit, read_image
 from src.data.normalizers.color import rgb_to_lab
-from src.pipeline import check_config
+from src.errors import ConfigError
 
 TILES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tiles"
 TARGET = TILES / "tissue-level0-4302-10273-4814-10785.png"
@@ -146,5 +146,5 @@ def test_unknown_normalizer_is_rejected_with_the_choices() -> None:
 
 def test_missing_reference_tile_is_rejected_before_reading_data(tmp_path: Path) -> None:
     cfg = compose(["normalizer=reinhard", f"normalizer.source={tmp_path / 'missing.png'}"])
-    with pytest.raises(FileNotFoundError, match=r"normalizer\.source"):
-        check_config(cfg)
+    with pytest.raises(ConfigError, match=r"normalizer\.source"):
+        validate(cfg)

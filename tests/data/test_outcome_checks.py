@@ -10,11 +10,11 @@ import pytest
 from hydra.utils import instantiate
 
 from src.data.annotations import AnnotationError
-from src.pipeline import prepare_dataset
+from src.project import load_project
 
 
 def _prepare(tiny_cfg, tmp_path: Path, *overrides: str, edit=None) -> None:
-    """prepare_dataset on the demo (annotations optionally edited); asserts nothing was extracted."""
+    """load_project on the demo (annotations optionally edited); asserts nothing was extracted."""
     cfg = tiny_cfg()
     annotations = instantiate(cfg.project.demo).ensure()
     if edit is not None:
@@ -23,7 +23,7 @@ def _prepare(tiny_cfg, tmp_path: Path, *overrides: str, edit=None) -> None:
         overrides = (*overrides, f"project.annotations={path}")
     shards = tmp_path / "shards"
     try:
-        prepare_dataset(tiny_cfg(f"project.shards_dir={shards}", *overrides))
+        load_project(tiny_cfg(f"project.shards_dir={shards}", *overrides))
     finally:
         assert not shards.exists(), "tiles were extracted before the bad input was caught"
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from lifelines.utils import concordance_index as lifelines_c_index
 
-from src.data.outcomes import Outcome
 from src.evaluation.metrics import concordance_index, evaluate
 from src.evaluation.predictions import tile_table
+from src.outcomes.cox import CoxOutcome
 
-OUTCOME = Outcome("os", "cox", event="os_event")
+OUTCOME = CoxOutcome("os", event="os_event")
 
 
 def lifelines_or_nan(time: np.ndarray, risk: np.ndarray, event: np.ndarray) -> float:
@@ -71,7 +71,7 @@ def survival_tiles(seed: int):
 def test_c_index_equals_lifelines_at_every_level(seed: int) -> None:
     slides, patients, times, events, risk = survival_tiles(seed)
     targets = np.stack([times, events], axis=1).astype(np.float32)
-    table = tile_table([OUTCOME], [torch.tensor(risk[:, None])], targets, slides, patients)
+    table = tile_table([OUTCOME], [torch.tensor(risk[:, None])], [targets], slides, patients)
     metrics, tables = evaluate(table, [OUTCOME])
     for level, keys in (("tile", np.arange(len(risk))), ("slide", slides), ("patient", patients)):
         groups = sorted(set(keys))  # independent reduction: mean of tile risks per slide / patient

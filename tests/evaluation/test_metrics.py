@@ -7,9 +7,10 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
 
-from src.data.outcomes import Outcome
 from src.evaluation.metrics import evaluate
 from src.evaluation.predictions import tile_table
+from src.outcomes.categorical import CategoricalOutcome
+from src.outcomes.linear import LinearOutcome
 
 
 def random_tiles(n_classes: int, seed: int):
@@ -44,8 +45,8 @@ def reference(keys: np.ndarray, labels: np.ndarray, probs: np.ndarray):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_categorical_metrics_match_sklearn(n_classes: int, seed: int) -> None:
     slides, patients, labels, logits = random_tiles(n_classes, seed)
-    outcome = Outcome("y", "categorical", classes=[f"c{i}" for i in range(n_classes)])
-    table = tile_table([outcome], [torch.tensor(logits)], labels[:, None].astype(np.float32), slides, patients)
+    outcome = CategoricalOutcome("y", classes=[f"c{i}" for i in range(n_classes)])
+    table = tile_table([outcome], [torch.tensor(logits)], [labels[:, None].astype(np.float32)], slides, patients)
     metrics, tables = evaluate(table, [outcome])
     probs = softmax(logits)
     for level, keys in (("tile", np.arange(len(labels))), ("slide", slides), ("patient", patients)):
@@ -61,10 +62,10 @@ def test_categorical_metrics_match_sklearn(n_classes: int, seed: int) -> None:
 
 
 def test_patient_mean_is_tile_weighted() -> None:
-    outcome = Outcome("y", "categorical", classes=["a", "b"])
+    outcome = CategoricalOutcome("y", classes=["a", "b"])
     logits = np.log(np.array([[0.9, 0.1]] * 1 + [[0.1, 0.9]] * 3))
     table = tile_table(
-        [outcome], [torch.tensor(logits)], np.zeros((4, 1), np.float32), ["s1", "s2", "s2", "s2"], ["p"] * 4
+        [outcome], [torch.tensor(logits)], [np.zeros((4, 1), np.float32)], ["s1", "s2", "s2", "s2"], ["p"] * 4
     )
     _, tables = evaluate(table, [outcome])
     assert tables["patient"]["y-y_pred1"].iloc[0] == pytest.approx((0.1 + 0.9 * 3) / 4)
@@ -76,8 +77,8 @@ def test_linear_r2_matches_sklearn() -> None:
     patients = np.repeat([f"p{i // 2}" for i in range(20)], 7)
     truth = np.repeat(rng.normal(size=20), 7).astype(np.float32)
     pred = truth + rng.normal(scale=0.5, size=len(truth))
-    outcome = Outcome("v", "linear")
-    table = tile_table([outcome], [torch.tensor(pred[:, None])], truth[:, None], slides, patients)
+    outcome = LinearOutcome("v")
+    table = tile_table([outcome], [torch.tensor(pred[:, None])], [truth[:, None]], slides, patients)
     metrics, _ = evaluate(table, [outcome])
     assert metrics["tile_r2/v"] == pytest.approx(r2_score(truth, pred), abs=1e-6)
     y, p = reference(slides, truth, pred[:, None])

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 from lifelines.statistics import logrank_test
 
-from src.data.outcomes import Outcome
 from src.evaluation.plots import outcome_plots
 from src.evaluation.survival_plots import logrank_p, risk_groups
+from src.outcomes.cox import CoxOutcome
 
-OUTCOME = Outcome("os", "cox", event="os_event")
+OUTCOME = CoxOutcome("os", event="os_event")
 
 
 def patient_table(seed: int = 0, n: int = 30) -> pd.DataFrame:

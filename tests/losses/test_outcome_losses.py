@@ -10,10 +10,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from src.config import compose
-from src.data.outcomes import Outcome
 from src.losses.examples import focal_loss
 from src.losses.outcome_losses import CallableLoss, build_losses, fit_losses
 from src.models.tilenet import TileNet
+from src.outcomes.categorical import CategoricalOutcome
+from src.outcomes.linear import LinearOutcome
 from src.training.module import TileModule
 
 
@@ -28,7 +29,7 @@ def test_class_weights_balanced_and_listed_act() -> None:
     cfg = compose(["loss.fn.class_weights=balanced"])
     (loss,) = build_losses(cfg.loss, ["y"])
     train_labels = np.array([0] * 30 + [1] * 10 + [2] * 5, dtype=np.float32)
-    fit_losses([loss], [Outcome("y", "categorical", classes=["a", "b", "c"])], train_labels[:, None])
+    fit_losses([loss], [CategoricalOutcome("y", classes=["a", "b", "c"])], [train_labels[:, None]])
     counts = np.bincount(train_labels.astype(int))
     expected = torch.tensor(len(train_labels) / (3 * counts), dtype=torch.float32)
     torch.testing.assert_close(loss.fn.weight, expected)
@@ -59,7 +60,7 @@ def test_linear_losses_on_the_training_sd_scale(option: str, reference) -> None:
     assert cfg.loss.kind == "linear"
     (loss,) = build_losses(cfg.loss, ["v"])
     train_values = np.random.default_rng(0).uniform(10, 90, 40).astype(np.float32)
-    mean, scale = fit_losses([loss], [Outcome("v", "linear")], train_values[:, None])
+    mean, scale = fit_losses([loss], [LinearOutcome("v")], [train_values[:, None]])
     sd = float(np.std(train_values))
     assert mean == [pytest.approx(float(train_values.mean()))] and scale == [pytest.approx(sd)]
     output, target = torch.randn(32, 1) * 20 + 50, torch.rand(32, 1) * 80 + 10
@@ -72,7 +73,7 @@ def test_linear_head_starts_at_the_training_mean() -> None:
     net = TileNet(backbone, [2, 1], output_mean=[0.0, 50.0], output_scale=[1.0, 20.0])
     nn.init.zeros_(net.heads[1].weight)
     nn.init.zeros_(net.heads[1].bias)
-    _, linear = net(torch.randn(5, 3, 2, 2))
+    _, linear = net(torch.randint(0, 256, (5, 3, 2, 2), dtype=torch.uint8))
     torch.testing.assert_close(linear, torch.full((5, 1), 50.0))
     assert {"output_mean", "output_scale"} <= set(net.state_dict())
 
@@ -102,7 +103,7 @@ def test_per_outcome_losses_are_summed_with_weights() -> None:
     assert names == ["tumor_type", "tumor_cellularity"]
     losses = build_losses(cfg.loss, names)
     assert [loss.kind for loss in losses] == ["categorical", "linear"]
-    outcomes = [Outcome(names[0], "categorical", classes=["a", "b"]), Outcome(names[1], "linear")]
+    outcomes = [CategoricalOutcome(names[0], classes=["a", "b"]), LinearOutcome(names[1])]
     module = TileModule(nn.Identity(), outcomes, losses, optimizer=torch.optim.SGD)
     logits, labels = _logits_and_labels(2, classes=2)
     value, truth = torch.randn(64, 1) * 10 + 50, torch.rand(64, 1) * 80

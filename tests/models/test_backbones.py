@@ -23,7 +23,8 @@ def test_custom_backbone_by_target() -> None:
     convs = [m for m in net.backbone.modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [8, 16, 32]  # built by small_cnn with the config's arguments
     assert feature_width(net.backbone) == 32 and net.hidden[0].in_features == 32 + 3
-    images, clinical = torch.randn(4, 3, 64, 64), torch.randn(4, 3)
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    clinical = torch.randn(4, 3)
     outputs = net(images, clinical)
     assert [tuple(o.shape) for o in outputs] == [(4, 2), (4, 1)]
     net.eval()  # clinical inputs enter after the backbone: changing them changes the outputs

@@ -8,9 +8,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from src.config import compose
-from src.data.outcomes import Outcome
 from src.losses.categorical import CrossEntropy
 from src.losses.outcome_losses import OutcomeLoss
+from src.outcomes.categorical import CategoricalOutcome
 from src.training.module import TileModule
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,7 +23,8 @@ def build_net(*overrides: str, seed: int = 0) -> torch.nn.Module:
 
 
 def tiles(n: int = 8) -> torch.Tensor:
-    return torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    """uint8 tiles, as the model takes them."""
+    return torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
 
 
 def test_hidden_layers_and_width() -> None:
@@ -55,12 +56,13 @@ def test_pooling_changes_the_features(other: str) -> None:
     x = tiles()
     avg = build_net("model.backbone.pooling=avg").eval()
     pooled = build_net(f"model.backbone.pooling={other}").eval()
-    assert not torch.allclose(avg.backbone(x), pooled.backbone(x))
+    assert not torch.allclose(avg.backbone(avg.scale(x)), pooled.backbone(pooled.scale(x)))
 
 
 def test_catavgmax_pooling_doubles_the_feature_width() -> None:
     net = build_net("model.backbone.pooling=catavgmax").eval()
-    assert net.backbone(tiles()).shape[1] == net.backbone.num_features == 2 * build_net().backbone.num_features
+    features = net.backbone(net.scale(tiles()))
+    assert features.shape[1] == net.backbone.num_features == 2 * build_net().backbone.num_features
     assert net(tiles())[0].shape == (8, 2)
 
 
@@ -74,7 +76,7 @@ def one_step(*overrides: str) -> tuple[dict, dict]:
     cfg = compose(["optimizer.lr=0.01", *overrides])
     torch.manual_seed(0)
     net = instantiate(cfg.model)(outcome_sizes=[2], n_clinical=0)
-    outcome = Outcome("tumor_type", "categorical", ["a", "b"])
+    outcome = CategoricalOutcome("tumor_type", ["a", "b"])
     module = TileModule(
         net, [outcome], [OutcomeLoss("tumor_type", "categorical", CrossEntropy())], instantiate(cfg.optimizer)
     )

@@ -9,6 +9,7 @@ import pytest
 
 from src.demo.render import SlideLook, render_slide
 from src.demo.svs import write_svs
+from src.slides.reader import shipped_backends
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -20,6 +21,12 @@ def shared_slides() -> Path:
     if not (folder / "cmu-1-small-region.svs").is_file():
         pytest.skip(f"shared test slides not found at {folder.resolve()}")
     return folder
+
+
+@pytest.fixture(params=shipped_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each shipped slide backend in turn (short name): every backend must pass the real-slide tests."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ from src.slides.reader import open_slide
     [(256, 128, 256, 88), (128, 64, 128, 391), (299, 302, 605, 12)],
 )
 def test_cmu1_grid_counts_match_slideflow(
-    shared_slides: Path, tile_px: int, tile_um: int, full_extract_px: int, expected: int
+    shared_slides: Path, backend: str, tile_px: int, tile_um: int, full_extract_px: int, expected: int
 ) -> None:
-    with open_slide(shared_slides / "cmu-1-small-region.svs") as reader:
+    with open_slide(shared_slides / "cmu-1-small-region.svs", backend=backend) as reader:
         grid = tile_grid(reader, tile_px, tile_um)
     assert len(grid) == expected
     assert grid.full_extract_px == full_extract_px
@@ -30,8 +30,8 @@ def test_cmu1_grid_counts_match_slideflow(
     assert grid.coords[1].tolist() == [full_extract_px, 0]  # row-major
 
 
-def test_stride_div_and_edge_tiles(shared_slides: Path) -> None:
-    with open_slide(shared_slides / "cmu-1-small-region.svs") as reader:
+def test_stride_div_and_edge_tiles(shared_slides: Path, backend: str) -> None:
+    with open_slide(shared_slides / "cmu-1-small-region.svs", backend=backend) as reader:
         half = tile_grid(reader, 256, 128, stride_div=2)
         edge = tile_grid(reader, 256, 128, use_edge_tiles=True)
     assert half.stride == 128
@@ -39,8 +39,8 @@ def test_stride_div_and_edge_tiles(shared_slides: Path) -> None:
     assert len(edge) == 9 * 12  # ceil(2220 / 256) x ceil(2967 / 256)
 
 
-def test_level_choice_and_magnification(demo_svs: Path) -> None:
-    with open_slide(demo_svs) as reader:  # mpp 0.5, downsamples 1, 4, 16
+def test_level_choice_and_magnification(demo_svs: Path, backend: str) -> None:
+    with open_slide(demo_svs, backend=backend) as reader:  # mpp 0.5, downsamples 1, 4, 16
         by_microns = tile_grid(reader, 64, 512)  # 1024 level-0 px -> downsample 16
         assert (by_microns.level, by_microns.extract_px) == (2, 64)
         assert by_microns.full_extract_px == 1024 and len(by_microns) == 1

@@ -26,9 +26,9 @@ SLIDEFLOW_KEPT = [(256, 128, 37, 33), (128, 64, 157, 143), (299, 302, 6, 6)]
 
 @pytest.mark.parametrize(("tile_px", "tile_um", "kept_plain", "kept_otsu"), SLIDEFLOW_KEPT)
 def test_kept_counts_close_to_slideflow(
-    shared_slides: Path, tile_px: int, tile_um: int, kept_plain: int, kept_otsu: int
+    shared_slides: Path, backend: str, tile_px: int, tile_um: int, kept_plain: int, kept_otsu: int
 ) -> None:
-    with open_slide(shared_slides / "cmu-1-small-region.svs") as reader:
+    with open_slide(shared_slides / "cmu-1-small-region.svs", backend=backend) as reader:
         grid = tile_grid(reader, tile_px, tile_um)
         plain = sum(1 for _ in iter_tiles(reader, grid, TissueFilter(qc=None)))
         otsu = sum(1 for _ in iter_tiles(reader, grid, TissueFilter(qc="otsu")))
@@ -37,8 +37,8 @@ def test_kept_counts_close_to_slideflow(
     assert otsu <= plain
 
 
-def test_otsu_mask_separates_generated_tissue(demo_svs: Path) -> None:
-    with open_slide(demo_svs) as reader:
+def test_otsu_mask_separates_generated_tissue(demo_svs: Path, backend: str) -> None:
+    with open_slide(demo_svs, backend=backend) as reader:
         assert otsu_level(reader) == 0  # level 1 is 256 px: not > 500
         mask, downsample = otsu_mask(reader)
         assert mask.shape == (1024, 1024) and downsample == 1.0

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from src.config import compose
-from src.pipeline import prepare_dataset
-from src.training.trainer import build_trainer
+from src.project import ensure_tiles, load_project
+from src.training.fold_trainer import build_trainer
 from tests.conftest import tiny_overrides
 
 RECORD = "+callbacks.recorder._target_=tests.training.recorder.Recorder"
@@ -43,7 +43,8 @@ def train_model(
         (trainer, results, cfg, train_dataset, val_dataset).
     """
     cfg = compose([*tiny_overrides(data_dir, outdir / "outputs"), RECORD, *overrides])
-    dataset, labels = prepare_dataset(cfg)
+    dataset, labels = load_project(cfg)
+    dataset = ensure_tiles(cfg, dataset)
     train_patients = pick_patients(dataset.annotations, train or {"squamous": 2, "adenocarcinoma": 2})
     train_ds = dataset.select_patients(train_patients)
     val_ds = None

@@ -44,5 +44,5 @@ class Recorder(pl.Callback):
 
 
 def recorder_of(trainer) -> Recorder:
-    """The Recorder of a finished ``src.training.trainer.Trainer``."""
+    """The Recorder of a finished ``src.training.fold_trainer.FoldTrainer``."""
     return next(c for c in trainer.module.trainer.callbacks if isinstance(c, Recorder))

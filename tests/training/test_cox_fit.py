@@ -12,7 +12,7 @@ from lifelines.utils import concordance_index
 from src.config import compose
 from src.data.annotations import AnnotationError
 from src.data.dataset import Dataset
-from src.training.trainer import build_trainer
+from src.training.fold_trainer import build_trainer
 
 
 def synthetic_cohort(n: int = 240, seed: int = 0) -> pd.DataFrame:

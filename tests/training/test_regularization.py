@@ -10,9 +10,9 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import get_class, instantiate
 
 from src.config import compose
-from src.data.outcomes import Outcome
 from src.losses.categorical import CrossEntropy
 from src.losses.outcome_losses import OutcomeLoss
+from src.outcomes.categorical import CategoricalOutcome
 from src.training.module import TileModule
 
 OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
@@ -21,7 +21,7 @@ OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"]
 def make_module(cfg, l1: float = 0.0) -> TileModule:
     torch.manual_seed(0)
     net = instantiate(cfg.model)(outcome_sizes=[2], n_clinical=0)
-    outcome = Outcome("tumor_type", "categorical", ["a", "b"])
+    outcome = CategoricalOutcome("tumor_type", ["a", "b"])
     loss = OutcomeLoss("tumor_type", "categorical", CrossEntropy())
     return TileModule(net, [outcome], [loss], optimizer=instantiate(cfg.optimizer), l1=l1)
 
@@ -29,7 +29,7 @@ def make_module(cfg, l1: float = 0.0) -> TileModule:
 def batch() -> dict:
     g = torch.Generator().manual_seed(1)
     return {
-        "image": torch.rand(8, 3, 64, 64, generator=g) * 2 - 1,
+        "image": torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=g),
         "clinical": torch.zeros(8, 0),
         "target": torch.tensor([[0.0], [1.0]] * 4),
     }

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from src.data.balance import tile_weights
 from src.data.normalizers import Reinhard, from_fit
 from src.data.tiles import TileDataset, TileIndex
+from src.samplers.balance import tile_weights
 from src.training.checkpoint import PARAMS_KEY
 from tests.training.recorder import recorder_of
 
@@ -76,10 +76,6 @@ def test_no_validation_balance_is_the_plain_tile_mean(decay_fit) -> None:
     assert results["epochs"]["epoch1"]["val/loss"] == pytest.approx(losses.mean(), rel=1e-4)
 
 
-def scaled(image: torch.Tensor) -> torch.Tensor:
-    return image.float() / 127.5 - 1
-
-
 def test_normalizer_and_augmentation_in_the_tile_stream(fit) -> None:
     trainer, _, cfg, train_ds, _ = fit(
         "epochs=[1]",
@@ -93,17 +89,18 @@ def test_normalizer_and_augmentation_in_the_tile_stream(fit) -> None:
     normalizer = trainer.normalizer
     recorder = recorder_of(trainer)
 
-    # validation tiles: normalized, never augmented
+    # validation tiles: normalized, never augmented; uint8 all the way to the model (which scales them)
     val_data = lightning.val_dataloaders.dataset
     assert recorder.val_images
+    assert {image.dtype for _, image in recorder.val_images + recorder.train_images} == {torch.uint8}
     for tile, image in recorder.val_images:
-        assert torch.equal(image, scaled(normalizer(val_data.read_image(tile))))
+        assert torch.equal(image, normalizer(val_data.read_image(tile)))
 
     # training tiles: normalized with a perturbed target ('n'), then augmented: never the plain normalized tile
     train_data = lightning.train_dataloader.dataset
     assert train_data.transform.stain_augment
     for tile, image in recorder.train_images:
-        assert not torch.equal(image, scaled(normalizer(train_data.read_image(tile))))
+        assert not torch.equal(image, normalizer(train_data.read_image(tile)))
 
     # the fit comes from training tiles only, and is saved in params.json and every checkpoint
     index = TileIndex.from_shards(train_ds.shard_dir, train_ds.slides())
@@ -117,4 +114,4 @@ def test_normalizer_and_augmentation_in_the_tile_stream(fit) -> None:
     assert checkpoint[PARAMS_KEY]["norm_fit"] == params["norm_fit"]
     rebuilt = from_fit(checkpoint[PARAMS_KEY]["norm_fit"])
     tile, image = recorder.val_images[0]
-    assert torch.equal(scaled(rebuilt(val_data.read_image(tile))), image)
+    assert torch.equal(rebuilt(val_data.read_image(tile)), image)

@@ -2,12 +2,13 @@
 
 One fit of a two-outcome (categorical + linear) multimodal model serves every test here: the returned
 metrics, prediction columns and metrics per outcome (equal to scikit-learn's on the saved tables), the
-clinical fit (training slides only), and self-describing checkpoints.
+clinical fit (training slides only), and self-describing checkpoints (input scaling included).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,12 @@ from hydra.utils import instantiate
 from sklearn.metrics import r2_score, roc_auc_score
 
 from src.config import compose
-from src.data.dataset import Dataset
 from src.data.splits import KFold
 from src.data.tiles import TileDataset
 from src.losses.outcome_losses import loss_kinds
-from src.training.checkpoint import load_model, predict
-from src.training.trainer import build_trainer
+from src.project import dataset_from_config
+from src.training.checkpoint import PARAMS_KEY, load_model, predict
+from src.training.fold_trainer import build_trainer
 from tests.conftest import tiny_overrides
 
 OUTCOMES = ["tumor_type", "tumor_cellularity"]
@@ -42,7 +43,7 @@ def fitted(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "+trainer.limit_train_batches=4",
         ]
     )
-    dataset = Dataset.from_config(hp)
+    dataset = dataset_from_config(hp)
     labels, unique = dataset.labels(OUTCOMES, loss_kinds(hp.loss, OUTCOMES))
     fold = KFold(k=3).split(dataset.annotations, ["tumor_type"], seed=0)[0]
     train_ds, val_ds = dataset.select_patients(fold.train_patients), dataset.select_patients(fold.val_patients)
@@ -112,14 +113,50 @@ def test_checkpoint_rebuilds_the_model_alone(fitted: dict) -> None:
     val = fitted["val_ds"]
     slides = val.slides()[:2]
     tiles = TileDataset(val.filter({"slide": slides}).tile_index(), np.zeros((2, 3), np.float32))
-    batch = torch.stack([tiles[i]["image"] for i in range(4)])
-    rows = val.annotations.set_index("slide").loc[[slides[int(tiles.index.slide_idx[i])] for i in range(4)]]
+    picks = [0, 1, len(tiles) - 2, len(tiles) - 1]  # tiles of both slides
+    batch = torch.stack([tiles[i]["image"] for i in picks])
+    assert batch.dtype == torch.uint8  # tiles as read: the model scales them
+    slide_of = [slides[int(tiles.index.slide_idx[i])] for i in picks]
+    assert len(set(slide_of)) == 2
+    rows = val.annotations.set_index("slide").loc[slide_of]
     outputs = predict(model, batch, rows.reset_index())
     net = fitted["trainer"].module.net.eval()
     with torch.no_grad():
         expected = net(batch, model.clinical(rows.reset_index()))
     np.testing.assert_allclose(outputs[0], torch.softmax(expected[0], 1).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outputs[1], expected[1].numpy(), rtol=1e-5, atol=1e-4)
+    # ... and equal the module's own validation outputs at that epoch, as saved in the tile table
+    table = pd.read_parquet(fitted["out"] / "predictions" / "tile_val_epoch2.parquet")
+    keys = [(slide, *map(int, tiles.index.loc[i])) for slide, i in zip(slide_of, picks, strict=True)]
+    saved = table.set_index(["slide", "loc_x", "loc_y"]).loc[keys]
+    columns = [f"tumor_type-y_pred{i}" for i in range(len(model.outcomes[0].classes))]
+    np.testing.assert_allclose(outputs[0], saved[columns].to_numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outputs[1][:, 0], saved["tumor_cellularity-y_pred"].to_numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_input_scaling_is_saved_with_the_model(fitted: dict, tmp_path: Path, caplog) -> None:
+    default = {"mean": [0.5] * 3, "std": [0.5] * 3}  # random init: tiles scaled to [-1, 1], as before
+    assert fitted["trainer"].module.net.input_stats() == default
+    params = json.loads((fitted["out"] / "params.json").read_text())
+    assert params["input_stats"] == default
+    checkpoint = torch.load(fitted["out"] / "checkpoints" / "epoch2.ckpt", weights_only=False)
+    assert checkpoint[PARAMS_KEY]["input_stats"] == default
+    assert checkpoint["state_dict"]["net.input_mean"].flatten().tolist() == default["mean"]
+
+    # load_model takes the buffers from the file, not from the config it rebuilds the net with
+    checkpoint["state_dict"]["net.input_mean"] = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)
+    torch.save(checkpoint, tmp_path / "other_scaling.ckpt")
+    assert load_model(tmp_path / "other_scaling.ckpt").net.input_stats()["mean"] == pytest.approx([0.1, 0.2, 0.3])
+
+    # a checkpoint from before the model owned its scaling was trained on [-1, 1] tiles: loads with 0.5
+    for key in ("net.input_mean", "net.input_std"):
+        del checkpoint["state_dict"][key]
+    del checkpoint[PARAMS_KEY]["input_stats"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    with caplog.at_level(logging.WARNING, logger="src.training.checkpoint"):
+        old = load_model(tmp_path / "old.ckpt")
+    assert "no saved input scaling" in caplog.text
+    assert old.net.input_stats() == default and old.params["input_stats"] == default
 
 
 def test_our_checkpoint_as_backbone_weights(fitted: dict) -> None:

@@ -1,5 +1,8 @@
-"""What every stain normalizer shares: fitting on a reference tile or on training tiles, its saved fit,
-and stain augmentation (Slideflow's ``n`` code: normalize towards a randomly perturbed target)."""
+"""What every stain normalizer shares.
+
+Fitting on a reference tile or on training tiles, its saved fit, and stain augmentation (Slideflow's ``n``
+code: normalize towards a randomly perturbed target).
+"""
 
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ class Macenko(StainNormalizer):
         self.min_pixels = int(min_pixels)
 
     def params(self) -> dict:
+        """Constructor settings (saved with the fit)."""
         return {**super().params(), "alpha": self.alpha, "beta": self.beta, "min_pixels": self.min_pixels}
 
     @staticmethod
@@ -68,6 +69,7 @@ class Macenko(StainNormalizer):
         return torch.linalg.pinv(matrix) @ od.T
 
     def target_stats(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stain matrix and 99th-percentile concentrations of the target pixels."""
         od = self.optical_density(pixels)
         matrix = self.stain_matrix(od)
         if matrix is None:
@@ -76,6 +78,7 @@ class Macenko(StainNormalizer):
         return {"stain_matrix": matrix, "max_conc": max_conc}
 
     def apply(self, pixels: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Re-express the pixels' stain concentrations with the target's stain matrix."""
         od = self.optical_density(pixels)
         matrix = self.stain_matrix(od)
         if matrix is None:
@@ -86,6 +89,7 @@ class Macenko(StainNormalizer):
         return torch.exp(-(target["stain_matrix"] @ conc)).T
 
     def perturb(self, target: dict[str, torch.Tensor], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """A randomly perturbed target (stain augmentation)."""
         matrix = target["stain_matrix"] + torch.randn(3, 2, generator=generator) * self.augment_sd / 5
         matrix = matrix.clamp_min(1e-3)
         return {

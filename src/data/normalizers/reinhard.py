@@ -20,15 +20,18 @@ class Reinhard(StainNormalizer):
     method = "reinhard"
 
     def target_stats(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-channel L*a*b* means and sds of the target pixels."""
         lab = rgb_to_lab(pixels)
         return {"means": lab.mean(0), "stds": lab.std(0, unbiased=False)}
 
     def apply(self, pixels: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Match the pixels' L*a*b* means and sds to the target's."""
         lab = rgb_to_lab(pixels)
         mean, sd = lab.mean(0), lab.std(0, unbiased=False).clamp_min(1e-3)
         return lab_to_rgb((lab - mean) / sd * target["stds"] + target["means"])
 
     def perturb(self, target: dict[str, torch.Tensor], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """A randomly perturbed target (stain augmentation)."""
         noise = torch.randn(2, 3, generator=generator) * self.augment_sd
         return {
             "means": target["means"] + noise[0] * target["stds"],

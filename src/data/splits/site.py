@@ -69,6 +69,7 @@ def _relaxed_bound(dev: np.ndarray, remaining: np.ndarray, k: int) -> float:
     Args:
         dev: (k, L) current deviations k·n_label,fold − n_label.
         remaining: (L,) patients of each label not yet assigned; adding r to a fold raises its deviation by k·r.
+        k: Number of folds.
     """
     total = 0.0
     for label in range(dev.shape[1]):

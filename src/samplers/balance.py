@@ -1,25 +1,16 @@
-"""Balancing of the tile stream: per-tile sampling weights for each Slideflow balancing strategy."""
+"""Balancing of the tile stream: per-tile sampling weights for each Slideflow balancing strategy.
+
+Which strategies an outcome accepts, and what ``auto`` means for it, is the outcome kind's business
+(``src.outcomes``); this module only turns a strategy into weights and a sampler.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-
-BALANCE_STRATEGIES = ("auto", "tile", "slide", "patient", "category", "event", "none")  # event: cox only
-
-
-def resolve_balance(strategy: str, categorical: bool) -> str:
-    """Turn ``auto`` into ``category`` (classification) or ``patient`` (otherwise), as Slideflow does."""
-    if strategy not in BALANCE_STRATEGIES:
-        raise ValueError(f"Unknown balance strategy '{strategy}'; choose one of {BALANCE_STRATEGIES}")
-    if strategy == "auto":
-        return "category" if categorical else "patient"
-    if strategy == "category" and not categorical:
-        raise ValueError("Category balancing needs a categorical first outcome")
-    if strategy == "event":
-        raise ValueError("Event balancing (training_balance=event) needs a cox outcome (loss=cox)")
-    return strategy
+import torch
+from torch.utils.data import WeightedRandomSampler
 
 
 def tile_weights(
@@ -63,10 +54,17 @@ def tile_weights(
 
 
 def _equal_groups(groups: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Per-slide mass giving every group (patient, category) of slides with tiles the same total,
-    shared equally by its slides."""
+    """Per-slide mass giving every group (patient, category) the same total, shared by its slides with tiles."""
     mass = np.zeros(len(groups))
     for group in np.unique(groups[present]):
         members = present & (groups == group)
         mass[members] = 1.0 / members.sum()
     return mass
+
+
+def weighted_sampler(weights: np.ndarray | None, seed: int) -> WeightedRandomSampler | None:
+    """A seeded sampler drawing ``len(weights)`` tiles with replacement (``None`` when ``weights`` is)."""
+    if weights is None:
+        return None
+    generator = torch.Generator().manual_seed(int(seed))
+    return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-from src.data.balance import resolve_balance, tile_weights
+from src.outcomes.categorical import CategoricalOutcome
+from src.outcomes.linear import LinearOutcome
+from src.samplers.balance import tile_weights
 
 # 4 slides: patient A has slides 0 and 1; classes 0,0,1,1; very unequal tile counts.
 TILES = np.array([0] * 100 + [1] * 300 + [2] * 50 + [3] * 550)
@@ -44,8 +46,10 @@ def test_tile_balance_is_proportional_to_tiles() -> None:
 
 
 def test_auto_and_none() -> None:
-    assert resolve_balance("auto", categorical=True) == "category"
-    assert resolve_balance("auto", categorical=False) == "patient"
+    assert CategoricalOutcome.resolve_balance("auto") == "category"
+    assert LinearOutcome.resolve_balance("auto") == "patient"
     assert tile_weights("none", TILES, PATIENTS, CATEGORIES) is None
     with pytest.raises(ValueError, match="choose one of"):
-        resolve_balance("tiles", categorical=True)
+        CategoricalOutcome.resolve_balance("tiles")
+    with pytest.raises(ValueError, match="does not fit a linear outcome"):
+        LinearOutcome.resolve_balance("category")

@@ -1,0 +1,204 @@
+"""The data of one fold as a LightningDataModule: tile datasets, normalizer fit, samplers, loaders.
+
+Everything fitted here is fitted on the fold's training slides only: the clinical encoder, the stain
+normalizer (``normalizer.source=dataset``) and the sampler. Validation tiles are normalized but never
+augmented, and are read exactly once per evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from src.data.clinical import ClinicalEncoder, drop_blank_clinical
+from src.data.dataset import Dataset, SlideLabels
+from src.data.normalizers import StainNormalizer
+from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
+from src.data.transforms import tile_transform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlideSet:
+    """The slides of one side of a fold (training or validation) as the loaders see them.
+
+    Attributes:
+        dataset: The slides' Dataset (after dropping blank clinical inputs).
+        slides: Slide names with labels, in dataset order; a tile's ``slide`` indexes this list.
+        patients: Patient of each slide.
+        target_parts: Per outcome, the slides' (n_slides, n_targets) targets.
+        data: The torch dataset (tiles, or one item per slide for clinical-only models).
+        slide_idx: (n_items,) slide of each item.
+        locs: (n_items, 2) tile centre in level-0 pixels (zeros for clinical-only items).
+    """
+
+    dataset: Dataset
+    slides: list[str]
+    patients: list[str]
+    target_parts: list[np.ndarray]
+    data: TorchDataset
+    slide_idx: np.ndarray
+    locs: np.ndarray
+
+
+@dataclass
+class ValidationIndex:
+    """What turns the validation outputs into prediction tables (replaces an untyped context dict).
+
+    Attributes:
+        slides: The validation slides; ``slide_idx`` indexes this list.
+        patients: Patient of each slide.
+        target_parts: Per outcome, the slides' targets.
+        slide_idx: (n_tiles,) slide of each validation tile.
+        locs: (n_tiles, 2) tile centres.
+        tile_weights: (n_tiles,) ``validation_balance`` weights of ``val/loss`` (None: unweighted).
+    """
+
+    slides: list[str]
+    patients: list[str]
+    target_parts: list[np.ndarray]
+    slide_idx: np.ndarray
+    locs: np.ndarray
+    tile_weights: np.ndarray | None
+
+    def rows(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+        """Slide, patient, target parts and location of the validation tiles ``tiles``."""
+        slide_idx = self.slide_idx[tiles]
+        return (
+            np.asarray(self.slides)[slide_idx],
+            np.asarray(self.patients)[slide_idx],
+            [part[slide_idx] for part in self.target_parts],
+            self.locs[tiles],
+        )
+
+
+class FoldDataModule(pl.LightningDataModule):
+    """Training and validation data of one fold.
+
+    Args:
+        hp: The composed config.
+        labels: Slide labels (with the outcomes) from ``Dataset.labels``.
+        train_ds: The fold's training slides.
+        val_ds: Its validation slides (None: no validation).
+        where: Name of the fold, used in messages.
+    """
+
+    def __init__(
+        self, hp: DictConfig, labels: SlideLabels, train_ds: Dataset, val_ds: Dataset | None = None, where: str = ""
+    ) -> None:
+        super().__init__()
+        self.hp = hp
+        self.labels = labels
+        self.outcomes = labels.outcomes
+        self.where = where or "model"
+        self._datasets = (train_ds, val_ds)
+        self.encoder = ClinicalEncoder([])
+        self.normalizer: StainNormalizer | None = None
+        self.train: SlideSet | None = None
+        self.val: SlideSet | None = None
+        self.val_index: ValidationIndex | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Fit the clinical encoder and normalizer, build datasets and the validation index (once)."""
+        if self.train is not None:
+            return
+        columns = list(self.hp.input_header or [])
+        train_ds, val_ds = (
+            drop_blank_clinical(ds, columns, self.hp.clinical_blank, f"{self.where} {role}") if ds is not None else None
+            for ds, role in zip(self._datasets, ("training", "validation"), strict=True)
+        )
+        if columns:
+            self.encoder = ClinicalEncoder.fit(train_ds.annotations, columns)
+        self.train = self._slide_set(train_ds, train=True)
+        if not self.train.slides:
+            raise ValueError(f"No training slides with labels in {self.where}")
+        for outcome, part in zip(self.outcomes, self.train.target_parts, strict=True):
+            outcome.check_training(part, self.where)
+        self.val = self._slide_set(val_ds, train=False) if val_ds is not None else None
+        if self.val is not None and not self.val.slides:
+            self.val = None
+        if self.val is not None:
+            for outcome, part in zip(self.outcomes, self.val.target_parts, strict=True):
+                outcome.check_validation(part, self.where)
+            weights = self.outcomes[0].tile_weights(
+                self.hp.validation_balance,
+                self.val.slide_idx,
+                self.val.patients,
+                self.val.target_parts[0],
+                "validation_balance",
+            )
+            self.val_index = ValidationIndex(
+                self.val.slides,
+                self.val.patients,
+                self.val.target_parts,
+                self.val.slide_idx,
+                self.val.locs,
+                weights,
+            )
+
+    def _slide_set(self, dataset: Dataset, train: bool) -> SlideSet:
+        slides = [s for s in dataset.slides() if s in self.labels]
+        patients = dataset.patients()
+        table = dataset.annotations.set_index("slide").loc[slides].reset_index()
+        clinical = self.encoder.transform(table)
+        targets = self.labels.targets(slides)
+        if self.hp.model.drop_images:
+            n = len(slides)
+            data = SlideFeatureDataset(slides, targets, clinical)
+            slide_idx, locs = np.arange(n), np.zeros((n, 2), np.int64)
+        else:
+            index = TileIndex.from_shards(dataset.shard_dir, slides)
+            data = TileDataset(index, targets, clinical)
+            if train and self.hp.get("normalizer"):  # fitted on training tiles (or a reference tile) only
+                normalizer = instantiate(self.hp.normalizer)
+                self.normalizer = normalizer.fit_source(data.read_image, len(data), int(self.hp.seed))
+                log.info("Stain normalizer fitted: %s", self.normalizer.get_fit())
+            augment = instantiate(self.hp.augment) if train and self.hp.augment else None
+            data.transform = tile_transform(augment, self.normalizer, train)
+            slide_idx, locs = index.slide_idx, index.loc
+        return SlideSet(
+            dataset, slides, [patients[s] for s in slides], self.labels.layout.split(targets), data, slide_idx, locs
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Training batches, drawn by the first outcome's sampler (``training_balance``)."""
+        hp = self.hp
+        sampler = self.outcomes[0].sampler(
+            hp.training_balance,
+            self.train.slide_idx,
+            self.train.patients,
+            self.train.target_parts[0],
+            int(hp.batch_size),
+            int(hp.seed),
+            hp.loss,
+        )
+        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=sampler is None)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Every validation tile once, in order."""
+        if self.val is None:
+            return []
+        return self._loader(self.val.data, int(self.hp.dataloader.eval_batch_size), sampler=None, shuffle=False)
+
+    def _loader(self, data: TorchDataset, batch_size: int, sampler, shuffle: bool) -> DataLoader:
+        workers = int(self.hp.dataloader.num_workers)
+        train = data is self.train.data
+        return DataLoader(
+            data,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=train and len(data) > int(self.hp.batch_size),
+        )

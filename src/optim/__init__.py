@@ -1,0 +1,1 @@
+"""Optimisation helpers: learning-rate schedules (partial callables of the optimizer)."""

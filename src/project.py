@@ -1,0 +1,159 @@
+"""The project layer: from a composed config to checked slides, labels, folds and tiles.
+
+``run()`` (``src.pipeline``) calls these in order, so that everything that can be wrong with the
+annotations or the validation plan fails before any tile is extracted:
+
+1. :func:`load_project` — demo generation, annotations, filters (incl. external validation), label checks;
+2. :func:`plan_folds` — the folds (they depend on the annotations only);
+3. :func:`ensure_tiles` — extraction of the shards that are missing; slides without tissue are dropped.
+
+:func:`dataset_from_config` is the Trainer API's one-line entry (load + tiles).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import validate
+from src.data.dataset import Dataset, SlideLabels
+from src.data.splits import Fold, SplitPlan, plan_splits, study_slides
+from src.errors import AnnotationError
+from src.extraction.extract import extract_slides
+from src.extraction.shards import read_index
+from src.losses.outcome_losses import loss_kinds
+
+log = logging.getLogger(__name__)
+
+
+def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
+    """The study's slides (``dataset.filters``, plus ``validation.filters`` for external validation) and labels.
+
+    Generates the demo project when configured. Slides with a blank outcome are left out.
+
+    Raises:
+        AnnotationError: a missing column, an outcome that does not fit its loss, a patient with
+            conflicting labels, a slide file that is not there (the message names the column, slide or patient).
+    """
+    if cfg.project.get("demo"):
+        instantiate(cfg.project.demo).ensure()
+    dataset = Dataset(
+        cfg.project.annotations,
+        slides_dir=cfg.project.slides_dir,
+        tiles=OmegaConf.to_container(cfg.tiles, resolve=True),
+        shards_dir=cfg.project.shards_dir,
+        mpp_override=cfg.project.get("mpp_override"),
+        backend=cfg.dataset.get("backend"),
+    )
+    dataset = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, validation_filters(cfg))})
+    outcomes = list(cfg.outcomes)
+    kinds = loss_kinds(cfg.loss, outcomes)
+    event = cfg.get("event_header")
+    label_columns = outcomes + ([event] if event else [])
+    missing = [c for c in label_columns if c not in dataset.annotations.columns]
+    if missing:
+        raise AnnotationError(
+            f"Unknown outcome column(s) {missing}: annotation columns are {list(dataset.annotations.columns)}"
+        )
+    dataset = dataset.filter_blank(label_columns)
+    labels, _ = dataset.labels(outcomes, kinds, event)
+    if not cfg.model.drop_images:
+        dataset.slide_paths()  # every slide file must be there before folds are planned
+    return dataset, labels
+
+
+def validation_filters(cfg: DictConfig) -> dict | None:
+    """``validation.filters`` (external validation) as a plain dict, or ``None``."""
+    filters = cfg.validation.get("filters")
+    return OmegaConf.to_container(filters, resolve=True) if filters else None
+
+
+def plan_folds(cfg: DictConfig, dataset: Dataset, labels: SlideLabels) -> SplitPlan:
+    """The run's folds from ``cfg.validation`` (strategy, splits cache, or a forced ``validation.splits`` file).
+
+    Folds depend on the annotations only (not on which slides yield tiles), so they are made before any
+    tile is extracted. The cache lives in ``validation.cache_dir``, by default ``splits/`` next to the
+    project annotations. Folds are stratified on what each outcome kind names (classes, events), and every
+    trained fold is checked (e.g. a Cox fold without training events) before the first one trains.
+    """
+    validation = cfg.validation
+    cache_dir = None
+    if validation.get("cache"):
+        cache_dir = validation.get("cache_dir") or Path(cfg.project.annotations).parent / "splits"
+    plan = plan_splits(
+        instantiate(validation.splitter),
+        dataset.annotations,
+        [column for outcome in labels.outcomes for column in outcome.strata()],
+        int(cfg.seed),
+        strategy=str(validation.name),
+        folds=list(validation.folds) if validation.get("folds") else None,
+        cache_dir=cache_dir,
+        splits_file=validation.get("splits"),
+    )
+    check_fold_targets(plan.trained_folds(), dataset, labels)
+    return plan
+
+
+def check_fold_targets(folds: Sequence[Fold], dataset: Dataset, labels: SlideLabels) -> None:
+    """Let each outcome check every fold's training and validation targets (e.g. Cox events).
+
+    Raises:
+        AnnotationError: a fold that cannot train an outcome (naming the fold).
+    """
+    for fold in folds:
+        for patients, check in ((fold.train_patients, "check_training"), (fold.val_patients, "check_validation")):
+            slides = [s for s in dataset.select_patients(patients).slides() if s in labels]
+            for outcome, part in zip(labels.outcomes, labels.parts(slides), strict=True):
+                getattr(outcome, check)(part, fold.name)
+
+
+def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
+    """Extract the shards that are missing; returns the dataset without slides that have no tissue tile.
+
+    Nothing is read or extracted for clinical-only models (``model.drop_images``).
+
+    Raises:
+        RuntimeError: extraction failed for some slides (each named with its reason).
+    """
+    if cfg.model.drop_images:
+        return dataset
+    paths = dataset.slide_paths()
+    todo = {s: p for s, p in paths.items() if read_index(dataset.shard_dir, s, p) is None}
+    if todo:
+        report = extract_slides(
+            todo,
+            Path(cfg.project.shards_dir),
+            dataset.tiles,
+            workers=int(cfg.dataset.extraction_workers),
+            mpp_override=cfg.project.get("mpp_override"),
+            backend=cfg.dataset.get("backend"),
+        )
+        failed = report[report.status == "failed"]
+        if len(failed):
+            reasons = "; ".join(f"{r.slide}: {r.error}" for r in failed.itertuples())
+            raise RuntimeError(f"Tile extraction failed for {len(failed)} slide(s): {reasons}")
+    empty = [s for s in dataset.slides() if (read_index(dataset.shard_dir, s) or {}).get("num_tiles", 0) == 0]
+    if empty:
+        log.warning("Skipping %d slide(s) without any tissue tile: %s", len(empty), empty[:10])
+        dataset = dataset.filter({"slide": [s for s in dataset.slides() if s not in set(empty)]})
+    return dataset
+
+
+def dataset_from_config(cfg: DictConfig) -> Dataset:
+    """The project's Dataset exactly as ``python train.py`` builds it, ready for ``FoldTrainer.train``.
+
+    Validates the config, generates the demo project when configured, applies ``dataset.filters``, checks
+    the annotations and ``cfg.outcomes`` (slides with a blank outcome are left out), and extracts any
+    missing tile shards (none when ``model.drop_images``).
+
+    Example:
+        >>> hp = compose(["epochs=[1,3]"])
+        >>> dataset = dataset_from_config(hp)
+    """
+    validate(cfg, sweep_metric=False)  # the Trainer API does not use optimized_metric
+    dataset, _ = load_project(cfg)
+    return ensure_tiles(cfg, dataset)

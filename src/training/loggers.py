@@ -1,0 +1,72 @@
+"""Experiment loggers built generically from ``conf/logger/`` (CSV, W&B, TensorBoard, or your own).
+
+Each entry of the ``logger`` group is a ``_target_`` node instantiated as written, except for three keys
+that only the run knows; they are filled in when the YAML has them:
+
+- ``save_dir``: replaced by the fold folder;
+- ``name: null``: the run name ``{name}-{fold}``;
+- ``group: null``: the run id (the run folder's name), so W&B groups a run's folds.
+
+A logger without ``save_dir`` (e.g. one that sends metrics elsewhere) needs nothing else. Every logger
+gets the resolved config through ``log_hyperparams``, and is finalized (W&B runs finished) when the fit
+ends, also when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from pytorch_lightning.loggers import Logger
+
+
+def configure_wandb_env() -> None:
+    """Run W&B offline unless the user has configured a key, so nothing blocks without network."""
+    if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def build_loggers(
+    logger_cfg: Mapping[str, Any] | None,
+    save_dir: str | Path,
+    name: str,
+    group: str | None,
+    hparams: Mapping[str, Any] | None = None,
+) -> list[Logger]:
+    """Instantiate every logger of the ``logger`` group.
+
+    Args:
+        logger_cfg: The ``logger`` group (name → ``_target_`` node), or None.
+        save_dir: The fold folder (for loggers whose YAML has ``save_dir``).
+        name: Run name for loggers whose YAML has ``name: null``.
+        group: Run id for loggers whose YAML has ``group: null``.
+        hparams: The resolved config, sent with ``log_hyperparams``.
+    """
+    configure_wandb_env()
+    loggers = []
+    for node in (logger_cfg or {}).values():
+        fill: dict[str, Any] = {}
+        if "save_dir" in node:
+            fill["save_dir"] = str(save_dir)
+        if "name" in node and node["name"] is None:
+            fill["name"] = name
+        if "group" in node and node["group"] is None:
+            fill["group"] = group
+        logger = instantiate(node, **fill)
+        if hparams:
+            logger.log_hyperparams(dict(hparams))
+        loggers.append(logger)
+    return loggers
+
+
+def finish_loggers(loggers: Sequence[Logger], status: str) -> None:
+    """Finalize each logger, and finish a W&B-style run that was started (``experiment.finish``)."""
+    for logger in loggers:
+        logger.finalize(status)
+        experiment = getattr(logger, "_experiment", None)  # only if the run was started: never start one here
+        if experiment is not None and callable(getattr(experiment, "finish", None)):
+            experiment.finish()

@@ -1,0 +1,47 @@
+"""What a fold folder records about its model.
+
+``params.json`` (also inside every checkpoint) and ``slide_manifest.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from src.data.datamodule import FoldDataModule
+
+
+def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[str, Any]) -> dict[str, Any]:
+    """Everything needed to rebuild and feed the model: outcomes, clinical fit, tiles, norm fit, config."""
+    tiles = data.train.dataset.tiles
+    return {
+        "model_name": row_info.get("model"),
+        "outcomes": [o.to_dict() for o in data.outcomes],
+        "input_header": list(hp.input_header or []),
+        "clinical_encoder": data.encoder.to_dict(),
+        "tile_px": tiles.tile_px if tiles else None,
+        "tile_um": tiles.tile_um if tiles else None,
+        "tile_settings": tiles.__dict__ if tiles else None,
+        "norm_fit": data.normalizer.get_fit() if data.normalizer is not None else None,
+        "input_stats": net.input_stats(),  # the model's input scaling (also in its buffers)
+        "hp": OmegaConf.to_container(hp, resolve=True),
+        **row_info,
+    }
+
+
+def write_fold_files(outdir: Path, params: dict[str, Any], data: FoldDataModule, labels: Any) -> None:
+    """Write ``params.json`` and ``slide_manifest.csv`` (slide, patient, training/validation, label)."""
+    (outdir / "params.json").write_text(json.dumps(params, indent=2, default=str))
+    rows = []
+    for slide_set, role in ((data.train, "training"), (data.val, "validation")):
+        if slide_set is None:
+            continue
+        for slide, patient in zip(slide_set.slides, slide_set.patients, strict=True):
+            rows.append({"slide": slide, "patient": patient, "dataset": role, "outcome_label": labels[slide]})
+    pd.DataFrame(rows, columns=["slide", "patient", "dataset", "outcome_label"]).to_csv(
+        outdir / "slide_manifest.csv", index=False
+    )

@@ -1,0 +1,88 @@
+"""The typed schema: a plain key of the wrong type fails while composing, naming the key, before any tile
+is extracted; choices stay plain strings wherever a config is written out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from src.config import REPO_ROOT, compose
+from src.config.schema import Balance, ClinicalBlank, ExtractConfig, SlideChoice, TrainConfig
+from src.extraction.__main__ import SLIDE_CHOICES
+from src.outcomes import available_kinds, outcome_kind
+
+# override -> what the error must say (the key, and the value or what is allowed)
+BAD_TYPES = {
+    "batch_size=abc": r"Value 'abc' of type 'str' could not be converted to Integer\s+full_key: batch_size",
+    "epochs=5": r"int is not a ListConfig, list or tuple.\s+full_key: epochs",
+    "outcomes=tumor_type": r"str is not a ListConfig, list or tuple.\s+full_key: outcomes",
+    "clinical_blank=erorr": r"Invalid value 'erorr', expected one of \[drop, error\]\s+full_key: clinical_blank",
+    "training_balance=evnt": r"Invalid value 'evnt', expected one of \[auto, .*\]\s+full_key: training_balance",
+    "seed=x": r"full_key: seed",
+    "l1=abc": r"full_key: l1",
+    "dataloader.num_workers=two": r"full_key: dataloader.num_workers",
+}
+
+
+@pytest.mark.parametrize("override", list(BAD_TYPES))
+def test_a_wrong_type_fails_at_composition_naming_the_key(override: str, tiny_cfg, tmp_path: Path) -> None:
+    shards = tmp_path / "shards"
+    with pytest.raises(ConfigCompositionException, match=BAD_TYPES[override]):
+        tiny_cfg(f"project.shards_dir={shards}", override)
+    assert not shards.exists(), "tiles were extracted before the bad config was caught"
+
+
+def test_train_py_reports_the_key_and_extracts_nothing(tmp_path: Path) -> None:
+    data, outputs = tmp_path / "data", tmp_path / "outputs"
+    result = subprocess.run(
+        [sys.executable, "train.py", "batch_size=abc", f"paths.data_dir={data}", f"paths.output_dir={outputs}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    assert result.returncode != 0
+    assert "full_key: batch_size" in result.stderr and "'abc'" in result.stderr, result.stderr[-2000:]
+    assert not data.exists(), "the project was generated or extracted before the bad config was caught"
+
+
+def test_the_extraction_config_is_typed() -> None:
+    assert OmegaConf.get_type(compose([], config_name="extract")) is ExtractConfig
+    with pytest.raises(ConfigCompositionException, match=r"expected one of \[annotated, all\]\s+full_key: slides"):
+        compose(["slides=bogus"], config_name="extract")
+    with pytest.raises(ConfigCompositionException, match=r"full_key: workers"):
+        compose(["workers=many"], config_name="extract")
+
+
+def test_unknown_keys_stay_rejected() -> None:
+    for override in ("batch_sise=8", "paths.data_dri=/tmp", "dataloader.workers=2", "optimizer.learning_rate=0.1"):
+        with pytest.raises(ConfigCompositionException, match="Could not override"):
+            compose([override])
+
+
+def test_choices_are_plain_strings_wherever_a_config_is_written() -> None:
+    cfg = compose([])
+    assert OmegaConf.get_type(cfg) is TrainConfig
+    assert cfg.training_balance == "auto" and f"{cfg.validation_balance}" == "none"
+    assert str(cfg.clinical_blank) == "drop"
+    assert "training_balance: auto\n" in OmegaConf.to_yaml(cfg, resolve=True)  # run folder config.yaml
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    params = json.loads(json.dumps(plain, default=str))  # params.json and checkpoints
+    assert params["training_balance"] == "auto" and params["clinical_blank"] == "drop"
+    strings = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert type(strings["training_balance"]) is str
+
+
+def test_choices_match_the_code_that_uses_them() -> None:
+    every_kind = {s for k in available_kinds() for s in outcome_kind(k).balance_strategies}
+    assert {b.value for b in Balance} == {"auto", *every_kind}
+    assert [c.value for c in SlideChoice] == list(SLIDE_CHOICES)
+    assert {c.value for c in ClinicalBlank} == {"drop", "error"}
