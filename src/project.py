@@ -33,11 +33,13 @@ log = logging.getLogger(__name__)
 def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
     """The study's slides (``dataset.filters``, plus ``validation.filters`` for external validation) and labels.
 
-    Generates the demo project when configured. Slides with a blank outcome are left out.
+    Generates the demo project when configured. Slides with a blank outcome (or event) are left out and
+    logged per column, or stop the run with ``outcome_blank=error``.
 
     Raises:
         AnnotationError: a missing column, an outcome that does not fit its loss, a patient with
-            conflicting labels, a slide file that is not there (the message names the column, slide or patient).
+            conflicting labels, a slide file that is not there, a blank outcome with ``outcome_blank=error``
+            (the message names the column, slide or patient).
     """
     if cfg.project.get("demo"):
         instantiate(cfg.project.demo).ensure()
@@ -59,7 +61,7 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
         raise AnnotationError(
             f"Unknown outcome column(s) {missing}: annotation columns are {list(dataset.annotations.columns)}"
         )
-    dataset = dataset.filter_blank(label_columns)
+    dataset = dataset.drop_blank_outcomes(label_columns, cfg.outcome_blank)
     labels, _ = dataset.labels(outcomes, kinds, event)
     if not cfg.model.drop_images:
         dataset.slide_paths()  # every slide file must be there before folds are planned
@@ -147,8 +149,8 @@ def dataset_from_config(cfg: DictConfig) -> Dataset:
     """The project's Dataset exactly as ``python train.py`` builds it, ready for ``FoldTrainer.train``.
 
     Validates the config, generates the demo project when configured, applies ``dataset.filters``, checks
-    the annotations and ``cfg.outcomes`` (slides with a blank outcome are left out), and extracts any
-    missing tile shards (none when ``model.drop_images``).
+    the annotations and ``cfg.outcomes`` (slides with a blank outcome are left out, or an error with
+    ``outcome_blank=error``), and extracts any missing tile shards (none when ``model.drop_images``).
 
     Example:
         >>> hp = compose(["epochs=[1,3]"])

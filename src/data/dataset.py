@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ from src.outcomes import Outcome, TargetLayout, outcome_kind
 from src.outcomes.checks import check_patient_labels, infer_kind
 from src.slides.discover import find_slides
 from src.slides.reader import reader_class
+
+log = logging.getLogger(__name__)
+
+#: ``outcome_blank``: what to do with slides whose outcome (or event) is blank.
+OUTCOME_BLANK = ("drop", "error")
 
 
 class SlideLabels(Mapping[str, Any]):
@@ -83,6 +89,7 @@ class Dataset:
             table = validate_annotations(annotations)
         else:
             table = load_annotations(annotations)
+        self.source = "annotations" if isinstance(annotations, pd.DataFrame) else str(annotations)
         self.annotations = apply_filters(table, dict(filters) if filters else None)
         self.slides_dir = Path(slides_dir) if slides_dir is not None else None
         if tiles is not None and not isinstance(tiles, TileSettings):
@@ -110,6 +117,39 @@ class Dataset:
         values = self.annotations[list(columns)]
         blank = values.isna().any(axis=1) | (values.astype(str).apply(lambda s: s.str.strip()) == "").any(axis=1)
         return self._copy(self.annotations[~blank])
+
+    def drop_blank_outcomes(self, columns: Sequence[str], outcome_blank: str = "drop") -> Dataset:
+        """A new Dataset without slides that have a blank outcome (or event) in any of ``columns``.
+
+        Args:
+            columns: The outcome columns (and the event column).
+            outcome_blank: ``drop`` (a warning per column with the count and the slides) or ``error``.
+
+        Raises:
+            AnnotationError: ``outcome_blank`` is ``error`` and a slide has a blank outcome (naming the
+                file, the column and the slides).
+            ValueError: ``outcome_blank`` is neither ``drop`` nor ``error``.
+        """
+        policy = str(getattr(outcome_blank, "value", outcome_blank))
+        if policy not in OUTCOME_BLANK:
+            raise ValueError(f"outcome_blank={policy!r}; choose one of {list(OUTCOME_BLANK)}")
+        kept = self.filter_blank(columns)
+        if len(kept) == len(self):
+            return kept
+        named = {}
+        for column in columns:
+            filled = set(self.filter_blank([column]).slides())
+            blank = [s for s in self.slides() if s not in filled]
+            if blank:
+                named[column] = f"{len(blank)} slide(s) with a blank '{column}': {_some(blank)}"
+        if policy == "error":
+            raise AnnotationError(
+                f"{self.source}: {'; '.join(named.values())} (outcome_blank=error; fill them in, or set "
+                "outcome_blank=drop to leave those slides out)"
+            )
+        for text in named.values():
+            log.warning("Dropped %s", text)
+        return kept
 
     def select_patients(self, patients: Sequence[str]) -> Dataset:
         """A new Dataset holding only the slides of ``patients``."""
@@ -139,6 +179,7 @@ class Dataset:
         headers: str | Sequence[str],
         kind: str | Mapping[str, str] | None = None,
         event_header: str | None = None,
+        outcome_blank: str = "drop",
     ) -> tuple[SlideLabels, list[str] | dict[str, list[str]]]:
         """Slide labels for one or several outcome columns, as Slideflow's ``Dataset.labels``.
 
@@ -147,6 +188,8 @@ class Dataset:
             kind: Outcome kind (one for all, or per column). ``None`` infers: numeric columns with
                 fractional values or many distinct values are ``linear``, everything else ``categorical``.
             event_header: Event column for ``cox`` outcomes.
+            outcome_blank: Slides with a blank outcome or event are left out and logged (``drop``), or
+                are an error (``error``), as :meth:`drop_blank_outcomes`.
 
         Returns:
             ``(labels, unique)``: slide → label mapping, and the class names (per outcome when several).
@@ -158,7 +201,7 @@ class Dataset:
                 f"Unknown outcome(s) {missing}: annotation columns are {list(self.annotations.columns)}"
             )
         kinds = {n: (kind[n] if isinstance(kind, Mapping) else kind) or infer_kind(self.annotations[n]) for n in names}
-        usable = self.filter_blank(names + ([event_header] if event_header else []))
+        usable = self.drop_blank_outcomes(names + ([event_header] if event_header else []), outcome_blank)
         outcomes = usable.outcomes(names, kinds, event_header)
         targets = np.concatenate([o.encode(usable.annotations) for o in outcomes], axis=1)
         labels = SlideLabels(outcomes, usable.slides(), targets)
@@ -193,3 +236,9 @@ class Dataset:
     def tile_index(self) -> TileIndex:
         """Index the tiles of every slide (shards must exist; see ``src.extraction``)."""
         return TileIndex.from_shards(self.shard_dir, self.slides())
+
+
+def _some(slides: Sequence[str], shown: int = 10) -> str:
+    """The first ``shown`` slides, and how many more there are."""
+    more = f" and {len(slides) - shown} more" if len(slides) > shown else ""
+    return f"{list(slides[:shown])}{more}"

@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import hydra
-import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from src.config import register_configs, validate
 from src.config.schema import SlideChoice
+from src.data.annotations import read_annotations
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME, summarize
 from src.extraction.settings import TileSettings
@@ -40,6 +40,7 @@ def select_slides(project: DictConfig, which: str, backend: str | None = None) -
 
     Raises:
         ValueError: `which` is not one of ``annotated``, ``all``, or `backend` is unknown.
+        AnnotationError: the annotations file cannot be read or has no ``slide`` column.
     """
     if which not in SLIDE_CHOICES:
         raise ValueError(f"slides={which!r}; choose one of {list(SLIDE_CHOICES)}")
@@ -47,7 +48,7 @@ def select_slides(project: DictConfig, which: str, backend: str | None = None) -
     annotations = project.get("annotations")
     if which == "all" or not annotations or not Path(annotations).is_file():
         return dict(found)
-    names = pd.read_csv(annotations, dtype=str)["slide"].dropna().str.strip()
+    names = read_annotations(annotations, required=("slide",))["slide"].dropna()  # as train.py reads it
     return {name: found.get(name) for name in dict.fromkeys(names)}
 
 
