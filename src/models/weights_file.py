@@ -47,8 +47,8 @@ def load_torch_file(path: str | Path) -> Any:
     except pickle.UnpicklingError as error:
         raise UnsafeFileError(
             f"{path} was not loaded: it is not plain tensor data ({_refused(error)}), and unpickling it could "
-            "run code it contains. Weights files must hold only tensors, numbers, strings, lists and dicts, e.g. "
-            "torch.save(model.state_dict(), path). If you trust the file, load it yourself with "
+            "run code it contains. Checkpoints and weights files must hold only tensors, numbers, strings, lists "
+            "and dicts, e.g. torch.save(model.state_dict(), path). If you trust the file, load it yourself with "
             "torch.load(path, weights_only=False) and re-save only its state dict that way"
         ) from error
 

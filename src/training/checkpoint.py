@@ -150,7 +150,9 @@ def check_code(
     kinds = [o.get("kind") if isinstance(o, dict) else o for o in params.get("outcomes") or []]
     for index, kind in enumerate(kinds):
         if not isinstance(kind, str) or ("." in kind and kind not in set(allowed_kinds)):
-            problems.append(f"outcomes[{index}].kind={kind!r} is not an allowed outcome kind (its module is imported)")
+            problems.append(
+                f"outcomes[{index}].kind={kind!r} is not an allowed outcome kind (loading would import its module)"
+            )
     if not problems:
         return
     targets = sorted({t for t in tree_targets(model_cfg) if isinstance(t, str) and t not in allowed})
