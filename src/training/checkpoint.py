@@ -143,20 +143,21 @@ def check_code(
     """
     shipped = group_targets("model")
     allowed = shipped | {target_name(t) for t in allowed_targets}
+    allowed_kinds = set(allowed_kinds)
     model_cfg = params["hp"]["model"]
     problems = unsafe_nodes(model_cfg, allowed, "hp.model")
     if not isinstance(model_cfg, dict) or "_target_" not in model_cfg:
         problems.append("hp.model has no _target_ (the model it would build)")
     kinds = [o.get("kind") if isinstance(o, dict) else o for o in params.get("outcomes") or []]
     for index, kind in enumerate(kinds):
-        if not isinstance(kind, str) or ("." in kind and kind not in set(allowed_kinds)):
+        if not isinstance(kind, str) or ("." in kind and kind not in allowed_kinds):
             problems.append(
                 f"outcomes[{index}].kind={kind!r} is not an allowed outcome kind (loading would import its module)"
             )
     if not problems:
         return
     targets = sorted({t for t in tree_targets(model_cfg) if isinstance(t, str) and t not in allowed})
-    kinds = sorted({k for k in kinds if isinstance(k, str) and "." in k and k not in set(allowed_kinds)})
+    kinds = sorted({k for k in kinds if isinstance(k, str) and "." in k and k not in allowed_kinds})
     fix = "".join([f", allowed_targets={targets}" if targets else "", f", allowed_kinds={kinds}" if kinds else ""])
     raise UnsafeFileError(
         f"{path} was not loaded: its params name code that is not allowed, and nothing from it was built or "
