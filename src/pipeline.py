@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import validate
 from src.evaluation.results_log import append_results, epoch_summary, format_summary, json_safe, summarize
-from src.project import ensure_tiles, load_project, plan_folds
+from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 from src.training.fold_trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def run(cfg: DictConfig) -> float:
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
     dataset = ensure_tiles(cfg, dataset)
+    plan = fit_plan_to_tiles(plan, dataset, labels)  # fold sizes count only patients that still have slides
     plan.write(out / "splits.json", dataset.annotations)
     folds = plan.trained_folds()
     log.info(
@@ -79,6 +80,8 @@ def run(cfg: DictConfig) -> float:
                     "run_id": run_id,
                     "strategy": plan.strategy,
                     "folds": [f.name for f in folds],
+                    "patients": {f.name: {"train": len(f.train_patients), "val": len(f.val_patients)} for f in folds},
+                    "dropped_patients": plan.dropped_patients,
                     "epoch": last,
                     "metrics": final,
                     "by_epoch": summary.to_dict("records"),
