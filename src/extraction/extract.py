@@ -103,7 +103,7 @@ def extract_slide(
             raise SlideError(unsupported_format(path, row["backend"]))
         fingerprint = slide_fingerprint(path) if Path(path).is_file() else None
         with open_slide(path, mpp_override=mpp_override, backend=backend, mpp=mpp) as reader:
-            row.update(mpp=reader.mpp, mpp_source=mpp_source(reader.properties, mpp))
+            row.update(mpp=reader.mpp, mpp_source=mpp_source(reader.mpp, reader.properties, mpp, mpp_override))
             grid = tile_grid(
                 reader,
                 settings.tile_px,

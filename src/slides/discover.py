@@ -72,7 +72,7 @@ def unreadable_slides(slides_dir: str | Path, extensions: Iterable[str]) -> dict
 
 def unsupported_format(path: str | Path, backend: str) -> str:
     """The error for a slide whose format `backend` does not read, naming the file and the backends that do."""
-    extension = _extension(Path(path))
+    extension = slide_format(path)
     readers = [name for name in format_readers().get(extension, []) if name != backend]
     fix = (
         f"use {' or '.join(f'dataset.backend={name}' for name in readers)}"
@@ -82,9 +82,17 @@ def unsupported_format(path: str | Path, backend: str) -> str:
     return f"unsupported format for backend {backend}: {path}; {fix}"
 
 
+def slide_format(path: str | Path) -> str:
+    """A slide's format: its file extension (lower case, no dot); ``dcm`` for a folder of DICOM files."""
+    path = Path(path)
+    if path.is_dir() and dicom_file(path) is not None:
+        return DICOM_EXTENSION
+    return _extension(path)
+
+
 def reads_format(extensions: Iterable[str], path: str | Path) -> bool:
-    """Whether a reader with these `extensions` reads the slide at `path` (by its file extension)."""
-    return _extension(Path(path)) in {ext.lower().lstrip(".") for ext in extensions}
+    """Whether a reader with these `extensions` reads the slide at `path` (see `slide_format`)."""
+    return slide_format(path) in {ext.lower().lstrip(".") for ext in extensions}
 
 
 def _collect(slides_dir: str | Path, wanted: set[str], check_duplicates: bool) -> dict[str, Path]:

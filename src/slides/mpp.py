@@ -106,11 +106,22 @@ def resolve_mpp(
     )
 
 
-def mpp_source(properties: Mapping[str, Any], mpp: float | None = None) -> str:
-    """Where `resolve_mpp` took a slide's MPP from: ``"column"``, ``"slide"`` or ``"override"``."""
+def mpp_source(
+    used: float, properties: Mapping[str, Any], mpp: float | None = None, mpp_override: float | None = None
+) -> str:
+    """Where an opened slide's MPP came from: ``"column"``, ``"slide"`` (the file's own) or ``"override"``.
+
+    Args:
+        used: The reader's MPP.
+        properties: The reader's vendor properties.
+        mpp: The per-slide value the reader was given, if any.
+        mpp_override: The override the reader was given, if any.
+    """
     if mpp is not None:
         return "column"
-    return "slide" if file_mpp(properties) is not None else "override"
+    if mpp_override is not None and file_mpp(properties) is None and math.isclose(used, mpp_override, rel_tol=1e-6):
+        return "override"
+    return "slide"  # also a custom backend's own MPP found outside MPP_KEYS
 
 
 @dataclass(frozen=True)

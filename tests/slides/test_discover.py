@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from src.slides.discover import find_slides, unreadable_slides, unsupported_format
+from src.slides.discover import find_slides, reads_format, slide_format, unreadable_slides, unsupported_format
 from src.slides.reader import reader_class
 
 
@@ -46,6 +46,9 @@ def test_qptiff_and_dicom_folders_are_slides(tmp_path: Path) -> None:
     openslide = find_slides(tmp_path, reader_class("openslide").extensions)
     assert list(openslide) == ["case 7.v2", "single"]
     assert openslide["case 7.v2"] == tmp_path / "case 7.v2" / "label.dcm"  # OpenSlide finds the rest of the series
+    assert slide_format(tmp_path / "case 7.v2") == "dcm" and slide_format(tmp_path / "vectra scan.qptiff") == "qptiff"
+    assert reads_format(reader_class("openslide").extensions, tmp_path / "case 7.v2")
+    assert not reads_format(reader_class("tiffslide").extensions, tmp_path / "case 7.v2")
 
 
 def test_dicom_folder_and_file_of_one_name_are_duplicates(tmp_path: Path) -> None:

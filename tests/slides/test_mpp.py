@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from src.errors import AnnotationError
-from src.slides.mpp import MppChoice, parse_mpp_column, resolve_mpp
+from src.slides.mpp import MppChoice, mpp_source, parse_mpp_column, resolve_mpp
 from src.slides.reader import SlideError
 
 
@@ -38,6 +38,15 @@ def test_parse_mpp_column_blank_means_own_and_bad_values_name_slide_and_column()
             parse_mpp_column(table.assign(scan_mpp=["0.25", bad, "", ""]), "scan_mpp")
     with pytest.raises(AnnotationError, match=r"project.mpp_column='mpp' is not an annotation column"):
         parse_mpp_column(table, "mpp")
+
+
+def test_mpp_source() -> None:
+    own = {"aperio.MPP": "0.25"}
+    assert mpp_source(0.3, own, mpp=0.3, mpp_override=0.5) == "column"
+    assert mpp_source(0.25, own, mpp_override=0.5) == "slide"
+    assert mpp_source(0.5, {}, mpp_override=0.5) == "override"
+    assert mpp_source(0.7, {}, mpp_override=None) == "slide"  # e.g. a custom backend's own metadata
+    assert mpp_source(0.7, {}, mpp_override=0.5) == "slide"
 
 
 @pytest.mark.parametrize(
