@@ -22,7 +22,7 @@ from src.evaluation.results_log import (
     summarize,
 )
 from src.outcomes import metric_bounds
-from src.project import ensure_tiles, load_project, plan_folds
+from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 from src.run_status import failure_fields, write_status
 from src.training.fold_trainer import build_trainer
 
@@ -66,6 +66,7 @@ def _run(cfg: DictConfig, out: Path) -> float:
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
     dataset = ensure_tiles(cfg, dataset)
+    plan = fit_plan_to_tiles(plan, dataset, labels)  # fold sizes count only patients that still have slides
     plan.write(out / "splits.json", dataset.annotations)
     folds = plan.trained_folds()
     log.info(
@@ -104,6 +105,8 @@ def _run(cfg: DictConfig, out: Path) -> float:
                     "run_id": run_id,
                     "strategy": plan.strategy,
                     "folds": [f.name for f in folds],
+                    "patients": {f.name: {"train": len(f.train_patients), "val": len(f.val_patients)} for f in folds},
+                    "dropped_patients": plan.dropped_patients,
                     "epoch": last,
                     "interval": INTERVAL_METHOD,
                     "metrics": final,

@@ -16,8 +16,9 @@ from src.extraction.settings import TileSettings
 from src.extraction.shards import shard_dir
 from src.outcomes import Outcome, TargetLayout, outcome_kind
 from src.outcomes.checks import check_patient_labels, infer_kind
-from src.slides.discover import find_slides
-from src.slides.reader import reader_class
+from src.slides.discover import find_slides, unreadable_slides, unsupported_format
+from src.slides.mpp import parse_mpp_column
+from src.slides.reader import backend_name, reader_class
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,14 @@ class Dataset:
         tiles: Tile settings (or their config mapping); decides which shard folder is used.
         shards_dir: Root of the tile shards.
         filters: Column → allowed values, e.g. ``{"dataset": ["train"]}``.
-        mpp_override: Microns per pixel for slides without one.
+        mpp_override: Microns per pixel for slides whose file records none.
         backend: Slide reader (``dataset.backend``: None = tiffslide, ``"openslide"``, or a dotted
             class path); decides which file extensions are slides.
+        mpp_column: Annotation column with each slide's microns per pixel, replacing the file's own
+            (blank = the file's own); checked here, so a bad value stops before any tile is extracted.
+
+    Raises:
+        AnnotationError: bad annotations, or a `mpp_column` value that is not a positive number.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class Dataset:
         filters: Mapping[str, Sequence] | None = None,
         mpp_override: float | None = None,
         backend: str | None = None,
+        mpp_column: str | None = None,
     ) -> None:
         if isinstance(annotations, pd.DataFrame):
             table = validate_annotations(annotations)
@@ -98,6 +105,8 @@ class Dataset:
         self.shards_dir = Path(shards_dir) if shards_dir is not None else None
         self.mpp_override = mpp_override
         self.backend = backend
+        self.mpp_column = mpp_column or None
+        self.slide_mpps()
 
     def _copy(self, annotations: pd.DataFrame) -> Dataset:
         clone = object.__new__(Dataset)
@@ -208,22 +217,41 @@ class Dataset:
         unique = {o.name: o.classes for o in outcomes}
         return labels, (unique[names[0]] if len(names) == 1 else unique)
 
+    def slide_mpps(self) -> dict[str, float]:
+        """Slide → microns per pixel from the ``mpp_column`` (slides with a blank value are left out).
+
+        Raises:
+            AnnotationError: the column is missing, or a value is not a positive number (naming the slide).
+        """
+        if not self.mpp_column:
+            return {}
+        return parse_mpp_column(self.annotations, self.mpp_column)
+
     def slide_paths(self) -> dict[str, Path]:
         """Slide → file for every slide of this dataset.
 
         Raises:
-            AnnotationError: slides listed in the annotations but not found in ``slides_dir``.
+            AnnotationError: slides listed in the annotations but not found in ``slides_dir``, or in a
+                format the backend does not read (naming the file and the backend that reads it).
         """
         if self.slides_dir is None:
             raise AnnotationError("This Dataset has no slides_dir")
-        extensions = reader_class(self.backend).extensions
-        found = find_slides(self.slides_dir, extensions)
+        reader = reader_class(self.backend)
+        found = find_slides(self.slides_dir, reader.extensions)
         missing = [s for s in self.slides() if s not in found]
         if missing:
-            raise AnnotationError(
-                f"{len(missing)} slide(s) listed in the annotations are missing from {self.slides_dir}: {missing[:10]} "
-                f"(slide files: {', '.join(sorted(extensions))}; other formats need another dataset.backend)"
-            )
+            other = unreadable_slides(self.slides_dir, reader.extensions)
+            problems = [
+                f"slide {s!r}: {unsupported_format(other[s], backend_name(reader))}" for s in missing if s in other
+            ]
+            absent = [s for s in missing if s not in other]
+            if absent:
+                problems.append(
+                    f"{len(absent)} slide(s) listed in the annotations are missing from {self.slides_dir}: "
+                    f"{absent[:10]} (slide files: {', '.join(sorted(reader.extensions))}; "
+                    "other formats need another dataset.backend)"
+                )
+            raise AnnotationError("\n".join(problems))
         return {s: found[s] for s in self.slides()}
 
     @property

@@ -27,8 +27,10 @@ from src.extraction.report import (
 )
 from src.extraction.settings import TileSettings
 from src.extraction.shards import ShardWriter, read_index, shard_dir, slide_fingerprint
+from src.slides.discover import reads_format, unsupported_format
 from src.slides.grid import tile_grid
-from src.slides.reader import backend_name, reader_class
+from src.slides.mpp import MppChoice, mpp_source
+from src.slides.reader import SlideError, backend_name, open_slide, reader_class
 from src.slides.tiles import iter_tiles, qc_keep
 
 __all__ = ["encode_tile", "extract_slide", "extract_slides", "summarize"]
@@ -61,6 +63,7 @@ def extract_slide(
     threads: int = 1,
     backend: str | None = None,
     thumbnails: bool = True,
+    mpp: float | None = None,
 ) -> dict[str, Any]:
     """Extract one slide into `folder` (unless already complete); never raises for a bad slide.
 
@@ -72,18 +75,20 @@ def extract_slide(
         path: Slide file; None when no file was found for the slide.
         folder: The settings' shard folder.
         settings: Tile settings.
-        mpp_override: MPP instead of the file's own.
+        mpp_override: MPP for a slide file that records none.
         threads: Threads reading and encoding this slide's tiles.
         backend: Slide reader (see `src.slides.reader.reader_class`): None = tiffslide, a short
             name such as ``"openslide"``, or a dotted class path.
         thumbnails: Write ``thumbnails/{slide}.png`` with the kept tiles outlined.
+        mpp: MPP that replaces the file's own (the slide's ``project.mpp_column`` value).
 
     Returns:
-        A report row (see `src.extraction.report.REPORT_COLUMNS`).
+        A report row (see `src.extraction.report.REPORT_COLUMNS`), plus ``mpp_source``
+        (column, slide or override) for an extracted slide.
     """
     start = time.perf_counter()
     row: dict[str, Any] = {"slide": slide, "path": str(path) if path else "", "error": ""}
-    index = read_index(folder, slide, path)
+    index = read_index(folder, slide, path, mpp=MppChoice(mpp, mpp_override))
     if index is not None:
         row.update(status="skipped", grid_tiles=index.get("grid_tiles"), kept_tiles=index["num_tiles"])
         row.update(seconds=index.get("seconds"), mpp=index.get("mpp"), level=index.get("level"))
@@ -94,9 +99,11 @@ def extract_slide(
         row.update(backend=backend_name(reader_cls))
         if path is None:
             raise FileNotFoundError(MISSING_FILE)
+        if not reads_format(reader_cls.extensions, path):
+            raise SlideError(unsupported_format(path, row["backend"]))
         fingerprint = slide_fingerprint(path) if Path(path).is_file() else None
-        with reader_cls(path, mpp_override=mpp_override) as reader:
-            row.update(mpp=reader.mpp)
+        with open_slide(path, mpp_override=mpp_override, backend=backend, mpp=mpp) as reader:
+            row.update(mpp=reader.mpp, mpp_source=mpp_source(reader.mpp, reader.properties, mpp, mpp_override))
             grid = tile_grid(
                 reader,
                 settings.tile_px,
@@ -126,6 +133,7 @@ def extract_slide(
                     slide_file=fingerprint,
                     seconds=seconds,
                     mpp=reader.mpp,
+                    mpp_source=row["mpp_source"],
                     level=grid.level,
                     extract_px=grid.extract_px,
                     backend=row["backend"],
@@ -154,10 +162,11 @@ def extract_slides(
     progress: bool = True,
     backend: str | None = None,
     thumbnails: bool = True,
+    mpp_by_slide: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Extract every slide's tissue tiles into ``shards_root / settings.key``.
 
-    Slides whose index is complete (and whose file is unchanged) are skipped; a failing slide
+    Slides whose index is complete (and whose file and MPP are unchanged) are skipped; a failing slide
     (missing, corrupt, no MPP) is recorded with its reason and the others continue. Work is
     spread over `workers` cores: several slides at once in worker processes, or, with fewer
     slides than workers, threads within each slide. The folder's ``extraction_report.csv`` is
@@ -168,11 +177,13 @@ def extract_slides(
         shards_root: Root of all shard folders.
         settings: Tile settings.
         workers: Cores to use (processes over slides, threads within a slide).
-        mpp_override: MPP for every slide instead of the files' own.
+        mpp_override: MPP for the slides whose file records none (a file's own MPP wins).
         progress: Show a tqdm progress bar.
         backend: Slide reader: None = tiffslide, ``"openslide"``, or a dotted class path; passed
             by name to the worker processes.
         thumbnails: Write a thumbnail PNG per slide with the kept tiles outlined.
+        mpp_by_slide: Slide name -> MPP that replaces its file's own (``project.mpp_column``).
+            A slide extracted before at another MPP than the one it gets now is extracted again.
 
     Returns:
         One row per slide, in the order of `slides`: slide, path, status (done|skipped|failed),
@@ -182,16 +193,20 @@ def extract_slides(
     folder.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     todo = []
+    mpps = dict(mpp_by_slide or {})
     for name, path in slides.items():
         path = Path(path) if path is not None else None
-        if read_index(folder, name, path) is not None:
-            rows.append(extract_slide(name, path, folder, settings))  # a cheap "skipped" row
+        if read_index(folder, name, path, mpp=MppChoice(mpps.get(name), mpp_override)) is not None:
+            rows.append(extract_slide(name, path, folder, settings, mpp_override, mpp=mpps.get(name)))  # "skipped"
         else:
             todo.append((name, path))
     bar = tqdm(total=len(slides), initial=len(rows), desc="extract", unit="slide", disable=not progress)
     processes = max(1, min(workers, len(todo)))
     threads = max(1, workers // processes)
-    jobs = [(name, path, folder, settings, mpp_override, threads, backend, thumbnails) for name, path in todo]
+    jobs = [
+        (name, path, folder, settings, mpp_override, threads, backend, thumbnails, mpps.get(name))
+        for name, path in todo
+    ]
     if processes == 1:
         for job in jobs:
             rows.append(extract_slide(*job))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from src.extraction.settings import TileSettings
+from src.slides.mpp import MppChoice
 
 INDEX_SUFFIX = ".index.json"
 PARTIAL_SUFFIX = ".partial"
@@ -81,18 +82,22 @@ def index_path(shard_folder: str | Path, slide: str) -> Path:
     return Path(shard_folder) / f"{slide}{INDEX_SUFFIX}"
 
 
-def read_index(shard_folder: str | Path, slide: str, slide_path: str | Path | None = None) -> dict[str, Any] | None:
+def read_index(
+    shard_folder: str | Path, slide: str, slide_path: str | Path | None = None, mpp: MppChoice | None = None
+) -> dict[str, Any] | None:
     """Return a slide's index if the slide is completely extracted, else None.
 
     None when the index or the tar is missing, the index is unreadable or not marked
-    complete, its location count disagrees with ``num_tiles``, or (with `slide_path`, when
-    that file exists) the slide file is not the one the shard was extracted from.
+    complete, its location count disagrees with ``num_tiles``, (with `slide_path`, when
+    that file exists) the slide file is not the one the shard was extracted from, or (with
+    `mpp`) the shard was extracted at another MPP than `mpp` gives the slide now.
 
     Args:
         shard_folder: The settings' shard folder.
         slide: The slide name.
         slide_path: The slide file to check the index's fingerprint against; None (or a file
             that is gone) skips the check, so shards outlive their slides.
+        mpp: This run's MPP choice for the slide (column value, override); None skips the check.
     """
     path = index_path(shard_folder, slide)
     try:
@@ -107,6 +112,8 @@ def read_index(shard_folder: str | Path, slide: str, slide_path: str | Path | No
         return None
     replaced = slide_path is not None and Path(slide_path).exists()
     if replaced and not same_slide_file(index.get("slide_file"), slide_path):
+        return None
+    if mpp is not None and not mpp.matches(index):
         return None
     return index
 
