@@ -8,6 +8,7 @@ of ``project.slides_dir`` (those named in ``project.annotations`` by default) in
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -62,6 +63,7 @@ def main(cfg: DictConfig) -> None:
     if project.get("demo") is not None:
         instantiate(project.demo).ensure()
     slides = select_slides(project, str(cfg.slides), backend)
+    start = time.perf_counter()
     report = extract_slides(
         slides,
         Path(project.shards_dir),
@@ -74,7 +76,7 @@ def main(cfg: DictConfig) -> None:
     )
     folder = Path(project.shards_dir) / settings.key
     print(f"Shards: {folder}\nReport: {folder / REPORT_NAME}")
-    print(summarize(report))
+    print(summarize(report, seconds=time.perf_counter() - start))
     if (report["status"] == "failed").any():
         sys.exit(1)  # SystemExit passes through Hydra's error handling
 

@@ -60,19 +60,20 @@ def test_kill_9_mid_slide_then_rerun_gives_the_uninterrupted_tiles(two_slides: d
     assert paused.startswith(f"PAUSED {first} after 5 tiles"), paused
     assert proc.returncode == -signal.SIGKILL
     folder = shard_dir(shards, SETTINGS)
-    partial = folder / f"{first}.tar.partial"
+    (partial,) = folder.glob(f"{first}.tar.{proc.pid}.*.partial")  # a name only that process used
     assert partial.stat().st_size > 0  # the interrupted write is on disk...
     assert not tar_path(folder, first).exists()
     assert read_index(folder, first) is None  # ...and nobody takes it as complete
+    assert (folder / f"{first}.lock").exists()  # its lock file stays, but the kernel released the lock
     rerun = run_cli(cmd)
     assert rerun.returncode == 0, rerun.stderr
-    assert "1 done, 1 skipped, 0 failed" in rerun.stdout
+    assert "2 slides: 1 extracted (" in rerun.stdout and "1 skipped (already complete, " in rerun.stdout
     ref_folder = shard_dir(reference, SETTINGS)
     for slide in slides:
         assert tar_path(folder, slide).read_bytes() == tar_path(ref_folder, slide).read_bytes()
         assert read_index(folder, slide)["locations"] == read_index(ref_folder, slide)["locations"]
         assert len(list(iter_shard(tar_path(folder, slide)))) == read_index(folder, slide)["num_tiles"]
-    assert not partial.exists()
+    assert not list(folder.rglob("*.partial")) and not list(folder.glob("*.lock"))  # the rerun cleaned up
 
 
 def test_replaced_slide_is_extracted_again(two_slides: dict[str, Path], tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_bad_slides_are_reported_and_the_rest_complete(
         cli_command(slides_dir, shards, tmp_path, *DEFAULT_KEY_OVERRIDES, f"project.annotations={annotations}")
     )
     assert run.returncode == 1, run.stderr
-    assert "5 slides: 2 done, 0 skipped, 3 failed" in run.stdout
+    assert "5 slides: 2 extracted (" in run.stdout and "0 skipped (already complete, 0 tiles), 3 failed" in run.stdout
     report = pd.read_csv(shard_dir(shards, SETTINGS) / REPORT_NAME, keep_default_na=False).set_index("slide")
     assert report.loc[list(slides), "status"].tolist() == ["done", "done"]
     assert (report.loc[list(slides), "kept_tiles"].astype(int) > 0).all()
