@@ -130,8 +130,7 @@ class FileLock:
         if not same:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, _info_bytes())
+        _write_info(fd)
         self._fd = fd
         return True
 
@@ -144,7 +143,7 @@ class FileLock:
                 with contextlib.suppress(OSError):
                     self.path.unlink()
             return False
-        os.write(fd, _info_bytes())
+        _write_info(fd)
         self._fd = fd
         return True
 
@@ -162,8 +161,12 @@ class FileLock:
         return age > self.stale_seconds
 
 
-def _info_bytes() -> bytes:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+def _write_info(fd: int) -> None:
+    """Who holds the lock, for messages only: best effort (a full disk may refuse even these bytes)."""
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
 
 
 def _read_info(path: Path) -> dict[str, Any]:

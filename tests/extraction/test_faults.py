@@ -7,10 +7,13 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
+from src.demo.generate import DemoProject
 from src.extraction.extract import PAUSE_ENV, extract_slides
 from src.extraction.report import REPORT_NAME
 from src.extraction.settings import TileSettings
@@ -74,6 +77,56 @@ def test_kill_9_mid_slide_then_rerun_gives_the_uninterrupted_tiles(two_slides: d
         assert read_index(folder, slide)["locations"] == read_index(ref_folder, slide)["locations"]
         assert len(list(iter_shard(tar_path(folder, slide)))) == read_index(folder, slide)["num_tiles"]
     assert not list(folder.rglob("*.partial")) and not list(folder.glob("*.lock"))  # the rerun cleaned up
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE  # exited, not yet reaped
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_kill_9_with_workers_leaves_no_worker_behind(demo_project: DemoProject, tmp_path: Path) -> None:
+    slides_dir = tmp_path / "slides"
+    slides_dir.mkdir()
+    for path in sorted(demo_project.slides_dir.glob("*.svs"))[:4]:
+        (slides_dir / path.name).symlink_to(path)
+    slides = find_slides(slides_dir)
+    reference = shard_dir(tmp_path / "reference", SETTINGS)
+    extract_slides(slides, tmp_path / "reference", SETTINGS, progress=False)
+    shards = tmp_path / "shards"
+    cmd = cli_command(slides_dir, shards, tmp_path, *DEFAULT_KEY_OVERRIDES, "workers=2")
+    env = {**os.environ, PAUSE_ENV: "5"}
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        paused = []
+        for line in proc.stderr:  # both workers are mid-slide, a partial tar each
+            if line.startswith("PAUSED"):
+                paused.append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")))
+                if len(paused) == 2:
+                    break
+        children = psutil.Process(proc.pid).children(recursive=True)  # workers, fork server, resource tracker
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        watchdog.cancel()
+    assert len(paused) == 2 and set(paused) <= {child.pid for child in children}
+    deadline = time.monotonic() + 30
+    while not all(_gone(child) for child in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [child.pid for child in children if not _gone(child)] == []
+    folder = shard_dir(shards, SETTINGS)
+    assert not list(folder.rglob("*.partial"))  # the dying workers deleted their temporary tars
+    assert all(read_index(folder, slide) is None for slide in slides)
+    rerun = run_cli(cmd)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "4 slides: 4 extracted (" in rerun.stdout
+    for slide in slides:
+        assert tar_path(folder, slide).read_bytes() == tar_path(reference, slide).read_bytes()
+        assert read_index(folder, slide)["locations"] == read_index(reference, slide)["locations"]
+    assert not list(folder.rglob("*.partial")) and not list(folder.glob("*.lock"))
 
 
 def test_replaced_slide_is_extracted_again(two_slides: dict[str, Path], tmp_path: Path) -> None:
