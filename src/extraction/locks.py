@@ -134,15 +134,16 @@ class FileLock:
         self._fd = fd
         return True
 
-    def _try_exclusive(self) -> bool:
+    def _try_exclusive(self, retry: bool = True) -> bool:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            if self._stale():
-                log.warning("Taking over the stale lock %s (held by %s)", self.path, self.holder())
-                with contextlib.suppress(OSError):
-                    self.path.unlink()
-            return False
+            if not (retry and self._stale()):
+                return False
+            log.warning("Taking over the stale lock %s (held by %s)", self.path, self.holder())
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            return self._try_exclusive(retry=False)
         _write_info(fd)
         self._fd = fd
         return True

@@ -1,9 +1,14 @@
 """Worker processes that die with the extraction that started them.
 
 A ``kill -9`` of the main process gives it no chance to stop its workers; left alone they would finish
-their slide, then wait forever for the next one. `die_with_parent` (the pool's initializer) makes a
-worker delete its temporary files and exit as soon as its parent is gone: on Linux the kernel sends it
-SIGTERM (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread also checks its parent once a second.
+their slide, then wait forever for the next one. `die_with_parent` (the pool's initializer) starts a
+daemon thread that deletes the worker's temporary files and exits the worker as soon as the main
+process is gone: on Linux it sleeps on a pidfd of the main process, which wakes it the moment that
+process exits (no polling, immune to PID reuse); elsewhere it checks once a second.
+
+The main process is not the worker's parent with the forkserver start method (the fork server is,
+and it lives as long as any of its children), so ``prctl(PR_SET_PDEATHSIG)`` alone would not do; it is
+set as well, for the death of the direct parent.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import select
 import signal
 import sys
 import threading
@@ -28,10 +34,9 @@ EXIT_STATUS = 70  # what a worker whose parent died exits with
 
 
 def die_with_parent(main_pid: int) -> None:
-    """Make this worker exit (deleting its temporary files) when its parent or `main_pid` dies.
+    """Make this worker exit, deleting its temporary files, when `main_pid` or its own parent dies.
 
-    With the forkserver start method a worker's parent is the fork server, which exits when the main
-    process does; `main_pid` is watched as well.
+    Also makes SIGTERM do the same (the pool terminates broken workers with it).
 
     Args:
         main_pid: The process that runs the extraction.
@@ -39,9 +44,12 @@ def die_with_parent(main_pid: int) -> None:
     parent = os.getppid()
     signal.signal(signal.SIGTERM, _on_sigterm)
     _set_pdeathsig(signal.SIGTERM)
+    pidfd = None
+    with contextlib.suppress(AttributeError, OSError):  # os.pidfd_open: Linux >= 5.3, Python >= 3.9
+        pidfd = os.pidfd_open(main_pid)
     if not _alive(main_pid) or os.getppid() != parent:  # died before we were watching
         _exit()
-    threading.Thread(target=_watch, args=(parent, main_pid), name="die-with-parent", daemon=True).start()
+    threading.Thread(target=_watch, args=(main_pid, parent, pidfd), name="die-with-parent", daemon=True).start()
 
 
 def _set_pdeathsig(sig: int) -> bool:
@@ -53,7 +61,11 @@ def _set_pdeathsig(sig: int) -> bool:
     return False
 
 
-def _watch(parent: int, main_pid: int) -> None:
+def _watch(main_pid: int, parent: int, pidfd: int | None) -> None:
+    if pidfd is not None:
+        with contextlib.suppress(OSError, ValueError):
+            select.select([pidfd], [], [])  # readable once the main process has exited
+            _exit()
     while os.getppid() == parent and _alive(main_pid):
         time.sleep(WATCH_SECONDS)
     _exit()

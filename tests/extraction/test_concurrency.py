@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -19,7 +20,7 @@ from src.extraction.extract import PAUSE_ENV, PAUSE_SECONDS_ENV, extract_slides
 from src.extraction.locks import FileLock
 from src.extraction.report import REPORT_NAME, report_frame, update_report
 from src.extraction.settings import TileSettings
-from src.extraction.shards import read_index, shard_dir, tar_path
+from src.extraction.shards import index_path, lock_path, read_index, shard_dir, tar_path
 from tests.extraction.cli_helpers import REPO_ROOT, cli_command
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)
@@ -67,6 +68,34 @@ def test_two_runs_on_one_folder_share_the_work(demo_project: DemoProject, tmp_pa
         assert read_index(folder, row.slide)["num_tiles"] == row.kept_tiles
 
 
+def test_a_slide_locked_by_another_run_is_left_for_last_then_waited_for(
+    two_slides: dict[str, Path], tmp_path: Path
+) -> None:
+    first, second = list(two_slides)
+    reference = shard_dir(tmp_path / "reference", SETTINGS)
+    extract_slides({first: two_slides[first]}, tmp_path / "reference", SETTINGS, progress=False)
+    folder = shard_dir(tmp_path / "shards", SETTINGS)
+    folder.mkdir(parents=True)
+    other_run = FileLock(lock_path(folder, first))
+    assert other_run.acquire(blocking=False)
+    result = {}
+    run = threading.Thread(
+        target=lambda: result.update(report=extract_slides(two_slides, folder.parent, SETTINGS, progress=False))
+    )
+    run.start()
+    deadline = time.monotonic() + 60
+    while read_index(folder, second) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert read_index(folder, second) is not None and run.is_alive()  # did the free slide, waits for ours
+    for name in (tar_path(reference, first), index_path(reference, first)):  # "the other run" completes it
+        shutil.copy2(name, folder / name.name)
+    other_run.release()
+    run.join(timeout=60)
+    report = result["report"].set_index("slide")
+    assert report.loc[first, "status"] == "skipped" and report.loc[second, "status"] == "done"
+    assert report.loc[first, "kept_tiles"] == read_index(reference, first)["num_tiles"]
+
+
 def test_a_held_lock_is_busy_until_released(tmp_path: Path) -> None:
     first, second = FileLock(tmp_path / "a.lock"), FileLock(tmp_path / "a.lock")
     assert first.acquire(blocking=False)
@@ -110,7 +139,7 @@ def test_without_flock_stale_locks_are_taken_over(
     path.write_text(json.dumps({"pid": pid, "host": socket.gethostname() if host == "this" else "elsewhere"}))
     os.utime(path, (time.time() - age_s,) * 2)
     lock = FileLock(path)
-    assert lock.acquire(timeout=1.0) == bool(stale)
+    assert lock.acquire(blocking=False) == bool(stale)
     if stale:
         assert json.loads(path.read_text())["pid"] == os.getpid()
         lock.release()
