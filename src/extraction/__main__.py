@@ -9,6 +9,7 @@ of ``project.slides_dir`` (those named in ``project.annotations`` by default) in
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -88,6 +89,7 @@ def main(cfg: DictConfig) -> None:
         instantiate(project.demo).ensure()
     slides = select_slides(project, str(cfg.slides), backend)
     mpps = slide_mpps(project)  # bad values stop here, before any tile is extracted
+    start = time.perf_counter()
     report = extract_slides(
         slides,
         Path(project.shards_dir),
@@ -101,7 +103,7 @@ def main(cfg: DictConfig) -> None:
     )
     folder = Path(project.shards_dir) / settings.key
     print(f"Shards: {folder}\nReport: {folder / REPORT_NAME}")
-    print(summarize(report))
+    print(summarize(report, seconds=time.perf_counter() - start))
     if (report["status"] == "failed").any():
         sys.exit(1)  # SystemExit passes through Hydra's error handling
 
