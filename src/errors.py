@@ -7,3 +7,11 @@ class AnnotationError(ValueError):
 
 class ConfigError(ValueError):
     """Raised for a config that cannot run; the message names the key, the value and what is allowed."""
+
+
+class UnsafeFileError(ValueError):
+    """Raised instead of loading a checkpoint or weights file that could run code; nothing from it was run or built.
+
+    The message names the file and what in it was refused (a pickled object beyond tensors and plain data, or
+    a ``_target_`` / outcome kind the loader does not allow), and how to allow it when the file is trusted.
+    """

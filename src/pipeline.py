@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -14,8 +13,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import validate
-from src.evaluation.results_log import append_results, epoch_summary, format_summary, json_safe, summarize
-from src.project import ensure_tiles, load_project, plan_folds
+from src.evaluation.results_log import (
+    INTERVAL_METHOD,
+    append_results,
+    epoch_summary,
+    format_summary,
+    json_safe,
+    summarize,
+)
+from src.outcomes import metric_bounds
+from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
+from src.run_status import failure_fields, write_status
 from src.training.fold_trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -35,13 +43,30 @@ def run_dir(cfg: DictConfig) -> Path:
 
 
 def run(cfg: DictConfig) -> float:
-    """Run the configured experiment; returns the fold mean of ``cfg.optimized_metric``."""
+    """Run the configured experiment; returns the fold mean of ``cfg.optimized_metric``.
+
+    The run folder's ``status.json`` says ``running`` from the start, then ``completed`` (with the metric) or
+    ``failed`` (with the error); each fold's rows are appended to ``cfg.results_log`` as soon as the fold
+    ends, so a crash in a later fold keeps them.
+    """
     validate(cfg)  # every config error before any data is read
     out = run_dir(cfg)
+    write_status(out, "running")
+    try:
+        metric = _run(cfg, out)
+    except BaseException as error:  # also KeyboardInterrupt: the folder must not look like a good run
+        write_status(out, "failed", **failure_fields(error))
+        raise
+    write_status(out, "completed", optimized_metric=cfg.optimized_metric, value=json_safe(metric))
+    return metric
+
+
+def _run(cfg: DictConfig, out: Path) -> float:
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
     dataset = ensure_tiles(cfg, dataset)
+    plan = fit_plan_to_tiles(plan, dataset, labels)  # fold sizes count only patients that still have slides
     plan.write(out / "splits.json", dataset.annotations)
     folds = plan.trained_folds()
     log.info(
@@ -67,9 +92,10 @@ def run(cfg: DictConfig) -> float:
         )
         val_ds = dataset.select_patients(fold.val_patients) if fold.val_patients else None
         results = trainer.train(dataset.select_patients(fold.train_patients), val_ds)
-        rows.extend(results["epochs"].values())
-    append_results(Path(cfg.results_log), rows)
-    summary = summarize(rows)
+        fold_rows = list(results["epochs"].values())
+        append_results(Path(cfg.results_log), fold_rows)  # now, not after the last fold
+        rows.extend(fold_rows)
+    summary = summarize(rows, bounds=metric_bounds(labels.outcomes))
     last = max(int(e) for e in cfg.epochs)
     final = epoch_summary(summary, last)
     (out / "summary.json").write_text(
@@ -79,7 +105,10 @@ def run(cfg: DictConfig) -> float:
                     "run_id": run_id,
                     "strategy": plan.strategy,
                     "folds": [f.name for f in folds],
+                    "patients": {f.name: {"train": len(f.train_patients), "val": len(f.val_patients)} for f in folds},
+                    "dropped_patients": plan.dropped_patients,
                     "epoch": last,
+                    "interval": INTERVAL_METHOD,
                     "metrics": final,
                     "by_epoch": summary.to_dict("records"),
                 }
@@ -92,7 +121,7 @@ def run(cfg: DictConfig) -> float:
     metric = float("nan") if metric is None else float(metric)
     print(f"\n{cfg.optimized_metric} (mean over {len(folds)} fold(s), epoch {last}): {metric:.4f}")
     print(f"Run folder: {out}")
-    return metric if not math.isnan(metric) else float("nan")
+    return metric
 
 
 def print_summary(summary: pd.DataFrame, epoch: int, strategy: str = "") -> None:

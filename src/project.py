@@ -5,7 +5,8 @@ annotations or the validation plan fails before any tile is extracted:
 
 1. :func:`load_project` — demo generation, annotations, filters (incl. external validation), label checks;
 2. :func:`plan_folds` — the folds (they depend on the annotations only);
-3. :func:`ensure_tiles` — extraction of the shards that are missing; slides without tissue are dropped.
+3. :func:`ensure_tiles` — extraction of the shards that are missing; slides without tissue are dropped;
+4. :func:`fit_plan_to_tiles` — the folds keep only the patients that still have slides.
 
 :func:`dataset_from_config` is the Trainer API's one-line entry (load + tiles).
 """
@@ -26,6 +27,7 @@ from src.errors import AnnotationError
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
 from src.losses.outcome_losses import loss_kinds
+from src.slides.mpp import MppChoice
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,14 @@ log = logging.getLogger(__name__)
 def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
     """The study's slides (``dataset.filters``, plus ``validation.filters`` for external validation) and labels.
 
-    Generates the demo project when configured. Slides with a blank outcome are left out.
+    Generates the demo project when configured. Slides with a blank outcome (or event) are left out and
+    logged per column, or stop the run with ``outcome_blank=error``.
 
     Raises:
         AnnotationError: a missing column, an outcome that does not fit its loss, a patient with
-            conflicting labels, a slide file that is not there (the message names the column, slide or patient).
+            conflicting labels, a slide file that is not there or in a format the backend does not read,
+            a ``project.mpp_column`` value that is not a positive number, a blank outcome with
+            ``outcome_blank=error`` (the message names the column, slide or patient).
     """
     if cfg.project.get("demo"):
         instantiate(cfg.project.demo).ensure()
@@ -48,6 +53,7 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
         shards_dir=cfg.project.shards_dir,
         mpp_override=cfg.project.get("mpp_override"),
         backend=cfg.dataset.get("backend"),
+        mpp_column=cfg.project.get("mpp_column"),
     )
     dataset = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, validation_filters(cfg))})
     outcomes = list(cfg.outcomes)
@@ -59,7 +65,7 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
         raise AnnotationError(
             f"Unknown outcome column(s) {missing}: annotation columns are {list(dataset.annotations.columns)}"
         )
-    dataset = dataset.filter_blank(label_columns)
+    dataset = dataset.drop_blank_outcomes(label_columns, cfg.outcome_blank)
     labels, _ = dataset.labels(outcomes, kinds, event)
     if not cfg.model.drop_images:
         dataset.slide_paths()  # every slide file must be there before folds are planned
@@ -114,7 +120,10 @@ def check_fold_targets(folds: Sequence[Fold], dataset: Dataset, labels: SlideLab
 def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
     """Extract the shards that are missing; returns the dataset without slides that have no tissue tile.
 
-    Nothing is read or extracted for clinical-only models (``model.drop_images``).
+    A shard counts as there when it is complete, its slide file unchanged, and it was extracted at
+    the MPP the slide gets now (``project.mpp_column``, the file's own, ``project.mpp_override``).
+    Nothing is read or extracted for clinical-only models (``model.drop_images``). Patients who lose
+    all their slides are named in the log.
 
     Raises:
         RuntimeError: extraction failed for some slides (each named with its reason).
@@ -122,15 +131,23 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
     if cfg.model.drop_images:
         return dataset
     paths = dataset.slide_paths()
-    todo = {s: p for s, p in paths.items() if read_index(dataset.shard_dir, s, p) is None}
+    mpps = dataset.slide_mpps()
+
+    def current(slide: str, path: Path) -> bool:
+        return (
+            read_index(dataset.shard_dir, slide, path, mpp=MppChoice(mpps.get(slide), dataset.mpp_override)) is not None
+        )
+
+    todo = {s: p for s, p in paths.items() if not current(s, p)}
     if todo:
         report = extract_slides(
             todo,
             Path(cfg.project.shards_dir),
             dataset.tiles,
             workers=int(cfg.dataset.extraction_workers),
-            mpp_override=cfg.project.get("mpp_override"),
+            mpp_override=dataset.mpp_override,
             backend=cfg.dataset.get("backend"),
+            mpp_by_slide=mpps,
         )
         failed = report[report.status == "failed"]
         if len(failed):
@@ -139,16 +156,51 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
     empty = [s for s in dataset.slides() if (read_index(dataset.shard_dir, s) or {}).get("num_tiles", 0) == 0]
     if empty:
         log.warning("Skipping %d slide(s) without any tissue tile: %s", len(empty), empty[:10])
+        patients = set(dataset.patients().values())
         dataset = dataset.filter({"slide": [s for s in dataset.slides() if s not in set(empty)]})
+        lost = sorted(patients - set(dataset.patients().values()))
+        if lost:
+            log.warning(
+                "%d patient(s) lost all their slides (no tissue tile) and are left out of every fold: %s",
+                len(lost),
+                lost[:20],
+            )
     return dataset
+
+
+def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels) -> SplitPlan:
+    """The plan with only the patients that still have slides after :func:`ensure_tiles`, checked again.
+
+    Fold sizes, ``splits.json`` and the run summary then count the patients that are trained and
+    validated on; the others are the plan's ``dropped_patients``.
+
+    Raises:
+        AnnotationError: a trained fold left without training or validation patients, or one that can no
+            longer train an outcome (e.g. a Cox fold without events), naming the fold.
+    """
+    fitted = plan.restrict(dataset.patients().values())
+    for before, after in zip(plan.folds, fitted.folds, strict=True):
+        if after.name not in set(plan.trained):
+            continue
+        for part, old, new in (
+            ("training", before.train_patients, after.train_patients),
+            ("validation", before.val_patients, after.val_patients),
+        ):
+            if old and not new:
+                raise AnnotationError(
+                    f"{after.name}: every {part} patient lost all their slides (no tissue tile): {sorted(old)[:10]}; "
+                    "check the tile filters (tiles.*) or those slides"
+                )
+    check_fold_targets(fitted.trained_folds(), dataset, labels)
+    return fitted
 
 
 def dataset_from_config(cfg: DictConfig) -> Dataset:
     """The project's Dataset exactly as ``python train.py`` builds it, ready for ``FoldTrainer.train``.
 
     Validates the config, generates the demo project when configured, applies ``dataset.filters``, checks
-    the annotations and ``cfg.outcomes`` (slides with a blank outcome are left out), and extracts any
-    missing tile shards (none when ``model.drop_images``).
+    the annotations and ``cfg.outcomes`` (slides with a blank outcome are left out, or an error with
+    ``outcome_blank=error``), and extracts any missing tile shards (none when ``model.drop_images``).
 
     Example:
         >>> hp = compose(["epochs=[1,3]"])

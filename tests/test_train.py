@@ -66,8 +66,8 @@ def test_train_py_command_line(data_dir: Path, tmp_path: Path) -> None:
     assert len(runs) == 1 and (runs[0] / "fold1" / "wandb").exists()
 
 
-def _broken_project(tiny_cfg, tmp_path: Path, edit) -> None:
-    """Run validate + load_project on a copy of the demo annotations changed by ``edit``."""
+def _broken_project(tiny_cfg, tmp_path: Path, edit, *overrides: str) -> None:
+    """Run validate + load_project on a copy of the demo annotations changed by ``edit`` (and ``overrides``)."""
     cfg = tiny_cfg()
     from hydra.utils import instantiate
 
@@ -76,7 +76,7 @@ def _broken_project(tiny_cfg, tmp_path: Path, edit) -> None:
     path = tmp_path / "annotations.csv"
     edited.to_csv(path, index=False)
     shards = tmp_path / "shards"
-    cfg = tiny_cfg(f"project.annotations={path}", f"project.shards_dir={shards}")
+    cfg = tiny_cfg(f"project.annotations={path}", f"project.shards_dir={shards}", *overrides)
     try:
         validate(cfg)  # as run(): the config first, then the annotations
         load_project(cfg)
@@ -102,6 +102,18 @@ def test_missing_slide_file(tiny_cfg, tmp_path: Path) -> None:
 
     with pytest.raises(AnnotationError, match="ghost_slide_0001"):
         _broken_project(tiny_cfg, tmp_path, add_ghost)
+
+
+def test_bad_mpp_column_value_names_slide_and_column(tiny_cfg, tmp_path: Path) -> None:
+    def add_mpps(t: pd.DataFrame) -> pd.DataFrame:
+        values = ["0.5"] * len(t)
+        values[1], values[2] = "", "0.5 um"  # blank = the file's own; text is an error
+        return t.assign(scan_mpp=values)
+
+    with pytest.raises(AnnotationError, match=r"slide '[^']+' has scan_mpp='0\.5 um'.*positive numbers"):
+        _broken_project(tiny_cfg, tmp_path, add_mpps, "project.mpp_column=scan_mpp")
+    with pytest.raises(AnnotationError, match=r"project.mpp_column='mpp' is not an annotation column"):
+        _broken_project(tiny_cfg, tmp_path, lambda t: t, "project.mpp_column=mpp")
 
 
 def test_conflicting_patient_labels(tiny_cfg, tmp_path: Path) -> None:

@@ -26,6 +26,13 @@ class ClinicalBlank(StrEnum):
     error = "error"
 
 
+class OutcomeBlank(StrEnum):
+    """``outcome_blank``: what to do with slides that have a blank outcome (or event)."""
+
+    drop = "drop"
+    error = "error"
+
+
 class Balance(StrEnum):
     """``training_balance`` / ``validation_balance`` (which of them fits an outcome kind: ``validate``)."""
 
@@ -87,6 +94,7 @@ class TrainConfig:
     event_header: str | None = MISSING
     input_header: list[str] = MISSING
     clinical_blank: ClinicalBlank = MISSING
+    outcome_blank: OutcomeBlank = MISSING
     epochs: list[int] = MISSING
     batch_size: int = MISSING
     training_balance: Balance = MISSING

@@ -45,6 +45,7 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
     """
     with _as_config_error():
         TileSettings.from_config(cfg.tiles)
+    _check_project_mpp(cfg.get("project") or {})
     if "outcomes" not in cfg:  # the extraction config: its other keys are typed by the schema
         return
     _check_plain_keys(cfg)
@@ -126,6 +127,19 @@ def _check_plain_keys(cfg: DictConfig) -> None:
     for key, value in (("batch_size", cfg.batch_size), ("dataloader.eval_batch_size", cfg.dataloader.eval_batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key}={value!r} must be a positive number of tiles")
+
+
+def _check_project_mpp(project: Mapping) -> None:
+    """``project.mpp_override``: null or a positive number (µm/px); ``project.mpp_column``: null or a column name."""
+    override = project.get("mpp_override")
+    number = isinstance(override, int | float) and not isinstance(override, bool)
+    if override is not None and not (number and 0 < override < float("inf")):
+        raise ConfigError(
+            f"project.mpp_override={override!r} must be null or a positive number of microns per pixel (e.g. 0.5)"
+        )
+    column = project.get("mpp_column")
+    if column is not None and (not isinstance(column, str) or not column.strip()):
+        raise ConfigError(f"project.mpp_column={column!r} must be null or the name of an annotation column")
 
 
 def _check_normalizer_source(normalizer: Mapping | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,14 @@ from src.extraction.settings import TileSettings
 from src.extraction.shards import shard_dir
 from src.outcomes import Outcome, TargetLayout, outcome_kind
 from src.outcomes.checks import check_patient_labels, infer_kind
-from src.slides.discover import find_slides
-from src.slides.reader import reader_class
+from src.slides.discover import find_slides, unreadable_slides, unsupported_format
+from src.slides.mpp import parse_mpp_column
+from src.slides.reader import backend_name, reader_class
+
+log = logging.getLogger(__name__)
+
+#: ``outcome_blank``: what to do with slides whose outcome (or event) is blank.
+OUTCOME_BLANK = ("drop", "error")
 
 
 class SlideLabels(Mapping[str, Any]):
@@ -64,9 +71,14 @@ class Dataset:
         tiles: Tile settings (or their config mapping); decides which shard folder is used.
         shards_dir: Root of the tile shards.
         filters: Column → allowed values, e.g. ``{"dataset": ["train"]}``.
-        mpp_override: Microns per pixel for slides without one.
+        mpp_override: Microns per pixel for slides whose file records none.
         backend: Slide reader (``dataset.backend``: None = tiffslide, ``"openslide"``, or a dotted
             class path); decides which file extensions are slides.
+        mpp_column: Annotation column with each slide's microns per pixel, replacing the file's own
+            (blank = the file's own); checked here, so a bad value stops before any tile is extracted.
+
+    Raises:
+        AnnotationError: bad annotations, or a `mpp_column` value that is not a positive number.
     """
 
     def __init__(
@@ -78,11 +90,13 @@ class Dataset:
         filters: Mapping[str, Sequence] | None = None,
         mpp_override: float | None = None,
         backend: str | None = None,
+        mpp_column: str | None = None,
     ) -> None:
         if isinstance(annotations, pd.DataFrame):
             table = validate_annotations(annotations)
         else:
             table = load_annotations(annotations)
+        self.source = "annotations" if isinstance(annotations, pd.DataFrame) else str(annotations)
         self.annotations = apply_filters(table, dict(filters) if filters else None)
         self.slides_dir = Path(slides_dir) if slides_dir is not None else None
         if tiles is not None and not isinstance(tiles, TileSettings):
@@ -91,6 +105,8 @@ class Dataset:
         self.shards_dir = Path(shards_dir) if shards_dir is not None else None
         self.mpp_override = mpp_override
         self.backend = backend
+        self.mpp_column = mpp_column or None
+        self.slide_mpps()
 
     def _copy(self, annotations: pd.DataFrame) -> Dataset:
         clone = object.__new__(Dataset)
@@ -110,6 +126,39 @@ class Dataset:
         values = self.annotations[list(columns)]
         blank = values.isna().any(axis=1) | (values.astype(str).apply(lambda s: s.str.strip()) == "").any(axis=1)
         return self._copy(self.annotations[~blank])
+
+    def drop_blank_outcomes(self, columns: Sequence[str], outcome_blank: str = "drop") -> Dataset:
+        """A new Dataset without slides that have a blank outcome (or event) in any of ``columns``.
+
+        Args:
+            columns: The outcome columns (and the event column).
+            outcome_blank: ``drop`` (a warning per column with the count and the slides) or ``error``.
+
+        Raises:
+            AnnotationError: ``outcome_blank`` is ``error`` and a slide has a blank outcome (naming the
+                file, the column and the slides).
+            ValueError: ``outcome_blank`` is neither ``drop`` nor ``error``.
+        """
+        policy = str(getattr(outcome_blank, "value", outcome_blank))
+        if policy not in OUTCOME_BLANK:
+            raise ValueError(f"outcome_blank={policy!r}; choose one of {list(OUTCOME_BLANK)}")
+        kept = self.filter_blank(columns)
+        if len(kept) == len(self):
+            return kept
+        named = {}
+        for column in columns:
+            filled = set(self.filter_blank([column]).slides())
+            blank = [s for s in self.slides() if s not in filled]
+            if blank:
+                named[column] = f"{len(blank)} slide(s) with a blank '{column}': {_some(blank)}"
+        if policy == "error":
+            raise AnnotationError(
+                f"{self.source}: {'; '.join(named.values())} (outcome_blank=error; fill them in, or set "
+                "outcome_blank=drop to leave those slides out)"
+            )
+        for text in named.values():
+            log.warning("Dropped %s", text)
+        return kept
 
     def select_patients(self, patients: Sequence[str]) -> Dataset:
         """A new Dataset holding only the slides of ``patients``."""
@@ -139,6 +188,7 @@ class Dataset:
         headers: str | Sequence[str],
         kind: str | Mapping[str, str] | None = None,
         event_header: str | None = None,
+        outcome_blank: str = "drop",
     ) -> tuple[SlideLabels, list[str] | dict[str, list[str]]]:
         """Slide labels for one or several outcome columns, as Slideflow's ``Dataset.labels``.
 
@@ -147,6 +197,8 @@ class Dataset:
             kind: Outcome kind (one for all, or per column). ``None`` infers: numeric columns with
                 fractional values or many distinct values are ``linear``, everything else ``categorical``.
             event_header: Event column for ``cox`` outcomes.
+            outcome_blank: Slides with a blank outcome or event are left out and logged (``drop``), or
+                are an error (``error``), as :meth:`drop_blank_outcomes`.
 
         Returns:
             ``(labels, unique)``: slide → label mapping, and the class names (per outcome when several).
@@ -158,29 +210,48 @@ class Dataset:
                 f"Unknown outcome(s) {missing}: annotation columns are {list(self.annotations.columns)}"
             )
         kinds = {n: (kind[n] if isinstance(kind, Mapping) else kind) or infer_kind(self.annotations[n]) for n in names}
-        usable = self.filter_blank(names + ([event_header] if event_header else []))
+        usable = self.drop_blank_outcomes(names + ([event_header] if event_header else []), outcome_blank)
         outcomes = usable.outcomes(names, kinds, event_header)
         targets = np.concatenate([o.encode(usable.annotations) for o in outcomes], axis=1)
         labels = SlideLabels(outcomes, usable.slides(), targets)
         unique = {o.name: o.classes for o in outcomes}
         return labels, (unique[names[0]] if len(names) == 1 else unique)
 
+    def slide_mpps(self) -> dict[str, float]:
+        """Slide → microns per pixel from the ``mpp_column`` (slides with a blank value are left out).
+
+        Raises:
+            AnnotationError: the column is missing, or a value is not a positive number (naming the slide).
+        """
+        if not self.mpp_column:
+            return {}
+        return parse_mpp_column(self.annotations, self.mpp_column)
+
     def slide_paths(self) -> dict[str, Path]:
         """Slide → file for every slide of this dataset.
 
         Raises:
-            AnnotationError: slides listed in the annotations but not found in ``slides_dir``.
+            AnnotationError: slides listed in the annotations but not found in ``slides_dir``, or in a
+                format the backend does not read (naming the file and the backend that reads it).
         """
         if self.slides_dir is None:
             raise AnnotationError("This Dataset has no slides_dir")
-        extensions = reader_class(self.backend).extensions
-        found = find_slides(self.slides_dir, extensions)
+        reader = reader_class(self.backend)
+        found = find_slides(self.slides_dir, reader.extensions)
         missing = [s for s in self.slides() if s not in found]
         if missing:
-            raise AnnotationError(
-                f"{len(missing)} slide(s) listed in the annotations are missing from {self.slides_dir}: {missing[:10]} "
-                f"(slide files: {', '.join(sorted(extensions))}; other formats need another dataset.backend)"
-            )
+            other = unreadable_slides(self.slides_dir, reader.extensions)
+            problems = [
+                f"slide {s!r}: {unsupported_format(other[s], backend_name(reader))}" for s in missing if s in other
+            ]
+            absent = [s for s in missing if s not in other]
+            if absent:
+                problems.append(
+                    f"{len(absent)} slide(s) listed in the annotations are missing from {self.slides_dir}: "
+                    f"{absent[:10]} (slide files: {', '.join(sorted(reader.extensions))}; "
+                    "other formats need another dataset.backend)"
+                )
+            raise AnnotationError("\n".join(problems))
         return {s: found[s] for s in self.slides()}
 
     @property
@@ -193,3 +264,9 @@ class Dataset:
     def tile_index(self) -> TileIndex:
         """Index the tiles of every slide (shards must exist; see ``src.extraction``)."""
         return TileIndex.from_shards(self.shard_dir, self.slides())
+
+
+def _some(slides: Sequence[str], shown: int = 10) -> str:
+    """The first ``shown`` slides, and how many more there are."""
+    more = f" and {len(slides) - shown} more" if len(slides) > shown else ""
+    return f"{list(slides[:shown])}{more}"

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 from torchvision.io import decode_jpeg
 
-from src.extraction.shards import read_index
+from src.extraction.shards import read_index, shard_damage
 
 
 @dataclass
@@ -56,16 +56,30 @@ class TileIndex:
         """Index the complete shards of ``slides`` in ``shard_dir``.
 
         Raises:
-            FileNotFoundError: a slide has no complete shard (names the slide and the folder).
+            FileNotFoundError: a slide has no complete shard, or its shard is damaged (truncated,
+                overwritten): names the slide, the shard and what to do.
+            ValueError: a shard that passed its size check cannot be read as a tar (names it).
         """
         shard_dir = Path(shard_dir)
         paths, slide_idx, offsets, sizes, locs = [], [], [], [], []
         for i, slide in enumerate(slides):
             index = read_index(shard_dir, slide)
             if index is None:
+                damage = shard_damage(shard_dir, slide)
+                if damage is not None:
+                    raise FileNotFoundError(
+                        f"The tile shard of slide '{slide}' is damaged: {damage}. Run the extraction again "
+                        f"(train.py or python -m src.extraction) to re-extract it from the slide file"
+                    )
                 raise FileNotFoundError(f"No complete tile shard for slide '{slide}' in {shard_dir}")
             path = shard_dir / f"{slide}.tar"
-            slide_offsets, slide_sizes = _image_members(path)
+            try:
+                slide_offsets, slide_sizes = _image_members(path)
+            except (tarfile.TarError, OSError) as err:
+                raise ValueError(
+                    f"Tile shard {path} of slide '{slide}' cannot be read ({err}); delete it and its "
+                    f"{slide}.index.json and run the extraction again"
+                ) from err
             if len(slide_offsets) != index["num_tiles"]:
                 raise ValueError(
                     f"Shard {path} holds {len(slide_offsets)} images but its index says {index['num_tiles']}"

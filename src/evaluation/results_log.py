@@ -29,17 +29,35 @@ def append_results(path: str | Path, rows: list[Mapping]) -> None:
         fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def summarize(rows: list[Mapping], group: str = "epoch") -> pd.DataFrame:
+INTERVAL_METHOD = (
+    "95% Student-t interval of the fold mean; for AUROC, accuracy and c-index (in [0, 1]) it is computed on "
+    "the logit scale and mapped back, for R² (≤ 1) and MAE (≥ 0) it is cut at the bound"
+)
+BOUND_EPSILON = 1e-3  # values at a bound are moved this far inside (relative to the range) before the transform
+
+
+def summarize(
+    rows: list[Mapping], group: str = "epoch", bounds: Mapping[str, tuple[float, float]] | None = None
+) -> pd.DataFrame:
     """Mean, sd, n and a 95% interval of every numeric metric over folds, per ``group`` value.
 
     The interval is Student's t interval of the mean (``mean ± t(0.975, n−1) · sd / √n``), which stays honest
-    for the 3–5 folds of a typical cross-validation; with one fold, sd and the interval are NaN.
-    Rows without any metric (e.g. ``validation=none`` logs only ``train/loss``) give what they have.
+    for the 3–5 folds of a typical cross-validation. For a metric listed in ``bounds`` the same interval is
+    computed on a scale without bounds and mapped back (:func:`bounded_interval`), so an AUROC interval never
+    goes above 1. With one fold, sd and the interval are NaN. Rows without any metric (e.g.
+    ``validation=none`` logs only ``train/loss``) give what they have.
+
+    Args:
+        rows: Results rows (one per fold × epoch).
+        group: Column to summarise per value of.
+        bounds: Metric column → (low, high) bounds (``-inf``/``inf`` for none), e.g. from
+            ``src.outcomes.metric_bounds``.
     """
     table = pd.DataFrame(list(rows))
     if not len(table) or group not in table.columns:
         return pd.DataFrame(columns=[group, "metric", "mean", "sd", "n", "ci95_low", "ci95_high"])
     metrics = [c for c in table.columns if "/" in c and pd.api.types.is_numeric_dtype(table[c])]
+    bounds = bounds or {}
     out = []
     for key, part in table.groupby(group):
         for metric in metrics:
@@ -47,19 +65,39 @@ def summarize(rows: list[Mapping], group: str = "epoch") -> pd.DataFrame:
             n = len(values)
             mean = float(values.mean()) if n else float("nan")
             sd = float(values.std(ddof=1)) if n > 1 else float("nan")
-            half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else float("nan")
+            low, high = bounded_interval(values, *bounds.get(metric, (-np.inf, np.inf)))
             out.append(
-                {
-                    group: key,
-                    "metric": metric,
-                    "mean": mean,
-                    "sd": sd,
-                    "n": n,
-                    "ci95_low": mean - half,
-                    "ci95_high": mean + half,
-                }
+                {group: key, "metric": metric, "mean": mean, "sd": sd, "n": n, "ci95_low": low, "ci95_high": high}
             )
     return pd.DataFrame(out, columns=[group, "metric", "mean", "sd", "n", "ci95_low", "ci95_high"])
+
+
+def bounded_interval(values: np.ndarray, low: float = -np.inf, high: float = np.inf) -> tuple[float, float]:
+    """95% Student-t interval of the mean of ``values``, respecting the bounds ``[low, high]``.
+
+    Without bounds: ``mean ± t(0.975, n−1) · sd / √n``. With both bounds (AUROC, accuracy, c-index), the
+    values are mapped to the logit of their position in ``[low, high]`` (values at a bound moved
+    ``BOUND_EPSILON`` of the range inside), the t interval is computed there and mapped back. With one bound
+    (R² ≤ 1, MAE ≥ 0) the t interval is cut at the bound. Values that are all equal give a zero-width interval.
+
+    Returns:
+        ``(low, high)``; NaN for fewer than two values.
+    """
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n < 2:
+        return float("nan"), float("nan")
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    t = stats.t.ppf(0.975, n - 1)
+    if np.isfinite(low) and np.isfinite(high):
+        span = high - low
+        p = np.clip((values - low) / span, BOUND_EPSILON, 1 - BOUND_EPSILON)
+        z = np.log(p / (1 - p))
+        half = t * z.std(ddof=1) / np.sqrt(n)
+        return tuple(float(low + span / (1 + np.exp(-(z.mean() + d)))) for d in (-half, half))
+    half = t * values.std(ddof=1) / np.sqrt(n)
+    return float(max(values.mean() - half, low)), float(min(values.mean() + half, high))
 
 
 def json_safe(value):

@@ -2,25 +2,29 @@
 
 Builds the demo project when the project config has a ``demo`` generator, extracts the slides
 of ``project.slides_dir`` (those named in ``project.annotations`` by default) into
-``project.shards_dir``, prints a summary and exits 1 when any slide failed.
+``project.shards_dir``, prints a summary and exits 1 when any slide failed. ``project.mpp_column``
+(an annotation column of per-slide MPPs) is read and checked before any tile is extracted.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import hydra
-import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from src.config import register_configs, validate
 from src.config.schema import SlideChoice
+from src.data.annotations import read_annotations
+from src.errors import AnnotationError
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME, summarize
 from src.extraction.settings import TileSettings
-from src.slides.discover import find_slides
+from src.slides.discover import find_slides, unreadable_slides
+from src.slides.mpp import parse_mpp_column
 from src.slides.reader import reader_class
 
 SLIDE_CHOICES = tuple(choice.value for choice in SlideChoice)
@@ -37,18 +41,40 @@ def select_slides(project: DictConfig, which: str, backend: str | None = None) -
             without a file, reported as failed); every file of the folder when there is no
             annotations file. ``"all"``: every slide file of ``project.slides_dir``.
         backend: The slide reader (``dataset.backend``); its extensions decide what a slide file is.
+            Slides in a format only another backend reads are included too: their extraction
+            fails with a message naming the file and the backend to use.
 
     Raises:
         ValueError: `which` is not one of ``annotated``, ``all``, or `backend` is unknown.
+        AnnotationError: the annotations file cannot be read or has no ``slide`` column.
     """
     if which not in SLIDE_CHOICES:
         raise ValueError(f"slides={which!r}; choose one of {list(SLIDE_CHOICES)}")
-    found = find_slides(project.slides_dir, reader_class(backend).extensions)
+    extensions = reader_class(backend).extensions
+    found = find_slides(project.slides_dir, extensions)
+    found = dict(sorted({**unreadable_slides(project.slides_dir, extensions), **found}.items()))
     annotations = project.get("annotations")
     if which == "all" or not annotations or not Path(annotations).is_file():
         return dict(found)
-    names = pd.read_csv(annotations, dtype=str)["slide"].dropna().str.strip()
+    names = read_annotations(annotations, required=("slide",))["slide"].dropna()  # as train.py reads it
     return {name: found.get(name) for name in dict.fromkeys(names)}
+
+
+def slide_mpps(project: DictConfig) -> dict[str, float]:
+    """Slide name -> MPP from the ``project.mpp_column`` of ``project.annotations`` (none when unset).
+
+    Raises:
+        AnnotationError: the column is set without an annotations file, is not a column, or holds a
+            value that is not a positive number (naming the slide and the column).
+    """
+    column = project.get("mpp_column")
+    if not column:
+        return {}
+    annotations = project.get("annotations")
+    if not annotations or not Path(annotations).is_file():
+        raise AnnotationError(f"project.mpp_column={column!r} needs an annotations file; got {annotations!r}")
+    table = read_annotations(annotations, required=("slide",))
+    return parse_mpp_column(table, str(column), source=str(annotations))
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="extract")
@@ -62,6 +88,8 @@ def main(cfg: DictConfig) -> None:
     if project.get("demo") is not None:
         instantiate(project.demo).ensure()
     slides = select_slides(project, str(cfg.slides), backend)
+    mpps = slide_mpps(project)  # bad values stop here, before any tile is extracted
+    start = time.perf_counter()
     report = extract_slides(
         slides,
         Path(project.shards_dir),
@@ -71,10 +99,11 @@ def main(cfg: DictConfig) -> None:
         progress=bool(cfg.progress),
         backend=backend,
         thumbnails=bool(cfg.thumbnails),
+        mpp_by_slide=mpps,
     )
     folder = Path(project.shards_dir) / settings.key
     print(f"Shards: {folder}\nReport: {folder / REPORT_NAME}")
-    print(summarize(report))
+    print(summarize(report, seconds=time.perf_counter() - start))
     if (report["status"] == "failed").any():
         sys.exit(1)  # SystemExit passes through Hydra's error handling
 

@@ -3,28 +3,34 @@
 ``{slide}.tar`` holds, for tile i in write order, ``{i:06d}.jpg`` (or ``.png``) and
 ``{i:06d}.json`` = ``{"slide", "loc_x", "loc_y"}`` (tile centre, level-0 px). Labels are never
 stored: one extraction serves every outcome and split. The tar is written as
-``{slide}.tar.partial`` and renamed when complete; ``{slide}.index.json`` is written after it,
-atomically, with ``"status": "complete"`` and the slide file's fingerprint; a tar without a
-complete index, or whose slide file has since been replaced, is unfinished.
+``{slide}.tar.{pid}.{random}.partial`` (a name no other run uses) and renamed when complete;
+``{slide}.index.json`` is written after it, atomically, with ``"status": "complete"``, the slide
+file's fingerprint and the tar's size and checksums. A tar without a complete index, whose size or
+checksum differs from its index (truncated, overwritten), or whose slide file has since been
+replaced, is unfinished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import tarfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any, Self
 
+from src.extraction import tempfiles
 from src.extraction.settings import TileSettings
+from src.slides.mpp import MppChoice
 
 INDEX_SUFFIX = ".index.json"
-PARTIAL_SUFFIX = ".partial"
 IMAGE_EXTENSIONS = ("jpg", "png")
 FINGERPRINT_BYTES = 1 << 16  # hashed at each end of a slide file
+TAR_ENDS_BYTES = 1 << 16  # checksummed at each end of a tar shard whenever its index is read
 
 
 def slide_fingerprint(path: str | Path) -> dict[str, Any]:
@@ -81,18 +87,28 @@ def index_path(shard_folder: str | Path, slide: str) -> Path:
     return Path(shard_folder) / f"{slide}{INDEX_SUFFIX}"
 
 
-def read_index(shard_folder: str | Path, slide: str, slide_path: str | Path | None = None) -> dict[str, Any] | None:
+def lock_path(shard_folder: str | Path, slide: str) -> Path:
+    """Return the path of a slide's lock file (held while a run extracts the slide)."""
+    return Path(shard_folder) / f"{slide}.lock"
+
+
+def read_index(
+    shard_folder: str | Path, slide: str, slide_path: str | Path | None = None, mpp: MppChoice | None = None
+) -> dict[str, Any] | None:
     """Return a slide's index if the slide is completely extracted, else None.
 
     None when the index or the tar is missing, the index is unreadable or not marked
-    complete, its location count disagrees with ``num_tiles``, or (with `slide_path`, when
-    that file exists) the slide file is not the one the shard was extracted from.
+    complete, its location count disagrees with ``num_tiles``, the tar's size or the checksum of
+    its first and last 64 KiB differs from the index (see `shard_damage`), (with `slide_path`,
+    when that file exists) the slide file is not the one the shard was extracted from, or (with
+    `mpp`) the shard was extracted at another MPP than `mpp` gives the slide now.
 
     Args:
         shard_folder: The settings' shard folder.
         slide: The slide name.
         slide_path: The slide file to check the index's fingerprint against; None (or a file
             that is gone) skips the check, so shards outlive their slides.
+        mpp: This run's MPP choice for the slide (column value, override); None skips the check.
     """
     path = index_path(shard_folder, slide)
     try:
@@ -103,28 +119,97 @@ def read_index(shard_folder: str | Path, slide: str, slide_path: str | Path | No
         return None
     if len(index.get("locations", ())) != index.get("num_tiles"):
         return None
-    if not tar_path(shard_folder, slide).is_file():
+    if tar_damage(tar_path(shard_folder, slide), index.get("tar")) is not None:
         return None
     replaced = slide_path is not None and Path(slide_path).exists()
     if replaced and not same_slide_file(index.get("slide_file"), slide_path):
         return None
+    if mpp is not None and not mpp.matches(index):
+        return None
     return index
 
 
+def tar_damage(path: Path, record: Mapping[str, Any] | None) -> str | None:
+    """Why the tar at `path` is not the one an index recorded (``record``: its ``"tar"`` entry), or None.
+
+    Costs a ``stat`` and two 64 KiB reads, so it runs whenever an index is read.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return f"{path} is missing"
+    if not record or "bytes" not in record:
+        return f"the index of {path} records no size or checksum (an older extraction)"
+    if size != record["bytes"]:
+        return f"{path} is {size:,} bytes but its index records {record['bytes']:,} (truncated or overwritten)"
+    try:
+        crc = ends_crc32(path, size)
+    except OSError as err:
+        return f"{path} cannot be read ({err})"
+    if crc != record.get("crc32_ends"):
+        return f"the checksum of {path} differs from its index (the file was damaged or overwritten)"
+    return None
+
+
+def shard_damage(shard_folder: str | Path, slide: str) -> str | None:
+    """Why a slide whose index is marked complete cannot be used (its tar is damaged), or None.
+
+    None also when there is no complete index at all: the slide is then simply not extracted.
+    """
+    try:
+        index = json.loads(index_path(shard_folder, slide).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or index.get("status") != "complete":
+        return None
+    return tar_damage(tar_path(shard_folder, slide), index.get("tar"))
+
+
+def ends_crc32(path: str | Path, size: int) -> int:
+    """CRC32 of a file's size and its first and last `TAR_ENDS_BYTES` (all of it when smaller)."""
+    crc = zlib.crc32(str(size).encode())
+    with open(path, "rb") as handle:
+        crc = zlib.crc32(handle.read(TAR_ENDS_BYTES), crc)
+        if size > TAR_ENDS_BYTES:
+            handle.seek(max(TAR_ENDS_BYTES, size - TAR_ENDS_BYTES))
+            crc = zlib.crc32(handle.read(TAR_ENDS_BYTES), crc)
+    return crc
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and `os.replace`."""
-    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write JSON to ``path`` through a unique temporary file (deleted on failure), fsync and `os.replace`."""
+    tempfiles.write_atomic(path, json.dumps(payload).encode(), fsync=True)
+
+
+class _ShardFile:
+    """The tar's file: counts the bytes written and their CRC32 on the way (no second read)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.size = 0
+        self.crc32 = 0
+
+    def write(self, data: bytes) -> int:
+        written = self.handle.write(data)
+        self.crc32 = zlib.crc32(data, self.crc32)
+        self.size += len(data)
+        return written
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def fileno(self) -> int:
+        return self.handle.fileno()
 
 
 class ShardWriter:
     """Write one slide's tiles to a tar shard, then its index.
 
-    Use as a context manager; leaving the block without `finish` removes the partial tar.
+    Use as a context manager; leaving the block without `finish`, on any exception (a full disk
+    included), deletes the partial tar. Hold the slide's lock (`src.extraction.locks`) while writing.
 
     Args:
         shard_folder: The settings' shard folder (created if needed).
@@ -140,9 +225,13 @@ class ShardWriter:
         self.locations: list[list[int]] = []
         index_path(self.folder, slide).unlink(missing_ok=True)  # now incomplete
         self._final = tar_path(self.folder, slide)
-        self._tmp = self._final.with_name(self._final.name + PARTIAL_SUFFIX)
+        self._tmp = tempfiles.temp_path(self._final)
+        tempfiles.track(self._tmp)
+        self._file: _ShardFile | None = _ShardFile(open(self._tmp, "wb"))  # noqa: SIM115
         # ustar: plain 512-byte headers (no pax records), cheaper to write and read
-        self._tar: tarfile.TarFile | None = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+        self._tar: tarfile.TarFile | None = tarfile.open(  # noqa: SIM115
+            fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT
+        )
 
     def add(self, image: bytes, loc_x: int, loc_y: int) -> None:
         """Append one encoded tile and its tile-centre location."""
@@ -166,8 +255,8 @@ class ShardWriter:
 
     def flush(self) -> None:
         """Push the tiles added so far to the partial file (for tests that interrupt a write)."""
-        if self._tar is not None:
-            self._tar.fileobj.flush()  # type: ignore[union-attr]
+        if self._file is not None:
+            self._file.flush()
 
     def finish(self, settings: dict[str, Any], grid_tiles: int, **info: Any) -> dict[str, Any]:
         """Close the tar, move it into place and write the complete index (last).
@@ -180,12 +269,15 @@ class ShardWriter:
         Returns:
             The index written.
         """
-        assert self._tar is not None, "ShardWriter is closed"
-        self._tar.close()
+        assert self._tar is not None and self._file is not None, "ShardWriter is closed"
+        self._tar.close()  # the end-of-archive blocks: the tar is complete
         self._tar = None
-        with open(self._tmp, "rb+") as handle:
+        shard_file, self._file = self._file, None
+        with shard_file.handle as handle:
+            handle.flush()
             os.fsync(handle.fileno())
-        os.replace(self._tmp, self._final)
+        size, crc32 = shard_file.size, shard_file.crc32
+        record = {"bytes": size, "crc32": crc32, "crc32_ends": ends_crc32(self._tmp, size)}
         index = {
             "slide": self.slide,
             "num_tiles": len(self.locations),
@@ -193,17 +285,26 @@ class ShardWriter:
             "settings": settings,
             "status": "complete",
             "grid_tiles": int(grid_tiles),
+            "tar": record,
             **info,
         }
-        write_json_atomic(index_path(self.folder, self.slide), index)
+        os.replace(self._tmp, self._final)
+        tempfiles.untrack(self._tmp)
+        try:
+            write_json_atomic(index_path(self.folder, self.slide), index)
+        except BaseException:
+            self._final.unlink(missing_ok=True)  # never complete without its index: free the space
+            raise
         return index
 
     def abort(self) -> None:
-        """Close and delete the partial tar (the slide stays incomplete)."""
-        if self._tar is not None:
-            self._tar.close()
-            self._tar = None
-        self._tmp.unlink(missing_ok=True)
+        """Close and delete the partial tar (the slide stays incomplete); never raises for a full disk."""
+        self._tar = None  # closing it would write the end blocks: pointless, and fails on a full disk
+        if self._file is not None:
+            handle, self._file = self._file.handle, None
+            with contextlib.suppress(OSError):
+                handle.close()  # flushes first: fails on a full disk, but the descriptor is closed anyway
+        tempfiles.discard(self._tmp)
 
     def __enter__(self) -> Self:
         return self

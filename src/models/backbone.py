@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import timm
-import torch
 from torch import nn
 
 from src.models.scaling import DEFAULT_MEAN, DEFAULT_STD, Triple, check_input_stats
+from src.models.weights_file import load_torch_file
 
 
 def timm_backbone(
@@ -29,7 +29,8 @@ def timm_backbone(
         name: Any ``timm.list_models()`` name, e.g. ``resnet18``, ``efficientnet_b0``.
         pretrained: Let timm fetch its weights. Nothing can be downloaded on air-gapped machines, so this
             defaults to false; use ``weights_path`` instead.
-        weights_path: A local checkpoint (timm/torchvision state dict, or one of our ``.ckpt`` files);
+        weights_path: A local checkpoint (timm/torchvision state dict, or one of our ``.ckpt`` files), read
+            with the weights-only unpickler (tensors and plain data only: a file holding code is refused);
             classifier weights in it are ignored.
         pooling: Global pooling where the backbone allows it: ``avg``, ``max``, ``avgmax`` (their mean) or
             ``catavgmax`` (both concatenated: twice the feature width) for CNNs; e.g. ``token``/``avg`` for
@@ -63,14 +64,22 @@ def timm_backbone(
 def load_backbone_weights(model: nn.Module, path: str | Path) -> tuple[Triple, Triple] | None:
     """Load a local state dict into a backbone, skipping classifier keys; errors name the file.
 
+    The file is read with the weights-only unpickler (:func:`~src.models.weights_file.load_torch_file`):
+    tensors and plain data only, so nothing pickled in it can run.
+
     Returns:
         The input scaling (mean, std) saved with the weights when ``path`` is one of our ``.ckpt`` files
         (TileNet's ``input_mean`` / ``input_std`` buffers), else ``None``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeFileError: the file holds pickled objects beyond tensors and plain data (not loaded).
+        ValueError: no weights in the file match the backbone's parameters.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Backbone weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_torch_file(path)
     saved = None
     if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint of ours
         weights = state["state_dict"]

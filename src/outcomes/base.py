@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Sampler
 
 from src.errors import AnnotationError, ConfigError
+from src.evaluation.predictions import LEVELS
 from src.samplers.balance import tile_weights, weighted_sampler
 
 _NOT_KINDS = frozenset({"base", "layout", "checks"})
@@ -33,6 +34,8 @@ class Outcome:
     kind: ClassVar[str] = ""
     #: Metric names at each level, e.g. ``("auroc", "accuracy")`` -> ``val/slide_auroc/<outcome>``.
     metric_names: ClassVar[tuple[str, ...]] = ()
+    #: Bounds of each metric, for intervals that respect them (``src.evaluation.results_log.bounded_interval``).
+    metric_bounds: ClassVar[dict[str, tuple[float, float]]] = {}
     #: ``training_balance`` / ``validation_balance`` strategies this kind accepts besides ``auto``.
     balance_strategies: ClassVar[tuple[str, ...]] = ("tile", "slide", "patient", "none")
     #: What ``auto`` means for this kind.
@@ -173,6 +176,16 @@ class Outcome:
     def plots(self, tables: Mapping[str, pd.DataFrame], plot_dir: Path, epoch: int, title: str) -> list[Path]:
         """Write this outcome's plots of one evaluated epoch; returns the files."""
         return []
+
+
+def metric_bounds(outcomes: Sequence[Outcome]) -> dict[str, tuple[float, float]]:
+    """Bounds of every ``val/{level}_{metric}/{outcome}`` metric the outcomes declare."""
+    return {
+        f"val/{level}_{metric}/{outcome.name}": bounds
+        for outcome in outcomes
+        for metric, bounds in outcome.metric_bounds.items()
+        for level in LEVELS
+    }
 
 
 def available_kinds() -> list[str]:

@@ -29,6 +29,7 @@ class CategoricalOutcome(Outcome):
 
     kind: ClassVar[str] = "categorical"
     metric_names: ClassVar[tuple[str, ...]] = ("auroc", "accuracy")
+    metric_bounds: ClassVar[dict[str, tuple[float, float]]] = {"auroc": (0.0, 1.0), "accuracy": (0.0, 1.0)}
     balance_strategies: ClassVar[tuple[str, ...]] = ("tile", "slide", "patient", "category", "none")
     default_balance: ClassVar[str] = "category"
     default_loss: ClassVar[dict[str, Any]] = {"_target_": "src.losses.categorical.CrossEntropy"}

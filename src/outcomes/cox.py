@@ -32,6 +32,7 @@ class CoxOutcome(Outcome):
 
     kind: ClassVar[str] = "cox"
     metric_names: ClassVar[tuple[str, ...]] = ("c_index",)
+    metric_bounds: ClassVar[dict[str, tuple[float, float]]] = {"c_index": (0.0, 1.0)}
     balance_strategies: ClassVar[tuple[str, ...]] = ("event", "tile", "slide", "patient", "none")
     default_balance: ClassVar[str] = "event"
     n_targets: ClassVar[int] = 2

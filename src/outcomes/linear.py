@@ -25,6 +25,7 @@ class LinearOutcome(Outcome):
 
     kind: ClassVar[str] = "linear"
     metric_names: ClassVar[tuple[str, ...]] = ("r2", "mae")
+    metric_bounds: ClassVar[dict[str, tuple[float, float]]] = {"r2": (-np.inf, 1.0), "mae": (0.0, np.inf)}
     default_loss: ClassVar[dict[str, Any]] = {"_target_": "src.losses.linear.LinearLoss", "name": "mse"}
 
     @classmethod

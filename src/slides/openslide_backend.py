@@ -1,7 +1,8 @@
 """`SlideReader` backed by the OpenSlide C library (openslide-python + openslide-bin).
 
 Reads what tiffslide reads and also MIRAX (.mrxs), Hamamatsu VMS/VMU, Sakura (.svslide) and
-DICOM WSI (.dcm: open any file of the slide's folder). Select it with ``dataset.backend=openslide``.
+DICOM WSI (.dcm: OpenSlide opens one file and finds the rest of the slide's series in its folder, so a
+folder of .dcm files is opened through its first file). Select it with ``dataset.backend=openslide``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from src.slides.discover import dicom_file
 from src.slides.mpp import resolve_mpp
 from src.slides.reader import SlideError, SlideReader, slide_name
 
@@ -24,8 +26,9 @@ class OpenSlideReader(SlideReader):
     slide); they are composited on white, so an empty region reads as white as with tiffslide.
 
     Args:
-        path: The slide file.
-        mpp_override: Microns per pixel that replaces the file's own.
+        path: The slide file, or a folder of DICOM (.dcm) files holding one slide.
+        mpp_override: Microns per pixel for a file that records none.
+        mpp: Microns per pixel that replaces the file's own (a per-slide annotation value).
 
     Raises:
         SlideError: Missing file, a file OpenSlide cannot open, or no usable MPP and no override.
@@ -36,7 +39,7 @@ class OpenSlideReader(SlideReader):
         {"svs", "tif", "tiff", "ndpi", "vms", "vmu", "scn", "mrxs", "bif", "svslide", "dcm"}
     )
 
-    def __init__(self, path: str | Path, mpp_override: float | None = None) -> None:
+    def __init__(self, path: str | Path, mpp_override: float | None = None, mpp: float | None = None) -> None:
         try:
             import openslide
         except ImportError as err:
@@ -44,6 +47,9 @@ class OpenSlideReader(SlideReader):
 
         self.path = Path(path)
         self.name = slide_name(self.path)
+        if self.path.is_dir():
+            self.name = self.path.name
+            self.path = dicom_file(self.path) or self.path
         if not self.path.is_file():
             raise SlideError(f"Slide file not found: {self.path}")
         try:
@@ -56,7 +62,7 @@ class OpenSlideReader(SlideReader):
         self.level_downsamples = [float(d) for d in self._slide.level_downsamples]
         self.properties = {str(k): str(v) for k, v in self._slide.properties.items()}
         try:
-            self.mpp = resolve_mpp(self.path, self.properties, mpp_override)
+            self.mpp = resolve_mpp(self.path, self.properties, mpp_override, mpp)
         except SlideError:
             self.close()
             raise

@@ -1,18 +1,18 @@
 """The slide reader interface every backend implements; `reader_class` and `open_slide` pick one.
 
 A backend subclasses `SlideReader`: it declares the file ``extensions`` it reads, fills the
-attributes in its constructor (``mpp`` through `src.slides.mpp.resolve_mpp`, errors as
-`SlideError` naming the file) and implements `read_region` and `close`; everything else (best
-level, tile reads, thumbnail, context manager) is shared. A backend may override `read_tile`
-with a faster path (the tiffslide backend decodes stored JPEG tiles directly, see
-`src.slides.jpeg_tiles`).
+attributes in its constructor ``(path, mpp_override=None, mpp=None)`` (``mpp`` through
+`src.slides.mpp.resolve_mpp`, which gets both; errors as `SlideError` naming the file) and
+implements `read_region` and `close`; everything else (best level, tile reads, thumbnail,
+context manager) is shared. A backend may override `read_tile` with a faster path (the
+tiffslide backend decodes stored JPEG tiles directly, see `src.slides.jpeg_tiles`).
 
 Adding a backend is one new file: ``src/slides/<name>_backend.py`` holding one `SlideReader`
 subclass is then selected by its short name (``dataset.backend=<name>`` for ``train.py`` and
 ``python -m src.extraction``), and a class elsewhere by its dotted path (``pkg.module.Class``);
 there is no list to edit. Two backends ship: ``tiffslide`` (`TiffSlideReader`, the default, pure
-Python) and ``openslide`` (`OpenSlideReader`, the OpenSlide C library: also MIRAX, Hamamatsu
-VMS, DICOM, Sakura...).
+Python, also QPTIFF) and ``openslide`` (`OpenSlideReader`, the OpenSlide C library: also MIRAX,
+Hamamatsu VMS, DICOM, Sakura...).
 """
 
 from __future__ import annotations
@@ -265,14 +265,18 @@ def _module_reader(module: ModuleType, backend: str | None) -> type[SlideReader]
     return found[0]
 
 
-def open_slide(path: str | Path, mpp_override: float | None = None, backend: str | None = None) -> SlideReader:
+def open_slide(
+    path: str | Path, mpp_override: float | None = None, backend: str | None = None, mpp: float | None = None
+) -> SlideReader:
     """Open a slide.
 
     Args:
         path: The slide file.
-        mpp_override: Microns per pixel to use instead of the file's own (or when it has none).
+        mpp_override: Microns per pixel for a file that records none (a file's own MPP wins).
         backend: The reader (see `reader_class`): None = tiffslide, a short name such as
             ``"openslide"``, or a dotted class path.
+        mpp: Microns per pixel that replaces the file's own (passed to the reader only when set,
+            so a backend written before this argument still opens slides without it).
 
     Returns:
         An open `SlideReader`; close it or use it as a context manager.
@@ -281,4 +285,5 @@ def open_slide(path: str | Path, mpp_override: float | None = None, backend: str
         SlideError: The file is missing, corrupt, or has no usable MPP and no override.
         ValueError: `backend` does not name a `SlideReader` subclass.
     """
-    return reader_class(backend)(path, mpp_override=mpp_override)
+    extra = {} if mpp is None else {"mpp": mpp}
+    return reader_class(backend)(path, mpp_override=mpp_override, **extra)

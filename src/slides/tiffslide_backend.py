@@ -1,4 +1,4 @@
-"""`SlideReader` backed by tiffslide (pure Python: Aperio SVS, generic/Philips TIFF, NDPI, Leica SCN, Ventana BIF)."""
+"""`SlideReader` backed by tiffslide (pure Python: SVS, generic/Philips TIFF, QPTIFF, NDPI, Leica SCN, Ventana BIF)."""
 
 from __future__ import annotations
 
@@ -24,17 +24,21 @@ class TiffSlideReader(SlideReader):
 
     Args:
         path: The slide file.
-        mpp_override: Microns per pixel that replaces the file's own.
+        mpp_override: Microns per pixel for a file that records none.
+        mpp: Microns per pixel that replaces the file's own (a per-slide annotation value).
         fast_jpeg: Allow the direct JPEG path (False: always tiffslide's `read_region`).
 
     Raises:
         SlideError: Missing or unreadable file, or no usable MPP and no override.
     """
 
-    # What tiffslide recognises (aperio, leica, ventana, hamamatsu, philips) plus generic tiled TIFF.
-    extensions: ClassVar[frozenset[str]] = frozenset({"svs", "tif", "tiff", "ndpi", "scn", "bif"})
+    # What tiffslide recognises (aperio, leica, ventana, hamamatsu, philips) plus generic tiled TIFF,
+    # which includes Akoya/PerkinElmer QPTIFF (a pyramidal TIFF under another extension).
+    extensions: ClassVar[frozenset[str]] = frozenset({"svs", "tif", "tiff", "qptiff", "ndpi", "scn", "bif"})
 
-    def __init__(self, path: str | Path, mpp_override: float | None = None, fast_jpeg: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, mpp_override: float | None = None, fast_jpeg: bool = True, mpp: float | None = None
+    ) -> None:
         import tiffslide
 
         self.fast_jpeg = fast_jpeg
@@ -55,7 +59,7 @@ class TiffSlideReader(SlideReader):
         except Exception as err:  # tifffile raises many types for corrupt files
             raise SlideError(f"Cannot open slide {self.path}: {err}") from err
         self.properties = {k: str(v) for k, v in raw_properties.items() if v is not None}
-        self.mpp = resolve_mpp(self.path, raw_properties, mpp_override)
+        self.mpp = resolve_mpp(self.path, raw_properties, mpp_override, mpp)
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """Read ``size`` pixels of `level` at level-0 `location`; outside the slide is white."""

@@ -1,13 +1,16 @@
 """Self-describing checkpoints.
 
 The model's params (outcomes, clinical fit, hyper-parameters) inside each ``.ckpt``, and rebuilding a model
-for inference from that file alone.
+for inference from that file alone, without running code the file may carry: it is read with the
+weights-only unpickler, and the model is built only from targets this workbench's model configs name (or
+that the caller allows).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from src.config.targets import group_targets, target_name, tree_targets, unsafe_nodes
 from src.data.clinical import ClinicalEncoder
+from src.errors import UnsafeFileError
 from src.models.scaling import DEFAULT_MEAN, DEFAULT_STD
+from src.models.weights_file import load_torch_file
 from src.outcomes import Outcome, outcome_from_dict
 
 PARAMS_KEY = "workbench_params"
@@ -62,20 +68,41 @@ class LoadedModel:
         return torch.as_tensor(self.encoder.transform(annotations), dtype=torch.float32)
 
 
-def load_model(path: str | Path) -> LoadedModel:
+def load_model(
+    path: str | Path,
+    allowed_targets: Iterable[str | Callable] = (),
+    allowed_kinds: Iterable[str] = (),
+) -> LoadedModel:
     """Rebuild a model for inference from one of our ``.ckpt`` files, needing nothing else.
 
     Every weight and buffer comes from the checkpoint, the input scaling (``input_mean``/``input_std``)
     included. A checkpoint from before the model owned its scaling has no such buffers; all of those were
     trained on tiles scaled to [-1, 1], so it loads with mean = std = 0.5 (logged as a warning).
 
+    Nothing the file carries is run unless allowed. The file is read with the weights-only unpickler
+    (tensors and plain data). Its stored model config (``hp.model``) is checked as a whole before anything is
+    built: every ``_target_`` in it, nested nodes and ``_args_`` included, must be one that
+    ``conf/model/*.yaml`` names, or in ``allowed_targets``; it may hold no ``${...}`` interpolation and only
+    plain values. An outcome kind from a module outside ``src/outcomes`` (``loss.kind=pkg.module``) is
+    imported only when listed in ``allowed_kinds``.
+
+    Args:
+        path: A ``checkpoints/epoch{N}.ckpt`` written by :class:`~src.training.fold_trainer.FoldTrainer`.
+        allowed_targets: More ``_target_``s the model may be built from, for a model trained with your own
+            backbone callable (``model.backbone._target_=my_lab.models.cnn``): dotted names or the callables.
+        allowed_kinds: Outcome kinds from modules outside ``src/outcomes`` that may be imported, by the dotted
+            module name the checkpoint stores (``my_lab.ordinal``).
+
     Raises:
+        UnsafeFileError: the file holds pickled objects beyond tensors and plain data, or its params name a
+            target or kind not allowed (the message lists them); nothing from it was run or built.
         ValueError: the file is not a checkpoint written by this workbench's Trainer.
     """
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False)
+    checkpoint = load_torch_file(path)
     params = checkpoint.get(PARAMS_KEY) if isinstance(checkpoint, dict) else None
-    if params is None:
-        raise ValueError(f"{path} holds no '{PARAMS_KEY}': it was not written by src.training.Trainer")
+    if not isinstance(params, dict) or not isinstance(params.get("hp"), dict) or "model" not in params["hp"]:
+        raise ValueError(f"{path} holds no '{PARAMS_KEY}' with hp.model: it was not written by src.training.Trainer")
+    check_code(path, params, allowed_targets, allowed_kinds)
     outcomes = [outcome_from_dict(o) for o in params["outcomes"]]
     encoder = ClinicalEncoder.from_dict(params["clinical_encoder"])
     model_cfg = OmegaConf.create(params["hp"]["model"])
@@ -95,6 +122,50 @@ def load_model(path: str | Path) -> LoadedModel:
     net.eval()
     params.setdefault("input_stats", net.input_stats())
     return LoadedModel(net, outcomes, encoder, params)
+
+
+def check_code(
+    path: str | Path,
+    params: dict[str, Any],
+    allowed_targets: Iterable[str | Callable] = (),
+    allowed_kinds: Iterable[str] = (),
+) -> None:
+    """Refuse a checkpoint's params that would make :func:`load_model` import or call code not allowed.
+
+    Args:
+        path: The checkpoint, to name in the message.
+        params: Its ``workbench_params``.
+        allowed_targets: ``_target_``s allowed besides those of ``conf/model/*.yaml``.
+        allowed_kinds: Dotted outcome-kind modules allowed besides those of ``src/outcomes``.
+
+    Raises:
+        UnsafeFileError: naming the file, each offending key and value, and how to allow them.
+    """
+    shipped = group_targets("model")
+    allowed = shipped | {target_name(t) for t in allowed_targets}
+    allowed_kinds = set(allowed_kinds)
+    model_cfg = params["hp"]["model"]
+    problems = unsafe_nodes(model_cfg, allowed, "hp.model")
+    if not isinstance(model_cfg, dict) or "_target_" not in model_cfg:
+        problems.append("hp.model has no _target_ (the model it would build)")
+    kinds = [o.get("kind") if isinstance(o, dict) else o for o in params.get("outcomes") or []]
+    for index, kind in enumerate(kinds):
+        if not isinstance(kind, str) or ("." in kind and kind not in allowed_kinds):
+            problems.append(
+                f"outcomes[{index}].kind={kind!r} is not an allowed outcome kind (loading would import its module)"
+            )
+    if not problems:
+        return
+    targets = sorted({t for t in tree_targets(model_cfg) if isinstance(t, str) and t not in allowed})
+    kinds = sorted({k for k in kinds if isinstance(k, str) and "." in k and k not in allowed_kinds})
+    fix = "".join([f", allowed_targets={targets}" if targets else "", f", allowed_kinds={kinds}" if kinds else ""])
+    raise UnsafeFileError(
+        f"{path} was not loaded: its params name code that is not allowed, and nothing from it was built or "
+        "imported:\n  - " + "\n  - ".join(problems) + "\nAllowed model targets: those of conf/model/*.yaml "
+        f"({', '.join(sorted(shipped))}) and load_model's allowed_targets; allowed outcome kinds: those of "
+        "src/outcomes and load_model's allowed_kinds."
+        + (f" If you trust this checkpoint, allow them: load_model(path{fix})." if fix else "")
+    )
 
 
 def predict(model: LoadedModel, images: torch.Tensor, annotations: pd.DataFrame | None = None) -> list[np.ndarray]:

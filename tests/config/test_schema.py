@@ -14,7 +14,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from src.config import REPO_ROOT, compose
-from src.config.schema import Balance, ClinicalBlank, ExtractConfig, SlideChoice, TrainConfig
+from src.config.schema import Balance, ClinicalBlank, ExtractConfig, OutcomeBlank, SlideChoice, TrainConfig
+from src.data.dataset import OUTCOME_BLANK
 from src.extraction.__main__ import SLIDE_CHOICES
 from src.outcomes import available_kinds, outcome_kind
 
@@ -24,6 +25,7 @@ BAD_TYPES = {
     "epochs=5": r"int is not a ListConfig, list or tuple.\s+full_key: epochs",
     "outcomes=tumor_type": r"str is not a ListConfig, list or tuple.\s+full_key: outcomes",
     "clinical_blank=erorr": r"Invalid value 'erorr', expected one of \[drop, error\]\s+full_key: clinical_blank",
+    "outcome_blank=keep": r"Invalid value 'keep', expected one of \[drop, error\]\s+full_key: outcome_blank",
     "training_balance=evnt": r"Invalid value 'evnt', expected one of \[auto, .*\]\s+full_key: training_balance",
     "seed=x": r"full_key: seed",
     "l1=abc": r"full_key: l1",
@@ -72,7 +74,7 @@ def test_choices_are_plain_strings_wherever_a_config_is_written() -> None:
     cfg = compose([])
     assert OmegaConf.get_type(cfg) is TrainConfig
     assert cfg.training_balance == "auto" and f"{cfg.validation_balance}" == "none"
-    assert str(cfg.clinical_blank) == "drop"
+    assert str(cfg.clinical_blank) == "drop" and str(cfg.outcome_blank) == "drop"
     assert "training_balance: auto\n" in OmegaConf.to_yaml(cfg, resolve=True)  # run folder config.yaml
     plain = OmegaConf.to_container(cfg, resolve=True)
     params = json.loads(json.dumps(plain, default=str))  # params.json and checkpoints
@@ -86,3 +88,4 @@ def test_choices_match_the_code_that_uses_them() -> None:
     assert {b.value for b in Balance} == {"auto", *every_kind}
     assert [c.value for c in SlideChoice] == list(SLIDE_CHOICES)
     assert {c.value for c in ClinicalBlank} == {"drop", "error"}
+    assert [c.value for c in OutcomeBlank] == list(OUTCOME_BLANK)

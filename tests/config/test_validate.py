@@ -55,6 +55,9 @@ BAD_CONFIGS = {
     "zero_batch": (["batch_size=0"], r"batch_size=0 must be a positive number"),
     "cox_with_categorical": (["experiment=demo_cox", "outcomes=[os_time,tumor_type]"], r"cannot be combined"),
     "tile_setting": (["tiles.tile_px=-3"], r"tiles\.tile_px must be a positive int, got -3"),
+    "mpp_override_zero": (["project.mpp_override=0"], r"project\.mpp_override=0 must be null or a positive number"),
+    "mpp_override_text": (["project.mpp_override=half"], r"project\.mpp_override='half' must be null or a positive"),
+    "mpp_column_number": (["project.mpp_column=5"], r"project\.mpp_column=5 must be null or the name of an annotation"),
 }
 
 

@@ -48,3 +48,49 @@ def test_text_in_a_numeric_outcome_column(tiny_cfg, tmp_path: Path) -> None:
 
     with pytest.raises(AnnotationError, match=r"'tumor_cellularity' must be numeric.*slide '.+' has 'high'"):
         _prepare(tiny_cfg, tmp_path, "loss=mse", "outcomes=[tumor_cellularity]", edit=text)
+
+
+def _blank_outcomes(table: pd.DataFrame) -> pd.DataFrame:
+    """Blank 'tumor_type' and 'os_event' for the slides of two patients (one cell of spaces only)."""
+    patients = table.patient.unique()[:2]
+    table["tumor_type"] = table["tumor_type"].astype(object)
+    table.loc[table.patient == patients[0], ["tumor_type", "os_event"]] = None
+    table.loc[table.patient == patients[1], "tumor_type"] = "   "
+    return table
+
+
+@pytest.mark.parametrize(
+    ("overrides", "column"),
+    [
+        (("outcomes=[tumor_type]",), "tumor_type"),
+        (("loss=cox", "outcomes=[os_time]", "event_header=os_event"), "os_event"),
+    ],
+)
+def test_a_blank_outcome_is_an_error_with_outcome_blank_error(tiny_cfg, tmp_path: Path, overrides, column) -> None:
+    with pytest.raises(AnnotationError, match=rf"annotations.csv: \d+ slide\(s\) with a blank '{column}': \['P\d+-1'"):
+        _prepare(tiny_cfg, tmp_path, *overrides, "outcome_blank=error", edit=_blank_outcomes)
+
+
+def test_slides_with_a_blank_outcome_are_dropped_and_logged(tiny_cfg, tmp_path: Path, caplog) -> None:
+    cfg = tiny_cfg()
+    table = _blank_outcomes(pd.read_csv(instantiate(cfg.project.demo).ensure()))
+    blank = table.slide[table.tumor_type.isna() | (table.tumor_type == "   ")].tolist()
+    path = tmp_path / "annotations.csv"
+    table.to_csv(path, index=False)
+    with caplog.at_level("WARNING"):
+        dataset, labels = load_project(tiny_cfg(f"project.annotations={path}", f"project.shards_dir={tmp_path}/s"))
+    assert f"Dropped {len(blank)} slide(s) with a blank 'tumor_type': {blank}" in caplog.text
+    assert not set(blank) & set(dataset.slides()) and sorted(labels) == sorted(dataset.slides())
+
+
+def test_spaces_around_an_outcome_value_do_not_make_a_third_class(tiny_cfg, tmp_path: Path) -> None:
+    def spaces(table: pd.DataFrame) -> pd.DataFrame:
+        adeno = table.patient[table.tumor_type == "adenocarcinoma"].iloc[0]
+        table.loc[table.patient == adeno, "tumor_type"] = "adenocarcinoma "
+        return table
+
+    cfg = tiny_cfg()
+    path = tmp_path / "annotations.csv"
+    spaces(pd.read_csv(instantiate(cfg.project.demo).ensure())).to_csv(path, index=False)
+    _, labels = load_project(tiny_cfg(f"project.annotations={path}", f"project.shards_dir={tmp_path}/s"))
+    assert labels.outcomes[0].classes == ["adenocarcinoma", "squamous"]

@@ -1,4 +1,5 @@
-"""Fold summary: mean, sd and Student-t 95% interval over folds; single-fold and metric-free runs."""
+"""Fold summary: mean, sd and 95% intervals over folds (Student-t; within the bounds of bounded metrics);
+single-fold and metric-free runs."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ import json
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
-from src.evaluation.results_log import append_results, epoch_summary, format_summary, json_safe, summarize
+from src.evaluation.results_log import (
+    append_results,
+    bounded_interval,
+    epoch_summary,
+    format_summary,
+    json_safe,
+    summarize,
+)
+from src.outcomes import available_kinds, metric_bounds, outcome_kind
+from src.outcomes.categorical import CategoricalOutcome
 
 
 def fold_rows(values: list[float], epoch: int = 1) -> list[dict]:
@@ -64,3 +74,44 @@ def test_results_log_gains_one_row_per_fold_and_epoch(tmp_path) -> None:
         ("s", "fold1", 1),
     ]
     assert list(log.strategy) == ["k_fold"] * 4 + ["none"] and np.isnan(log["val/slide_auroc/y"].iloc[-1])
+
+
+AUROC_BOUNDS = {"val/slide_auroc/y": (0.0, 1.0)}
+
+
+def test_bounded_interval_stays_in_bounds_and_is_the_logit_t_interval() -> None:
+    values = [1.0, 0.9961, 0.9931]  # Student-t on these goes above 1 (the issue's 0.9897 – 1.0038)
+    plain = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert plain[1] > 1
+    row = summarize(fold_rows(values), bounds=AUROC_BOUNDS).iloc[0]
+    assert 0 <= row.ci95_low <= row["mean"] <= row.ci95_high <= 1
+    # brute-force reference: move the bound 1e-3 inside, t interval of the logits, back through expit
+    logits = special.logit(np.clip(values, 1e-3, 1 - 1e-3))
+    expected = special.expit(stats.t.interval(0.95, 2, loc=logits.mean(), scale=stats.sem(logits)))
+    np.testing.assert_allclose([row.ci95_low, row.ci95_high], expected)
+
+
+def test_bounded_interval_in_the_middle_is_close_to_students_t() -> None:
+    values = [0.48, 0.52, 0.50, 0.55, 0.45]
+    row = summarize(fold_rows(values), bounds=AUROC_BOUNDS).iloc[0]
+    plain = stats.t.interval(0.95, 4, loc=np.mean(values), scale=stats.sem(values))
+    np.testing.assert_allclose([row.ci95_low, row.ci95_high], plain, atol=0.003)
+
+
+def test_one_sided_bounds_and_equal_values() -> None:
+    r2 = [0.999, 1.0, 0.97]
+    plain = stats.t.interval(0.95, 2, loc=np.mean(r2), scale=stats.sem(r2))
+    np.testing.assert_allclose(bounded_interval(np.array(r2), -np.inf, 1.0), (plain[0], 1.0))  # cut at the bound
+    mae = [0.01, 0.02, 0.0]
+    plain = stats.t.interval(0.95, 2, loc=np.mean(mae), scale=stats.sem(mae))
+    np.testing.assert_allclose(bounded_interval(np.array(mae), 0.0, np.inf), (0.0, plain[1]))
+    assert bounded_interval(np.array([1.0, 1.0, 1.0]), 0.0, 1.0) == (1.0, 1.0)
+    assert all(np.isnan(bounded_interval(np.array([0.7]), 0.0, 1.0)))
+
+
+def test_every_kind_declares_bounds_for_its_metrics() -> None:
+    for kind in available_kinds():
+        cls = outcome_kind(kind)
+        assert set(cls.metric_bounds) == set(cls.metric_names), kind
+    bounds = metric_bounds([CategoricalOutcome("y", classes=["a", "b"])])
+    assert bounds["val/patient_auroc/y"] == (0.0, 1.0) and len(bounds) == 6

@@ -28,7 +28,7 @@ def test_cli_extracts_with_openslide_in_worker_processes(two_slides: dict[str, P
     shards = tmp_path / "shards"
     run = run_cli(cli_command(slides_dir, shards, tmp_path, *KEY_OVERRIDES, "dataset.backend=openslide", "workers=2"))
     assert run.returncode == 0, run.stderr
-    assert "2 slides: 2 done, 0 skipped, 0 failed" in run.stdout
+    assert "2 slides: 2 extracted (" in run.stdout and "0 skipped (already complete, 0 tiles), 0 failed" in run.stdout
     folder = shard_dir(shards, SETTINGS)
     report = pd.read_csv(folder / REPORT_NAME, keep_default_na=False)
     assert report["backend"].tolist() == ["openslide", "openslide"]

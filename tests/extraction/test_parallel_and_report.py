@@ -10,7 +10,7 @@ import pandas as pd
 
 from src.demo.generate import DemoProject
 from src.extraction.extract import extract_slides
-from src.extraction.report import REPORT_COLUMNS, REPORT_NAME, thumbnail_path
+from src.extraction.report import REPORT_COLUMNS, REPORT_NAME, report_frame, summarize, thumbnail_path
 from src.extraction.settings import TileSettings
 from src.extraction.shards import read_index, shard_dir, tar_path
 from src.slides.reader import open_slide
@@ -77,3 +77,30 @@ def test_report_csv_and_thumbnail_outlines(two_slides: dict[str, Path], tmp_path
             thumb[loc_y - 60 : loc_y + 60, loc_x - 60 : loc_x + 60],
             plain[loc_y - 60 : loc_y + 60, loc_x - 60 : loc_x + 60],
         )
+
+
+def test_summary_tells_extracted_from_skipped(demo_project: DemoProject, tmp_path: Path) -> None:
+    slides = {p.stem: p for p in sorted(demo_project.slides_dir.glob("*.svs"))[:3]}
+    first = extract_slides(dict(list(slides.items())[:2]), tmp_path, SETTINGS, progress=False)
+    report = extract_slides({**slides, "gone": None}, tmp_path, SETTINGS, progress=False)
+    assert report["status"].tolist() == ["skipped", "skipped", "done", "failed"]
+    skipped_tiles = int(first["kept_tiles"].sum())
+    new_tiles = int(report["kept_tiles"].iloc[2])
+    new_seconds = float(report["seconds"].iloc[2])
+    assert (report["seconds"].iloc[:2] > 0).all()  # the skipped rows keep their first extraction's seconds...
+    lines = summarize(report).splitlines()
+    assert lines[0] == (  # ...which the summary does not count as this run's
+        f"4 slides: 1 extracted ({new_tiles:,} tiles in {new_seconds:.1f} s), "
+        f"2 skipped (already complete, {skipped_tiles:,} tiles), 1 failed"
+    )
+    assert lines[1].startswith("  FAILED gone: FileNotFoundError: Slide file not found") and len(lines) == 2
+    big = report_frame(
+        [
+            {"slide": "a", "status": "done", "kept_tiles": 4000, "seconds": 30},
+            {"slide": "b", "status": "done", "kept_tiles": 210, "seconds": 30},
+            {"slide": "c", "status": "skipped", "kept_tiles": 810, "seconds": 500},
+        ]
+    )
+    assert summarize(big, seconds=38.2) == (
+        "3 slides: 2 extracted (4,210 tiles in 38 s), 1 skipped (already complete, 810 tiles), 0 failed"
+    )

@@ -47,6 +47,6 @@ def test_a_kind_from_a_module_outside_src_trains_end_to_end(tiny_cfg, tmp_path: 
     training = manifest[manifest.dataset == "training"].outcome_label.astype(float)
     predictions = tiles["tumor_cellularity-y_pred"]
     assert training.min() - 1e-5 <= predictions.min() and predictions.max() <= training.max() + 1e-5
-    model = load_model(fold / "checkpoints" / "epoch1.ckpt")
+    model = load_model(fold / "checkpoints" / "epoch1.ckpt", allowed_kinds=["tests.outcomes.bounded_kind"])
     assert type(model.outcomes[0]).__name__ == "BoundedOutcome"
     assert outcome_from_dict(model.outcomes[0].to_dict()).kind_spec() == "tests.outcomes.bounded_kind"

@@ -122,6 +122,19 @@ def test_otsu_on_a_slide_without_pyramid_streams_level_0(tmp_path: Path, monkeyp
     assert abs((~mask).mean() - slide.tissue_fraction()) < 0.03
 
 
+def test_qptiff_is_read_and_extracted_by_tiffslide(image: np.ndarray, tmp_path: Path) -> None:
+    # A brightfield QPTIFF is a pyramidal TIFF under another extension: here a generated SVS, renamed.
+    slides_dir = tmp_path / "slides"
+    slides_dir.mkdir()
+    write_svs(slides_dir / "vectra.qptiff", image, mpp=0.5)
+    slides = find_slides(slides_dir)
+    assert list(slides) == ["vectra"]
+    with open_slide(slides["vectra"]) as reader:
+        assert reader.mpp == pytest.approx(0.5) and reader.dimensions == (1024, 1024)
+    report = extract_slides(slides, tmp_path / "shards", TileSettings(tile_px=64, tile_um=64), progress=False)
+    assert report["status"].tolist() == ["done"] and report["kept_tiles"].iloc[0] > 0
+
+
 def test_hamamatsu_ndpi(image: np.ndarray, tmp_path: Path) -> None:
     path = tmp_path / "scan (ndpi).ndpi"
     write_ndpi(path, image, mpp=0.5)  # NDPI's TIFF variant: 64-bit IFD offsets, JPEG strips, Hamamatsu tags

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from src.slides.openslide_backend import OpenSlideReader, rgba_on_white
-from src.slides.reader import open_slide
+from src.slides.reader import SlideError, open_slide
 from src.slides.tiffslide_backend import TiffSlideReader
 
 # Both libraries decode the same stored JPEG tiles, each with its own bundled libjpeg-turbo; other
@@ -61,3 +61,16 @@ def test_close_twice_is_harmless(shared_slides: Path) -> None:
     reader = OpenSlideReader(shared_slides / "small.svs")
     reader.close()
     reader.close()
+
+
+def test_a_dicom_folder_is_opened_through_its_first_file(tmp_path: Path) -> None:
+    # No real DICOM WSI is available here: these files only look like one from outside. The OpenSlide
+    # bundled here (openslide-bin 4.0.1) has its DICOM reader; opening must get to it, naming the file.
+    folder = tmp_path / "case 7"
+    folder.mkdir()
+    for name in ["b.dcm", "a.dcm"]:
+        (folder / name).write_bytes(b"\0" * 128 + b"DICM")
+    with pytest.raises(SlideError, match=r"Cannot open slide .*case 7/a\.dcm with OpenSlide"):
+        OpenSlideReader(folder)
+    with pytest.raises(SlideError, match=r"Slide file not found: .*empty"):
+        OpenSlideReader(tmp_path / "empty")

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src.demo.ndpi import write_ndpi
+from src.demo.render import SlideLook, render_slide
 from src.slides.openslide_backend import OpenSlideReader
 from src.slides.reader import SlideError, backend_name, open_slide, reader_class, shipped_backends
 from src.slides.tiffslide_backend import TiffSlideReader
@@ -90,8 +92,16 @@ def test_generated_slide_levels_and_name_with_spaces(demo_svs: Path, tmp_path: P
         assert np.abs(low - downsized).mean() < 6
 
 
-def test_mpp_override_wins(demo_svs: Path, backend: str) -> None:
-    with open_slide(demo_svs, mpp_override=0.25, backend=backend) as reader:
+def test_mpp_override_does_not_replace_the_files_own(tmp_path: Path, backend: str) -> None:
+    image = render_slide(np.random.default_rng(2), 512, SlideLook("squamous", 60.0))
+    path = tmp_path / "scan.ndpi"
+    write_ndpi(path, image, mpp=0.228)  # a 40x Hamamatsu scan
+    with open_slide(path, mpp_override=0.5, backend=backend) as reader:
+        assert reader.mpp == pytest.approx(0.228, rel=1e-3)  # the file's own, not the override
+
+
+def test_a_per_slide_mpp_replaces_the_files_own(demo_svs: Path, backend: str) -> None:
+    with open_slide(demo_svs, mpp_override=0.5, backend=backend, mpp=0.25) as reader:
         assert reader.mpp == 0.25
 
 

@@ -33,7 +33,7 @@ def test_epochs_list_saves_and_evaluates_each_listed_epoch(decay_fit) -> None:
     assert not (outdir / "checkpoints" / "epoch2.ckpt").exists()
     assert list(pd.read_csv(outdir / "results_log.csv").epoch) == [1, 3]
     # the epoch-1 checkpoint really is the model after one epoch
-    assert torch.load(outdir / "checkpoints" / "epoch1.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(outdir / "checkpoints" / "epoch1.ckpt", weights_only=True)["epoch"] == 0
 
 
 def test_batch_size_sets_the_training_batches(decay_fit) -> None:

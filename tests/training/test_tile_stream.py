@@ -110,7 +110,7 @@ def test_normalizer_and_augmentation_in_the_tile_stream(fit) -> None:
     assert params["norm_fit"]["params"] == expected["params"]
     for key in ("means", "stds"):
         assert params["norm_fit"][key] == pytest.approx(expected[key], rel=1e-6)
-    checkpoint = torch.load(trainer.outdir / "checkpoints" / "epoch1.ckpt", weights_only=False)
+    checkpoint = torch.load(trainer.outdir / "checkpoints" / "epoch1.ckpt", weights_only=True)
     assert checkpoint[PARAMS_KEY]["norm_fit"] == params["norm_fit"]
     rebuilt = from_fit(checkpoint[PARAMS_KEY]["norm_fit"])
     tile, image = recorder.val_images[0]

@@ -139,7 +139,7 @@ def test_input_scaling_is_saved_with_the_model(fitted: dict, tmp_path: Path, cap
     assert fitted["trainer"].module.net.input_stats() == default
     params = json.loads((fitted["out"] / "params.json").read_text())
     assert params["input_stats"] == default
-    checkpoint = torch.load(fitted["out"] / "checkpoints" / "epoch2.ckpt", weights_only=False)
+    checkpoint = torch.load(fitted["out"] / "checkpoints" / "epoch2.ckpt", weights_only=True)
     assert checkpoint[PARAMS_KEY]["input_stats"] == default
     assert checkpoint["state_dict"]["net.input_mean"].flatten().tolist() == default["mean"]
 

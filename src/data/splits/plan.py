@@ -13,8 +13,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class SplitPlan:
         trained: Names of the folds this run trains (``validation.folds``).
         source: ``computed``, ``cache`` or ``file``.
         path: The cache file or the given splits file, if any.
+        dropped_patients: Patients of the folds left out by `restrict` (e.g. no slide with tiles).
     """
 
     strategy: str
@@ -49,11 +50,31 @@ class SplitPlan:
     trained: list[str] = field(default_factory=list)
     source: str = "computed"
     path: Path | None = None
+    dropped_patients: list[str] = field(default_factory=list)
 
     def trained_folds(self) -> list[Fold]:
         """The folds to train, in order."""
         wanted = set(self.trained)
         return [f for f in self.folds if f.name in wanted]
+
+    def restrict(self, patients: Iterable[str]) -> SplitPlan:
+        """The same plan with only `patients` in its folds; every other patient of a fold is dropped.
+
+        Folds keep their names and order (the cache and a forced ``validation.splits`` file are not
+        changed); the dropped patients are listed in ``dropped_patients``.
+        """
+        keep = {str(p) for p in patients}
+        folds = [
+            replace(
+                fold,
+                train_patients=[p for p in fold.train_patients if p in keep],
+                val_patients=[p for p in fold.val_patients if p in keep],
+            )
+            for fold in self.folds
+        ]
+        everyone = {p for fold in self.folds for p in fold.train_patients + fold.val_patients}
+        dropped = sorted(set(self.dropped_patients) | (everyone - keep))
+        return replace(self, folds=folds, dropped_patients=dropped)
 
     def to_dict(self, annotations: pd.DataFrame | None = None) -> dict:
         """``splits.json`` content; with ``annotations``, each fold also lists its slides."""
@@ -77,6 +98,7 @@ class SplitPlan:
             "source": self.source,
             "path": str(self.path) if self.path else None,
             "trained": self.trained,
+            "dropped_patients": self.dropped_patients,
             "folds": folds,
         }
 

@@ -1,0 +1,58 @@
+"""``status.json`` in every run folder: ``running`` while it runs, then ``completed`` or ``failed``.
+
+A failed run records the error's type, message and the end of its traceback, so a folder of a run that
+crashed can never be mistaken for a good one. A run killed with SIGKILL (or by a lost node) cannot write
+anything: its status stays ``running``, with the PID and host that a reader can check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+STATUS_FILE = "status.json"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_status(run_folder: Path, status: str, **fields: Any) -> dict[str, Any]:
+    """Write ``status.json`` atomically (a reader never sees half a file); keeps the fields written before.
+
+    Args:
+        run_folder: The run folder.
+        status: ``running``, ``completed`` or ``failed``.
+        **fields: Extra JSON-ready fields (e.g. the metric, the error).
+
+    Returns:
+        The status written.
+    """
+    path = Path(run_folder) / STATUS_FILE
+    record = read_status(run_folder) or {"started": _now(), "pid": os.getpid(), "host": socket.gethostname()}
+    record.update({"status": status, "updated": _now(), **fields})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)
+    return record
+
+
+def read_status(run_folder: Path) -> dict[str, Any] | None:
+    """The run's status record, or None when it has none."""
+    path = Path(run_folder) / STATUS_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def failure_fields(error: BaseException) -> dict[str, str]:
+    """What a failed status records about ``error``: type, message and the last lines of the traceback."""
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    return {
+        "error_type": type(error).__name__,
+        "error": str(error),
+        "traceback": "".join(lines)[-4000:],
+    }

@@ -1,0 +1,18 @@
+"""A Lightning callback that fails in one fold (added with ``+callbacks.fail._target_=...``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+
+class FailInFold(pl.Callback):
+    """Raises ``RuntimeError`` at the first training batch of the fold whose folder is named ``fold``."""
+
+    def __init__(self, fold: str = "fold2") -> None:
+        self.fold = fold
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        if Path(trainer.default_root_dir).name == self.fold:
+            raise RuntimeError(f"boom in {self.fold}")

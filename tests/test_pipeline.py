@@ -1,0 +1,56 @@
+"""run(): fold sizes, splits.json and summary.json count only the patients that still have slides."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+import src.pipeline as pipeline
+from tests.test_project import small_project
+
+
+class StubTrainer:
+    """Stands in for FoldTrainer: records what each fold trains and validates on, returns one result row."""
+
+    folds: ClassVar[dict[str, tuple[set, set]]] = {}
+
+    def __init__(self, cfg, out, labels, name: str, row_info: dict) -> None:
+        self.fold = row_info["fold"]
+        self.row_info = row_info
+
+    def train(self, train, val) -> dict:
+        StubTrainer.folds[self.fold] = (set(train.patients().values()), set(val.patients().values()))
+        return {"epochs": {1: {"epoch": 1, "val/slide_auroc/tumor_type": 0.5, **self.row_info}}}
+
+
+def test_a_patient_without_tiles_is_in_no_fold_count(
+    tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=6, blank_patient="lonely")
+    cfg = tiny_cfg(
+        f"project.annotations={annotations}",
+        f"project.slides_dir={slides_dir}",
+        f"project.shards_dir={tmp_path / 'shards'}",
+        "project.demo=null",
+        f"run_dir={tmp_path / 'run'}",
+    )
+    monkeypatch.setattr(pipeline, "build_trainer", StubTrainer)
+    StubTrainer.folds = {}
+    with caplog.at_level(logging.INFO):
+        pipeline.run(cfg)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("lost all their slides" in m and "'lonely'" in m for m in messages)
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert splits["dropped_patients"] == summary["dropped_patients"] == ["lonely"]
+    for fold in splits["folds"]:
+        assert "lonely" not in fold["train_patients"] + fold["val_patients"]
+        train, val = StubTrainer.folds[fold["name"]]
+        assert (set(fold["train_patients"]), set(fold["val_patients"])) == (train, val)
+        assert summary["patients"][fold["name"]] == {"train": len(train), "val": len(val)}
+        assert f"{fold['name']}: {len(train)} training / {len(val)} validation patients" in messages
+    assert sum(len(f["val_patients"]) for f in splits["folds"]) == 6  # every patient with tiles, once

@@ -1,0 +1,115 @@
+"""The project layer: per-slide MPP through ensure_tiles, and folds fitted to the slides that have tiles."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra.utils import instantiate
+
+from src.data.dataset import Dataset
+from src.data.splits.folds import Fold
+from src.data.splits.plan import SplitPlan
+from src.demo.svs import write_svs
+from src.errors import AnnotationError
+from src.extraction.shards import read_index
+from src.project import ensure_tiles, fit_plan_to_tiles, load_project
+
+
+def small_project(tiny_cfg, tmp_path: Path, patients: int, blank_patient: str | None = None) -> tuple[Path, Path]:
+    """Annotations of `patients` demo patients, half of each tumour type (one slide each), and their slide files.
+
+    With `blank_patient`, that patient gets one more slide, ``blank_slide``: white, so no tissue tile.
+
+    Returns:
+        ``(annotations.csv, slides folder)``.
+    """
+    demo = instantiate(tiny_cfg().project.demo)
+    table = pd.read_csv(demo.ensure())
+    table = table.drop_duplicates("patient").groupby("tumor_type").head(patients // 2).sort_values("slide")
+    slides_dir = tmp_path / "slides"
+    slides_dir.mkdir()
+    for slide in table.slide:
+        (slides_dir / f"{slide}.svs").symlink_to(Path(demo.slides_dir) / f"{slide}.svs")
+    if blank_patient:
+        write_svs(slides_dir / "blank_slide.svs", np.full((512, 512, 3), 245, np.uint8), mpp=0.5)
+        table = pd.concat([table, table.iloc[[0]].assign(patient=blank_patient, slide="blank_slide")])
+    path = tmp_path / "annotations.csv"
+    table.to_csv(path, index=False)
+    return path, slides_dir
+
+
+def test_ensure_tiles_extracts_at_the_mpp_column_and_again_when_it_changes(tiny_cfg, tmp_path: Path) -> None:
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=2)
+    table = pd.read_csv(annotations)
+    first, second = table.slide.tolist()
+    shards = tmp_path / "shards"
+
+    def tiles_with(values: list) -> Dataset:
+        table.assign(scan_mpp=values).to_csv(annotations, index=False)
+        cfg = tiny_cfg(
+            f"project.annotations={annotations}",
+            f"project.slides_dir={slides_dir}",
+            f"project.shards_dir={shards}",
+            "project.mpp_column=scan_mpp",
+            "project.mpp_override=0.3",  # both files record 0.5: not used
+        )
+        dataset, _ = load_project(cfg)
+        return ensure_tiles(cfg, dataset)
+
+    dataset = tiles_with([0.25, None])
+    index = {slide: read_index(dataset.shard_dir, slide) for slide in (first, second)}
+    assert index[first]["mpp"] == 0.25 and index[first]["mpp_source"] == "column"
+    assert index[second]["mpp"] == pytest.approx(0.5) and index[second]["mpp_source"] == "slide"
+    assert index[first]["grid_tiles"] < index[second]["grid_tiles"]  # 64 µm = 256 px at 0.25, 128 px at 0.5
+    dataset = tiles_with([None, 1.0])
+    again = {slide: read_index(dataset.shard_dir, slide) for slide in (first, second)}
+    assert again[first]["mpp"] == pytest.approx(0.5) and again[second]["mpp"] == 1.0  # both extracted again
+
+
+def test_ensure_tiles_names_the_patients_who_lost_all_their_slides(
+    tiny_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=2, blank_patient="lonely")
+    cfg = tiny_cfg(
+        f"project.annotations={annotations}", f"project.slides_dir={slides_dir}", f"project.shards_dir={tmp_path}/s"
+    )
+    dataset, _ = load_project(cfg)
+    with caplog.at_level(logging.WARNING, logger="src.project"):
+        kept = ensure_tiles(cfg, dataset)
+    assert "blank_slide" not in kept.slides() and "lonely" not in kept.patients().values()
+    assert any("lost all their slides" in r.getMessage() and "'lonely'" in r.getMessage() for r in caplog.records)
+
+
+def _plan(*folds: Fold) -> SplitPlan:
+    return SplitPlan("k_fold", 0, {"k": len(folds)}, [], list(folds), trained=[f.name for f in folds])
+
+
+def _dataset(patients: list[str]) -> tuple[Dataset, object]:
+    table = pd.DataFrame({"patient": patients, "slide": [f"{p}-1" for p in patients], "y": ["a", "b"] * 2})
+    dataset = Dataset(table)
+    labels, _ = dataset.labels("y", "categorical")
+    return dataset, labels
+
+
+def test_fit_plan_to_tiles_keeps_only_patients_with_slides() -> None:
+    plan = _plan(Fold("fold1", ["p1", "p2", "p3"], ["p4", "p5"]), Fold("fold2", ["p4", "p5", "p3"], ["p1", "p2"]))
+    dataset, labels = _dataset(["p1", "p2", "p4", "p5"])  # p3's slides had no tissue tile
+    fitted = fit_plan_to_tiles(plan, dataset, labels)
+    assert [(f.train_patients, f.val_patients) for f in fitted.folds] == [
+        (["p1", "p2"], ["p4", "p5"]),
+        (["p4", "p5"], ["p1", "p2"]),
+    ]
+    assert fitted.dropped_patients == ["p3"]
+    assert fitted.to_dict()["dropped_patients"] == ["p3"]
+    assert plan.folds[0].train_patients == ["p1", "p2", "p3"]  # the plan itself (and its cache) is unchanged
+
+
+def test_fit_plan_to_tiles_rejects_a_fold_left_without_validation_patients() -> None:
+    plan = _plan(Fold("fold1", ["p1", "p2", "p4"], ["p3"]), Fold("fold2", ["p3", "p4"], ["p1", "p2"]))
+    dataset, labels = _dataset(["p1", "p2", "p4", "p5"])
+    with pytest.raises(AnnotationError, match=r"fold1: every validation patient lost all their slides.*'p3'"):
+        fit_plan_to_tiles(plan, dataset, labels)
