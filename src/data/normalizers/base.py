@@ -107,11 +107,25 @@ class StainNormalizer(ABC):
         return f"{type(self).__name__}(source={self.source!r}, fitted={self.target is not None})"
 
 
-def from_fit(fit: dict[str, Any]) -> StainNormalizer:
-    """Rebuild a fitted normalizer from a saved ``norm_fit`` (``params.json`` or a checkpoint)."""
-    cls = get_class(fit["class"])
+def from_fit(fit: dict[str, Any], allowed_classes: Sequence[str] = ()) -> StainNormalizer:
+    """Rebuild a fitted normalizer from a saved ``norm_fit`` (``params.json`` or a checkpoint).
+
+    The class named in the fit is imported only when it lives in this package or is listed in
+    ``allowed_classes``: a fit read from a file never makes us import (and so run) another module.
+
+    Raises:
+        ValueError: the class is not allowed (naming it and how to allow it).
+        TypeError: the class is not a :class:`StainNormalizer`.
+    """
+    name = str(fit.get("class", ""))
+    if not (name.startswith(f"{__package__}.") or name in set(allowed_classes)):
+        raise ValueError(
+            f"norm_fit class {name!r} is not one of this workbench's normalizers ({__package__}.*); "
+            f"pass allowed_classes=[{name!r}] if you trust it"
+        )
+    cls = get_class(name)
     if not (isinstance(cls, type) and issubclass(cls, StainNormalizer)):
-        raise TypeError(f"norm_fit class {fit['class']!r} is not a StainNormalizer")
+        raise TypeError(f"norm_fit class {name!r} is not a StainNormalizer")
     return cls(**fit.get("params", {})).set_fit(fit)
 
 
