@@ -111,18 +111,18 @@ class BagDataset(TorchDataset):
         return len(self.files)
 
     def read(self, bag: int) -> torch.Tensor:
-        """Every tile's features of bag ``bag``, float32 (n_tiles, n_features)."""
+        """Every tile's features of bag ``bag``, (n_tiles, n_features) in the stored dtype."""
         parts = []
         for path in self.files[bag]:
             with h5py.File(path, "r") as handle:
                 parts.append(torch.from_numpy(handle["features"][()]))
-        return torch.cat(parts).float()
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def __getitem__(self, bag: int) -> dict[str, torch.Tensor | int]:
         features = self.read(bag)
         if self.bag_size is not None and len(features) > self.bag_size:
             features = features[torch.randperm(len(features))[: self.bag_size]]
-        return {"features": features, "target": self.targets[bag], "clinical": self.clinical[bag], "bag": bag}
+        return {"features": features.float(), "target": self.targets[bag], "clinical": self.clinical[bag], "bag": bag}
 
 
 def pad_bags(items: list[dict]) -> dict[str, torch.Tensor]:
