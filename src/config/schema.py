@@ -77,6 +77,7 @@ class TrainConfig:
     project: Any = MISSING
     tiles: Any = MISSING
     dataset: Any = MISSING
+    encoder: Any = None  # only with dataset=features
     model: Any = MISSING
     loss: Any = MISSING
     optimizer: Any = MISSING

@@ -48,7 +48,7 @@ class FoldTrainer:
         self.outcomes = labels.outcomes
         self.name = name
         self.row_info = {"model": name, **(row_info or {})}
-        self.data: FoldDataModule | None = None
+        self.data: FoldDataModule | None = None  # or the data module ``dataset.datamodule`` names
         self.module: TileModule | None = None
 
     @property
@@ -63,7 +63,8 @@ class FoldTrainer:
             ``{"epochs": {"epoch3": {"train/loss": ..., "val/loss": ..., "val/slide_auroc/tumor_type": ...}}}``.
         """
         self.outdir.mkdir(parents=True, exist_ok=True)
-        self.data = FoldDataModule(self.hp, self.labels, train_ds, val_ds, where=self.row_info.get("fold", self.name))
+        data_module = instantiate(self.hp.dataset.datamodule) if self.hp.dataset.get("datamodule") else FoldDataModule
+        self.data = data_module(self.hp, self.labels, train_ds, val_ds, where=self.row_info.get("fold", self.name))
         self.data.setup("fit")
         losses = build_losses(self.hp.loss, [o.name for o in self.outcomes])
         self.module = self._module(losses)
@@ -89,8 +90,10 @@ class FoldTrainer:
             n_clinical=self.data.encoder.width,
             output_mean=output_mean,
             output_scale=output_scale,
+            **getattr(self.data, "net_kwargs", dict)(),  # e.g. the feature width of MIL bags
         )
-        return TileModule(
+        module = instantiate(hp.dataset.module) if hp.dataset.get("module") else TileModule
+        return module(
             net,
             self.outcomes,
             losses,
