@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from src.evaluation.heatmaps import attention_grid, save_attention_heatmap
+from src.evaluation.attention_heatmaps import attention_grid, save_attention_heatmap
 from src.models.mil.attention_mil import AttentionMIL
 
 
