@@ -211,11 +211,21 @@ def load_members(
     Raises:
         UnsafeFileError: a file that pickles code, names code not allowed, or a normalizer class outside
             ``src.data.normalizers`` (nothing from it is imported).
-        ValueError: a file that is not one of our checkpoints.
+        ValueError: a file that is not one of our checkpoints, or one from an incompatible version (its
+            params or weights do not fit this code), naming the file.
     """
     members = []
     for path in paths:
-        model = load_model(path, allowed_targets=list(allowed_targets), allowed_kinds=list(allowed_kinds))
+        try:
+            model = load_model(path, allowed_targets=list(allowed_targets), allowed_kinds=list(allowed_kinds))
+        except UnsafeFileError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, EOFError) as error:
+            raise ValueError(
+                f"model_path: {path} is not a checkpoint this version of the workbench can use "
+                f"({type(error).__name__}: {error}); give a checkpoints/epoch{{N}}.ckpt written by train.py or the "
+                "Trainer API, or its fold or run folder"
+            ) from error
         members.append(Member(Path(path), model, normalizer(Path(path), model.params.get("norm_fit"))))
         log.info("Model %s: outcomes %s", path, [o.name for o in model.outcomes])
     return ModelSet(members)

@@ -15,7 +15,7 @@ from src.pipeline import run as train
 from tests.conftest import tiny_overrides
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-fold cross-validated tiny model (one epoch) on the small demo; returns its run folder."""
     threads = torch.get_num_threads()
