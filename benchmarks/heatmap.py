@@ -72,7 +72,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=40000, help="slide side in level-0 px")
     parser.add_argument("--threads", type=int, default=2, help="threads reading tiles")
-    parser.add_argument("--torch-threads", type=int, default=1, help="intra-op threads of the model")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="intra-op threads of the model (1: its CPU time is measured exactly)",
+    )
     parser.add_argument("--no-shards", action="store_true", help="skip the shard JPEG round trip (as_shards=false)")
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)

@@ -32,17 +32,21 @@ class StageTimes:
         reading: Waiting for tiles (grid, tissue mask, reading, filtering, shard encoding).
         model: Normalizer and network.
         drawing: Thumbnail, heatmaps, tables.
+        model_cpu: CPU seconds of the main thread in the model stage (all of the model's CPU time when torch
+            runs on one thread).
     """
 
     reading: float = 0.0
     model: float = 0.0
     drawing: float = 0.0
+    model_cpu: float = 0.0
 
     def add(self, other: StageTimes) -> None:
         """Add another prediction's times to these."""
         self.reading += other.reading
         self.model += other.model
         self.drawing += other.drawing
+        self.model_cpu += other.model_cpu
 
 
 @dataclass

@@ -103,6 +103,9 @@ def run(cfg: DictConfig) -> int:
         print("\n".join(f"  {name:<40} {value:.4f}" for name, value in metrics.items()))
     seconds = time.perf_counter() - start
     print(summary(report, seconds))
-    print(f"  stages (s): reading tiles {times.reading:.1f}, model {times.model:.1f}, drawing {times.drawing:.1f}")
+    print(
+        f"  stages (s, main thread): waiting for tiles {times.reading:.1f}, model {times.model:.1f} "
+        f"({times.model_cpu:.1f} CPU), drawing and tables {times.drawing:.1f}"
+    )
     print(f"Predictions: {out}")
     return int((report.status == "failed").sum())

@@ -108,9 +108,10 @@ def predict_slide(
         times = live.times
         locs, predictions = [], []
         for images, batch_locs in live.batches(options.batch_size, options.threads, options.as_shards):
-            tick = time.perf_counter()
+            tick, cpu = time.perf_counter(), time.thread_time()
             predictions.append(models.predict(images, clinical))
             times.model += time.perf_counter() - tick
+            times.model_cpu += time.thread_time() - cpu
             locs.append(batch_locs)
         if not locs:
             filters = options.settings.tissue_filter()
