@@ -24,7 +24,7 @@ from src.training.checkpoint import ParamsInCheckpoint
 from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers
 from src.training.module import TileModule
 from src.training.params import fold_params, write_fold_files
-from src.training.resume import EpochSeeds, LastCheckpoint, fold_logger_id
+from src.training.resume import EpochSeeds, LastCheckpoint, fold_logger_id, set_aside_csv_metrics
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,8 @@ class FoldTrainer:
         callbacks = [EpochSeeds(int(hp.seed)), saver, ParamsInCheckpoint(params)]
         callbacks += [instantiate(c) for c in (hp.callbacks or {}).values()]
         callbacks.append(LastCheckpoint(self.outdir))  # a Checkpoint: Lightning runs it after the others
+        if resume:
+            set_aside_csv_metrics(self.outdir)
         loggers = build_loggers(
             hp.logger,
             self.outdir,

@@ -87,6 +87,24 @@ class EpochSeeds(pl.Callback):
         seed_epoch(self.seed, trainer.current_epoch)
 
 
+def set_aside_csv_metrics(fold_dir: str | Path) -> list[Path]:
+    """Rename the fold's CSV-logger ``metrics.csv`` files (CSVLogger deletes one it finds when it starts).
+
+    Called before a resumed fold's loggers start: the metrics logged before the interruption stay in
+    ``metrics.before_resume{N}.csv`` next to the new ``metrics.csv``.
+
+    Returns:
+        The new names.
+    """
+    kept = []
+    for path in sorted(Path(fold_dir).glob("*/metrics.csv")):
+        n = 1 + len(list(path.parent.glob("metrics.before_resume*.csv")))
+        target = path.with_name(f"metrics.before_resume{n}.csv")
+        path.replace(target)
+        kept.append(target)
+    return kept
+
+
 def last_checkpoint(fold_dir: str | Path) -> Path | None:
     """The fold's ``last.ckpt`` (the end of its last finished epoch), or None when it has none."""
     path = Path(fold_dir) / LAST_CHECKPOINT
