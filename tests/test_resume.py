@@ -24,6 +24,7 @@ from tests.conftest import tiny_overrides
 from tests.training.memory_logger import MemoryLogger
 
 INTERRUPT = "+callbacks.stop._target_=tests.failing_callback.InterruptOnce"
+FEW_BATCHES = ["+trainer.limit_train_batches=2"]  # still a whole sampler draw per epoch; less to train
 MEMORY = "+logger.memory={_target_: tests.training.memory_logger.MemoryLogger, name: null, group: null, id: null}"
 
 
@@ -39,7 +40,7 @@ def runs(data_dir: Path, tmp_path_factory: pytest.TempPathFactory, one_torch_thr
     (Two folds of three keep this fast; the kill -9 test below runs all three, in a real process.)
     """
     base = tmp_path_factory.mktemp("resume")
-    overrides = [*tiny_overrides(data_dir, base / "outputs"), "epochs=[1,2]", "validation.folds=[1,2]"]
+    overrides = [*tiny_overrides(data_dir, base / "outputs"), "epochs=[1,2]", "validation.folds=[1,2]", *FEW_BATCHES]
     whole = compose([*overrides, f"run_dir={base / 'whole'}"])
     run(whole)
     MemoryLogger.made.clear()

@@ -12,7 +12,7 @@ class MemoryLogger(Logger):
 
     made: ClassVar[list[MemoryLogger]] = []
 
-    def __init__(self, name: str | None = "memory", group: str | None = None, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, name: str | None = "memory", group: str | None = None, id: str | None = None) -> None:
         super().__init__()
         self._name = name
         self.group = group
