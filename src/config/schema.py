@@ -103,6 +103,7 @@ class TrainConfig:
     l1: float = MISSING
     dataloader: DataloaderConfig = field(default_factory=DataloaderConfig)
     run_dir: str | None = MISSING
+    resume: str | None = MISSING
     results_log: str = MISSING
     optimized_metric: str = MISSING
 

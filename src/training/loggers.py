@@ -1,11 +1,13 @@
 """Experiment loggers built generically from ``conf/logger/`` (CSV, W&B, TensorBoard, or your own).
 
-Each entry of the ``logger`` group is a ``_target_`` node instantiated as written, except for three keys
+Each entry of the ``logger`` group is a ``_target_`` node instantiated as written, except for the keys
 that only the run knows; they are filled in when the YAML has them:
 
 - ``save_dir``: replaced by the fold folder;
 - ``name: null``: the run name ``{name}-{fold}``;
-- ``group: null``: the run id (the run folder's name), so W&B groups a run's folds.
+- ``group: null``: the run id (the run folder's name), so W&B groups a run's folds;
+- ``id: null``: the fold's logger run id (kept in the fold folder), so a resumed fold continues its W&B run
+  (with ``resume: allow`` in the YAML).
 
 A logger without ``save_dir`` (e.g. one that sends metrics elsewhere) needs nothing else. Every logger
 gets the resolved config through ``log_hyperparams``, and is finalized (W&B runs finished) when the fit
@@ -36,6 +38,7 @@ def build_loggers(
     name: str,
     group: str | None,
     hparams: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> list[Logger]:
     """Instantiate every logger of the ``logger`` group.
 
@@ -45,6 +48,7 @@ def build_loggers(
         name: Run name for loggers whose YAML has ``name: null``.
         group: Run id for loggers whose YAML has ``group: null``.
         hparams: The resolved config, sent with ``log_hyperparams``.
+        run_id: Logger run id for loggers whose YAML has ``id: null`` (None leaves it to the logger).
     """
     configure_wandb_env()
     loggers = []
@@ -56,6 +60,8 @@ def build_loggers(
             fill["name"] = name
         if "group" in node and node["group"] is None:
             fill["group"] = group
+        if "id" in node and node["id"] is None and run_id is not None:
+            fill["id"] = run_id
         logger = instantiate(node, **fill)
         if hparams:
             logger.log_hyperparams(dict(hparams))
