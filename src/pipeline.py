@@ -21,6 +21,7 @@ from src.evaluation.results_log import (
     json_safe,
     summarize,
 )
+from src.hpsearch.sweep_info import job_sweep_info
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 from src.run_status import failure_fields, write_status
@@ -47,13 +48,15 @@ def run(cfg: DictConfig) -> float:
 
     The run folder's ``status.json`` says ``running`` from the start, then ``completed`` (with the metric) or
     ``failed`` (with the error); each fold's rows are appended to ``cfg.results_log`` as soon as the fold
-    ends, so a crash in a later fold keeps them.
+    ends, so a crash in a later fold keeps them. A job of a sweep records its sweep id, job number and own
+    overrides in ``status.json`` and in every results row (``src.hpsearch.sweep_info``).
     """
     validate(cfg)  # every config error before any data is read
     out = run_dir(cfg)
-    write_status(out, "running")
+    sweep = job_sweep_info()
+    write_status(out, "running", **({"sweep": sweep} if sweep else {}))
     try:
-        metric = _run(cfg, out)
+        metric = _run(cfg, out, sweep)
     except BaseException as error:  # also KeyboardInterrupt: the folder must not look like a good run
         write_status(out, "failed", **failure_fields(error))
         raise
@@ -61,7 +64,7 @@ def run(cfg: DictConfig) -> float:
     return metric
 
 
-def _run(cfg: DictConfig, out: Path) -> float:
+def _run(cfg: DictConfig, out: Path, sweep: dict | None = None) -> float:
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
@@ -77,7 +80,8 @@ def _run(cfg: DictConfig, out: Path) -> float:
         f" {plan.path}" if plan.path else "",
     )
 
-    run_id = out.name
+    sweep = sweep or {}
+    run_id = f"{sweep['sweep_id']}-{sweep['sweep_job']}" if sweep else out.name  # unique across sweeps
     rows = []
     for fold in folds:
         log.info(
@@ -88,7 +92,7 @@ def _run(cfg: DictConfig, out: Path) -> float:
             out / fold.name,
             labels,
             name=f"{cfg.name}-{fold.name}",
-            row_info={"run_id": run_id, "strategy": plan.strategy, "fold": fold.name},
+            row_info={"run_id": run_id, "strategy": plan.strategy, "fold": fold.name, **sweep},
         )
         val_ds = dataset.select_patients(fold.val_patients) if fold.val_patients else None
         results = trainer.train(dataset.select_patients(fold.train_patients), val_ds)
