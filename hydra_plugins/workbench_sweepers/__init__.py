@@ -7,11 +7,15 @@ work is done in ``src/hpsearch`` (imported lazily, so extraction and other Hydra
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+# Importing Optuna's storage (when Hydra builds the sampler) logs a page of alembic "setup plugin" lines.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class _Delegating(Sweeper):

@@ -104,6 +104,7 @@ class TrainConfig:
     run_dir: str | None = MISSING
     results_log: str = MISSING
     optimized_metric: str = MISSING
+    hparams_search: Any = MISSING
 
 
 @dataclass

@@ -91,7 +91,7 @@ def write_best(sweep_dir: Path, best: Mapping[str, Any], metric: str, objective:
         {f"override /{g}": choices[g]} for g in sorted(groups) if choices[g] is not None and g != "hparams_search"
     ]
     defaults.append("_self_")
-    values = [o for o in overrides if split_override(o)[0] not in groups and not o.startswith("~")]
+    values = [o for o in overrides if _rerun_value(split_override(o)[0], groups) and not o.startswith("~")]
     body = OmegaConf.to_container(OmegaConf.from_dotlist([o.lstrip("+") for o in values]))
     mean = best.get("mean")
     header = [
@@ -123,9 +123,11 @@ def write_results(sweep_dir: Path, best: Mapping[str, Any] | None, direction: st
 
 
 def write_plots(sweep_dir: Path, study: Any) -> None:
-    """Optuna's optimization-history and hyper-parameter-importance pictures (matplotlib), replaced atomically.
+    """Optimization history (Optuna's matplotlib plot) and hyper-parameter importances, replaced atomically.
 
-    The importance plot needs two complete trials with different values; until then it is skipped.
+    Importances are Optuna's ``get_param_importances`` with the mean-decrease-impurity evaluator (a seeded
+    scikit-learn random forest; optuna 2.10's own importance plot does not run on current matplotlib). They
+    need two complete trials with different objectives; until then the picture is skipped.
     """
     import matplotlib
 
@@ -133,22 +135,35 @@ def write_plots(sweep_dir: Path, study: Any) -> None:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as optuna_plots
 
-    plots = {"optimization_history.png": optuna_plots.plot_optimization_history}
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:
+        return
+    plots = {"optimization_history.png": lambda: optuna_plots.plot_optimization_history(study).figure}
     if len(complete) >= 2 and len({t.value for t in complete}) > 1 and complete[0].params:
-        plots["param_importances.png"] = optuna_plots.plot_param_importances
-    for name, plot in plots.items():
+        plots["param_importances.png"] = lambda: _importance_figure(study, plt)
+    for name, draw in plots.items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                axes = plot(study)
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+                figure = draw()
             tmp = sweep_dir / f".{name}.tmp.png"
             figure.savefig(tmp, dpi=100, bbox_inches="tight")
             plt.close(figure)
             tmp.replace(sweep_dir / name)
         except Exception as error:  # a picture must never stop a sweep
             log.warning("%s not drawn: %s", name, error)
+
+
+def _importance_figure(study: Any, plt: Any) -> Any:
+    from optuna.importance import MeanDecreaseImpurityImportanceEvaluator, get_param_importances
+
+    importances = get_param_importances(study, evaluator=MeanDecreaseImpurityImportanceEvaluator(seed=0))
+    names = list(importances)[::-1]
+    figure, axes = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2))
+    axes.barh(names, [importances[n] for n in names], color="tab:blue")
+    axes.set_xlabel("importance (mean decrease in impurity)")
+    axes.set_title(f"Hyper-parameter importances ({len(study.trials)} trials)")
+    return figure
 
 
 def load_search(sweep_dir: str | Path) -> tuple[dict[str, Any] | None, pd.DataFrame]:
@@ -181,6 +196,11 @@ def load_search(sweep_dir: str | Path) -> tuple[dict[str, Any] | None, pd.DataFr
         "best_yaml": str(sweep_dir / BEST_FILE),
     }
     return best, history
+
+
+def _rerun_value(key: str, groups: set[str]) -> bool:
+    """Whether an override is a value to keep in ``best.yaml`` (not a group choice, sweep or Hydra key)."""
+    return key not in groups and not key.startswith(("hydra.", "hparams_search"))
 
 
 def _finite(value: Any) -> bool:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import RangeSweep
+from hydra.core.override_parser.types import Override, RangeSweep
 from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
@@ -58,6 +58,16 @@ def distribution(key: str, values: str) -> BaseDistribution:
         (override,) = OverridesParser.create().parse_overrides([f"{key}={values}"])
     except Exception as error:
         raise SearchSpaceError(f"{key}: cannot parse '{values}' ({error})") from error
+    return override_distribution(override, values)
+
+
+def override_distribution(override: Override, values: str = "") -> BaseDistribution:
+    """The Optuna distribution of a parsed sweep override (``range`` with its stop excluded).
+
+    Raises:
+        SearchSpaceError: the override is not a sweep.
+    """
+    key = override.get_key_element()
     if not override.is_sweep_override():
         raise SearchSpaceError(
             f"{key}: '{values}' is a single value, not a sweep: use choice(...), range(a, b) or interval(a, b)"
