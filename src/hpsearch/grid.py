@@ -92,19 +92,21 @@ class GridSweeperImpl(BasicSweeper):
         swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
         (product,) = self.split_arguments(parsed, None)
         common = [o for o in product[0] if split_override(o)[0] not in {k.lstrip("+~") for k in swept}]
-        if self.grid_file:
-            jobs = [(n, [*common, *own]) for n, own in read_grid_file(self.grid_file, self.jobs)]
+        if self.grid_file:  # a row's keys replace the command line's
+            rows = read_grid_file(self.grid_file, self.jobs)
+            common = _without(common, [o for _, own in rows for o in own])
+            jobs = [(n, [*common, *own], own) for n, own in rows]
         else:
-            jobs = list(enumerate(product))
-        self._write_grid(sweep_dir, jobs, common)
+            jobs = [(n, job, [o for o in job if o not in common]) for n, job in enumerate(product)]
+        self._write_grid(sweep_dir, jobs)
         write_sweep_file(sweep_dir, "grid", common, n_jobs=len(jobs))
-        return self._launch_all(sweep_dir, jobs, common)
+        return self._launch_all(sweep_dir, [(n, job) for n, job, _ in jobs], common)
 
-    def _write_grid(self, sweep_dir: Path, jobs: list[tuple[int, list[str]]], common: list[str]) -> None:
-        rows = []
-        for number, overrides in jobs:
-            own = [o for o in overrides if o not in common]
-            rows.append({"job": number, **dict(split_override(o) for o in own), "overrides": " ".join(own)})
+    def _write_grid(self, sweep_dir: Path, jobs: list[tuple[int, list[str], list[str]]]) -> None:
+        rows = [
+            {"job": number, **dict(split_override(o) for o in own), "overrides": " ".join(own)}
+            for number, _, own in jobs
+        ]
         table = pd.DataFrame(rows)
         table = table[["job", *[c for c in table.columns if c not in ("job", "overrides")], "overrides"]]
         atomic_write_text(sweep_dir / GRID_FILE, table.to_csv(index=False))
@@ -143,3 +145,9 @@ class GridSweeperImpl(BasicSweeper):
         write_results(sweep_dir, best, direction, len(records))
         if best:
             write_best(sweep_dir, best, metric, "mean", "job")
+
+
+def _without(common: list[str], own: list[str]) -> list[str]:
+    """``common`` without the keys that ``own`` sets."""
+    keys = {split_override(o)[0] for o in own}
+    return [o for o in common if split_override(o)[0] not in keys]
