@@ -21,6 +21,7 @@ from src.evaluation.results_log import (
     json_safe,
     summarize,
 )
+from src.hpsearch.sweep_info import job_sweep_info
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 from src.resume import Resume, check_resume, check_same_folds, run_folder
@@ -50,19 +51,22 @@ def run(cfg: DictConfig) -> float:
     The run folder's ``status.json`` says ``running`` from the start, then ``completed`` (with the metric) or
     ``failed`` (with the error); each fold's rows are appended to ``cfg.results_log`` as soon as the fold
     ends, so a crash in a later fold keeps them. A folder that holds a run already (``resume=<folder>``, or
-    the same ``run_dir``) is resumed (``src.resume``): completed folds kept, the interrupted one continued.
+    the same ``run_dir``) is resumed (``src.resume``): completed folds kept, the interrupted one continued. A
+    job of a sweep records its sweep id, job number and own overrides in ``status.json`` and in every results
+    row (``src.hpsearch.sweep_info``).
     """
     validate(cfg)  # every config error before any data is read
     out = run_folder(cfg, run_dir)
     resumed = check_resume(cfg, out)  # a differing config or a live run: refused before anything runs
     if resumed is not None and resumed.complete:
         return resumed.report_complete()
+    sweep = job_sweep_info()
     if resumed is not None:
         resumed.start()
     else:
-        write_status(out, "running")
+        write_status(out, "running", **({"sweep": sweep} if sweep else {}))
     try:
-        metric = _run(cfg, out, resumed)
+        metric = _run(cfg, out, resumed, sweep)
     except BaseException as error:  # also KeyboardInterrupt: the folder must not look like a good run
         write_status(out, "failed", **failure_fields(error))
         raise
@@ -70,7 +74,7 @@ def run(cfg: DictConfig) -> float:
     return metric
 
 
-def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None) -> float:
+def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict | None = None) -> float:
     if resumed is None:  # a resumed run keeps the config.yaml it was checked against
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
@@ -89,7 +93,8 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None) -> float:
         f" {plan.path}" if plan.path else "",
     )
 
-    run_id = out.name
+    sweep = sweep or {}
+    run_id = f"{sweep['sweep_id']}-{sweep['sweep_job']}" if sweep else out.name  # unique across sweeps
     rows = []
     for fold in folds:
         kept = completed_fold_rows(out / fold.name)  # None in a new run
@@ -105,7 +110,7 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None) -> float:
             out / fold.name,
             labels,
             name=f"{cfg.name}-{fold.name}",
-            row_info={"run_id": run_id, "strategy": plan.strategy, "fold": fold.name},
+            row_info={"run_id": run_id, "strategy": plan.strategy, "fold": fold.name, **sweep},
         )
         val_ds = dataset.select_patients(fold.val_patients) if fold.val_patients else None
         resume_from = last_checkpoint(out / fold.name)  # the interrupted fold of a resumed run

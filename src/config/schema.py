@@ -106,6 +106,7 @@ class TrainConfig:
     resume: str | None = MISSING
     results_log: str = MISSING
     optimized_metric: str = MISSING
+    hparams_search: Any = MISSING
 
 
 @dataclass

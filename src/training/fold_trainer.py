@@ -21,7 +21,7 @@ from src.data.normalizers import StainNormalizer
 from src.losses.outcome_losses import OutcomeLoss, build_losses, check_loss_fits, fit_losses
 from src.training.callbacks import EpochOutputs
 from src.training.checkpoint import ParamsInCheckpoint
-from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers
+from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers, sweep_tags
 from src.training.module import TileModule
 from src.training.params import fold_params, write_fold_files
 from src.training.resume import EpochSeeds, LastCheckpoint, fold_logger_id, set_aside_csv_metrics
@@ -129,6 +129,7 @@ class FoldTrainer:
             group=self.row_info.get("run_id"),
             hparams=OmegaConf.to_container(hp, resolve=True),
             run_id=fold_logger_id(self.outdir, resume),
+            tags=sweep_tags(self.row_info),
         )
         trainer = instantiate(
             hp.trainer,
