@@ -60,15 +60,15 @@ class FoldValues:
         vals = list(self.values.values())
         return float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
 
-    def objective(self, kind: str, direction: str) -> float:
+    def objective(self, name: str, direction: str) -> float:
         """``mean``, or ``mean_minus_sd``: mean − sd when maximising, mean + sd when minimising (0 sd for one fold).
 
         Raises:
-            ValueError: ``kind`` is not one of ``mean``, ``mean_minus_sd``.
+            ValueError: ``name`` is not one of ``mean``, ``mean_minus_sd``.
         """
-        if kind not in OBJECTIVES:
-            raise ValueError(f"hparams_search.objective={kind!r}: use one of {', '.join(OBJECTIVES)}")
-        if kind == "mean":
+        if name not in OBJECTIVES:
+            raise ValueError(f"hparams_search.objective={name!r}: use one of {', '.join(OBJECTIVES)}")
+        if name == "mean":
             return self.mean
         sd = self.sd if math.isfinite(self.sd) else 0.0
         return self.mean - sd if direction == "maximize" else self.mean + sd

@@ -60,9 +60,9 @@ def split_override(text: str) -> tuple[str, str]:
 
 def scalar(text: str) -> Any:
     """An override value as a number when it is one (``'1e-3'`` → 0.001), else the text."""
-    for kind in (int, float):
+    for cast in (int, float):
         try:
-            return kind(text)
+            return cast(text)
         except ValueError:
             pass
     return text
