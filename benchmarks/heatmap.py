@@ -75,8 +75,8 @@ def main() -> None:
     parser.add_argument(
         "--torch-threads",
         type=int,
-        default=1,
-        help="intra-op threads of the model (1: its CPU time is measured exactly)",
+        default=torch.get_num_threads(),
+        help="intra-op threads of the model (default: torch's, as predict.py; 1 measures its CPU time exactly)",
     )
     parser.add_argument("--no-shards", action="store_true", help="skip the shard JPEG round trip (as_shards=false)")
     args = parser.parse_args()
