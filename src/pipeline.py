@@ -21,10 +21,13 @@ from src.evaluation.results_log import (
     json_safe,
     summarize,
 )
+from src.hpsearch.sweep_info import job_sweep_info
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
+from src.resume import Resume, check_resume, check_same_folds, run_folder
 from src.run_status import failure_fields, write_status
 from src.training.fold_trainer import build_trainer
+from src.training.resume import completed_fold_rows, last_checkpoint, mark_fold_completed
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +50,23 @@ def run(cfg: DictConfig) -> float:
 
     The run folder's ``status.json`` says ``running`` from the start, then ``completed`` (with the metric) or
     ``failed`` (with the error); each fold's rows are appended to ``cfg.results_log`` as soon as the fold
-    ends, so a crash in a later fold keeps them.
+    ends, so a crash in a later fold keeps them. A folder that holds a run already (``resume=<folder>``, or
+    the same ``run_dir``) is resumed (``src.resume``): completed folds kept, the interrupted one continued. A
+    job of a sweep records its sweep id, job number and own overrides in ``status.json`` and in every results
+    row (``src.hpsearch.sweep_info``).
     """
     validate(cfg)  # every config error before any data is read
-    out = run_dir(cfg)
-    write_status(out, "running")
+    out = run_folder(cfg, run_dir)
+    resumed = check_resume(cfg, out)  # a differing config or a live run: refused before anything runs
+    if resumed is not None and resumed.complete:
+        return resumed.report_complete()
+    sweep = job_sweep_info()
+    if resumed is not None:
+        resumed.start()
+    else:
+        write_status(out, "running", **({"sweep": sweep} if sweep else {}))
     try:
-        metric = _run(cfg, out)
+        metric = _run(cfg, out, resumed, sweep)
     except BaseException as error:  # also KeyboardInterrupt: the folder must not look like a good run
         write_status(out, "failed", **failure_fields(error))
         raise
@@ -61,12 +74,15 @@ def run(cfg: DictConfig) -> float:
     return metric
 
 
-def _run(cfg: DictConfig, out: Path) -> float:
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict | None = None) -> float:
+    if resumed is None:  # a resumed run keeps the config.yaml it was checked against
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
     dataset = ensure_tiles(cfg, dataset)
     plan = fit_plan_to_tiles(plan, dataset, labels)  # fold sizes count only patients that still have slides
+    if resumed is not None:
+        check_same_folds(out, plan.to_dict(dataset.annotations))
     plan.write(out / "splits.json", dataset.annotations)
     folds = plan.trained_folds()
     log.info(
@@ -77,9 +93,15 @@ def _run(cfg: DictConfig, out: Path) -> float:
         f" {plan.path}" if plan.path else "",
     )
 
-    run_id = out.name
+    sweep = sweep or {}
+    run_id = f"{sweep['sweep_id']}-{sweep['sweep_job']}" if sweep else out.name  # unique across sweeps
     rows = []
     for fold in folds:
+        kept = completed_fold_rows(out / fold.name)  # None in a new run
+        if kept is not None:
+            log.info("%s: completed before the resume, kept (%d results rows)", fold.name, len(kept))
+            rows.extend(kept)
+            continue
         log.info(
             "%s: %d training / %d validation patients", fold.name, len(fold.train_patients), len(fold.val_patients)
         )
@@ -88,12 +110,15 @@ def _run(cfg: DictConfig, out: Path) -> float:
             out / fold.name,
             labels,
             name=f"{cfg.name}-{fold.name}",
-            row_info={"run_id": run_id, "strategy": plan.strategy, "fold": fold.name},
+            row_info={"run_id": run_id, "strategy": plan.strategy, "fold": fold.name, **sweep},
         )
         val_ds = dataset.select_patients(fold.val_patients) if fold.val_patients else None
-        results = trainer.train(dataset.select_patients(fold.train_patients), val_ds)
+        resume_from = last_checkpoint(out / fold.name)  # the interrupted fold of a resumed run
+        results = trainer.train(dataset.select_patients(fold.train_patients), val_ds, resume_from=resume_from)
         fold_rows = list(results["epochs"].values())
-        append_results(Path(cfg.results_log), fold_rows)  # now, not after the last fold
+        # now, not after the last fold; a fold re-done after a kill replaces its rows
+        append_results(Path(cfg.results_log), fold_rows, replace={"run_id": run_id, "fold": fold.name})
+        mark_fold_completed(out / fold.name, fold_rows)  # after its rows are in the log
         rows.extend(fold_rows)
     summary = summarize(rows, bounds=metric_bounds(labels.outcomes))
     last = max(int(e) for e in cfg.epochs)

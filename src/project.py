@@ -123,13 +123,17 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
     A shard counts as there when it is complete, its slide file unchanged, and it was extracted at
     the MPP the slide gets now (``project.mpp_column``, the file's own, ``project.mpp_override``).
     Nothing is read or extracted for clinical-only models (``model.drop_images``). Patients who lose
-    all their slides are named in the log.
+    all their slides are named in the log. With ``dataset.bags`` (``dataset=features``), the feature bags
+    that are missing are extracted after the shards; the encoder's weights file is checked before any tile
+    is read.
 
     Raises:
         RuntimeError: extraction failed for some slides (each named with its reason).
+        FileNotFoundError: the encoder's weights file is missing (``dataset=features``; saying where to put it).
     """
     if cfg.model.drop_images:
         return dataset
+    bags = instantiate(cfg.dataset.bags) if cfg.dataset.get("bags") else None  # checks the encoder first
     paths = dataset.slide_paths()
     mpps = dataset.slide_mpps()
 
@@ -165,7 +169,7 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
                 len(lost),
                 lost[:20],
             )
-    return dataset
+    return bags.ensure(dataset) if bags is not None else dataset
 
 
 def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels) -> SplitPlan:

@@ -22,12 +22,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def write_status(run_folder: Path, status: str, **fields: Any) -> dict[str, Any]:
+def write_status(run_folder: Path, status: str, clear: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
     """Write ``status.json`` atomically (a reader never sees half a file); keeps the fields written before.
 
     Args:
         run_folder: The run folder.
         status: ``running``, ``completed`` or ``failed``.
+        clear: Fields written before to drop (e.g. a resumed run's old error).
         **fields: Extra JSON-ready fields (e.g. the metric, the error).
 
     Returns:
@@ -35,6 +36,8 @@ def write_status(run_folder: Path, status: str, **fields: Any) -> dict[str, Any]
     """
     path = Path(run_folder) / STATUS_FILE
     record = read_status(run_folder) or {"started": _now(), "pid": os.getpid(), "host": socket.gethostname()}
+    for key in clear:
+        record.pop(key, None)
     record.update({"status": status, "updated": _now(), **fields})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))

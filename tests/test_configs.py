@@ -32,9 +32,13 @@ def _instantiable(node, path=""):
             yield from _instantiable(node[key], f"{path}.{key}")
 
 
+# options that need another group chosen with them
+COMPANIONS = {("dataset", "features"): ["encoder=tiny_random"]}
+
+
 @pytest.mark.parametrize(("group", "option"), group_options())
 def test_every_option_composes_and_instantiates(group: str, option: str) -> None:
-    overrides = [f"{group}={option}"]
+    overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
     cfg = compose(overrides)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     node = cfg[group] if group != "experiment" else cfg

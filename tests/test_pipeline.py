@@ -22,7 +22,7 @@ class StubTrainer:
         self.fold = row_info["fold"]
         self.row_info = row_info
 
-    def train(self, train, val) -> dict:
+    def train(self, train, val, resume_from=None) -> dict:
         StubTrainer.folds[self.fold] = (set(train.patients().values()), set(val.patients().values()))
         return {"epochs": {1: {"epoch": 1, "val/slide_auroc/tumor_type": 0.5, **self.row_info}}}
 

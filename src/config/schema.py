@@ -1,4 +1,4 @@
-"""Typed schemas of ``conf/train.yaml`` and ``conf/extract.yaml`` (Hydra structured configs).
+"""Typed schemas of ``conf/train.yaml``, ``conf/extract.yaml`` and ``conf/predict.yaml`` (Hydra structured configs).
 
 Each primary config lists its schema first in its defaults list (``- train_schema``), so Hydra checks
 the type of every plain key while composing: ``batch_size=abc``, ``epochs=5`` or ``outcomes=tumor_type``
@@ -77,6 +77,7 @@ class TrainConfig:
     project: Any = MISSING
     tiles: Any = MISSING
     dataset: Any = MISSING
+    encoder: Any = None  # only with dataset=features
     model: Any = MISSING
     loss: Any = MISSING
     optimizer: Any = MISSING
@@ -102,8 +103,10 @@ class TrainConfig:
     l1: float = MISSING
     dataloader: DataloaderConfig = field(default_factory=DataloaderConfig)
     run_dir: str | None = MISSING
+    resume: str | None = MISSING
     results_log: str = MISSING
     optimized_metric: str = MISSING
+    hparams_search: Any = MISSING
 
 
 @dataclass
@@ -121,8 +124,37 @@ class ExtractConfig:
     progress: bool = MISSING
 
 
+@dataclass
+class PredictConfig:
+    """Schema of ``conf/predict.yaml``."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    model_path: str = MISSING
+    epoch: int | None = MISSING
+    slides: Any = MISSING  # a folder or an annotations file (str), or a list of slide files
+    slides_dir: str | None = MISSING
+    annotations: str | None = MISSING
+    outcomes: list[str] = MISSING
+    backend: str = MISSING
+    mpp_override: float | None = MISSING
+    stride_div: int | None = MISSING
+    as_shards: bool = MISSING
+    batch_size: int = MISSING
+    threads: int = MISSING
+    heatmaps: bool = MISSING
+    heatmap_px: int = MISSING
+    allowed_targets: list[str] = MISSING
+    allowed_kinds: list[str] = MISSING
+    outdir: str | None = MISSING
+
+
 #: ConfigStore name -> schema; each name is the first entry of a primary config's defaults list.
-SCHEMAS: dict[str, type] = {"train_schema": TrainConfig, "extract_schema": ExtractConfig}
+SCHEMAS: dict[str, type] = {
+    "train_schema": TrainConfig,
+    "extract_schema": ExtractConfig,
+    "predict_schema": PredictConfig,
+}
 
 
 def store_schemas() -> None:

@@ -20,6 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.predict_rules import validate_predict
 from src.data.augment import check_augment_config
 from src.errors import ConfigError
 from src.extraction.settings import TileSettings
@@ -36,13 +37,17 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
     """Reject a config that cannot run, before any data is read.
 
     Args:
-        cfg: A composed training config (``conf/train.yaml``) or extraction config (``conf/extract.yaml``).
+        cfg: A composed training (``conf/train.yaml``), extraction (``conf/extract.yaml``) or prediction
+            (``conf/predict.yaml``: its rules are :func:`~src.config.predict_rules.validate_predict`) config.
         sweep_metric: Also check ``optimized_metric``, the value ``src.pipeline.run`` returns to a sweep
             (the Trainer API does not use it, so it passes ``False``).
 
     Raises:
         ConfigError: naming the key, the bad value and the allowed values.
     """
+    if "model_path" in cfg:  # the prediction config: its tile settings come from the checkpoint
+        validate_predict(cfg)
+        return
     with _as_config_error():
         TileSettings.from_config(cfg.tiles)
     _check_project_mpp(cfg.get("project") or {})

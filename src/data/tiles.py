@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
-from torchvision.io import decode_jpeg
+from torchvision.io import ImageReadMode, decode_image
 
 from src.extraction.shards import read_index, shard_damage
 
@@ -154,10 +154,10 @@ class TileDataset(TorchDataset):
         return fd
 
     def read_image(self, tile: int) -> torch.Tensor:
-        """Decode tile ``tile`` as a uint8 CxHxW RGB tensor."""
+        """Decode tile ``tile`` (JPEG or PNG, as ``tiles.img_format`` stored it) as a uint8 CxHxW RGB tensor."""
         slide = int(self.index.slide_idx[tile])
         data = os.pread(self._fd(slide), int(self.index.size[tile]), int(self.index.offset[tile]))
-        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        return decode_tile(data)
 
     def __getitem__(self, tile: int) -> dict[str, torch.Tensor | int]:
         image = self.read_image(tile)
@@ -178,6 +178,11 @@ class TileDataset(TorchDataset):
         if getattr(self, "_pid", None) == os.getpid():
             for fd in self._files.values():
                 os.close(fd)
+
+
+def decode_tile(data: bytes) -> torch.Tensor:
+    """Decode a stored tile's JPEG or PNG bytes as a uint8 CxHxW RGB tensor (libjpeg-turbo / libpng)."""
+    return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
 
 
 class SlideFeatureDataset(TorchDataset):

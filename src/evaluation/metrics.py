@@ -103,18 +103,22 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     return {"r2": r2, "mae": float(np.mean(np.abs(y_true - y_pred)))}
 
 
-def evaluate(tiles: pd.DataFrame, outcomes: Sequence[Any]) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
-    """Metrics at tile, slide and patient level for every outcome.
+def evaluate(
+    tiles: pd.DataFrame, outcomes: Sequence[Any], level: str = "tile"
+) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
+    """Metrics at tile, slide and patient level for every outcome (from ``level`` up).
 
     Args:
-        tiles: The tile prediction table.
+        tiles: The prediction table (tiles; or slide or patient bags for multiple-instance learning).
         outcomes: ``src.outcomes.Outcome`` objects; each computes its own metrics on a table.
+        level: The level of the table's rows; only it and the levels above it are evaluated.
 
     Returns:
         ``(metrics, tables)``: ``{"slide_auroc/tumor_type": 0.93, ...}`` and the prediction table of each
         level.
     """
-    tables = {level: reduce_table(tiles, outcomes, level) for level in LEVELS}
+    levels = LEVELS[LEVELS.index(level) :]
+    tables = {name: reduce_table(tiles, outcomes, name, rows=level) for name in levels}
     metrics = {}
     for level, table in tables.items():
         for outcome in outcomes:

@@ -6,7 +6,8 @@ truth and prediction columns, which its kind names (``src.outcomes``): ``{outcom
 and ``{outcome}-y_pred`` for linear ones, ``{outcome}-time``, ``{outcome}-event`` and ``{outcome}-risk``
 for cox outcomes (higher risk = shorter survival). The slide value is the mean over the slide's tiles;
 the patient value is the mean over **all** the patient's tiles (tile-weighted, Slideflow's definition),
-not a mean of slide means.
+not a mean of slide means. Tables whose rows are already slides (multiple-instance learning: one prediction
+per bag) reduce to patients by the mean over the patient's slides, with ``n_tiles`` summed.
 """
 
 from __future__ import annotations
@@ -47,17 +48,25 @@ def tile_table(
     return pd.DataFrame(table)
 
 
-def reduce_table(tiles: pd.DataFrame, outcomes: Sequence[Any], level: str) -> pd.DataFrame:
-    """Average tile predictions over each slide or patient (``level`` = ``slide`` or ``patient``)."""
-    if level == "tile":
-        return tiles
+def reduce_table(tiles: pd.DataFrame, outcomes: Sequence[Any], level: str, rows: str = "tile") -> pd.DataFrame:
+    """Average predictions over each slide or patient (``level`` = ``slide`` or ``patient``).
+
+    Args:
+        tiles: The prediction table; its rows are at level ``rows``.
+        outcomes: The outcomes (their prediction and truth columns).
+        level: The level to reduce to; a level at or below ``rows`` returns the table as it is.
+        rows: The level of the table's rows: ``tile`` (the default), or ``slide`` (one row per slide bag, with an
+            ``n_tiles`` column, which is summed).
+    """
     if level not in LEVELS:
         raise ValueError(f"Unknown level '{level}'; choose one of {LEVELS}")
+    if LEVELS.index(level) <= LEVELS.index(rows):
+        return tiles
     keys = ["slide", "patient"] if level == "slide" else ["patient"]
     outputs = [c for o in outcomes for c in o.output_columns()]
     truths = [c for o in outcomes for c in o.truth_columns()]
     grouped = tiles.groupby(keys, sort=True)
     table = grouped[outputs].mean()
     table[truths] = grouped[truths].first()
-    table["n_tiles"] = grouped.size()
+    table["n_tiles"] = grouped["n_tiles"].sum() if rows != "tile" else grouped.size()
     return table.reset_index()[[*keys, "n_tiles", *truths, *outputs]]

@@ -11,8 +11,15 @@ import pandas as pd
 from scipy import stats
 
 
-def append_results(path: str | Path, rows: list[Mapping]) -> None:
-    """Append rows to a CSV, adding columns as needed (file-locked, so parallel folds/jobs are safe)."""
+def append_results(path: str | Path, rows: list[Mapping], replace: Mapping[str, object] | None = None) -> None:
+    """Append rows to a CSV, adding columns as needed (file-locked, so parallel folds/jobs are safe).
+
+    Args:
+        path: The CSV file.
+        rows: The rows to append.
+        replace: Column → value: rows already in the file that match all of these are dropped first (a resumed
+            fold or epoch writes its rows again without duplicating them).
+    """
     if not rows:
         return
     path = Path(path)
@@ -22,7 +29,11 @@ def append_results(path: str | Path, rows: list[Mapping]) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX)
         new = pd.DataFrame(list(rows))
         if path.exists() and path.stat().st_size:
-            new = pd.concat([pd.read_csv(path), new], ignore_index=True)
+            old = pd.read_csv(path)
+            if replace and set(replace) <= set(old.columns):
+                same = np.logical_and.reduce([old[k].astype(str) == str(v) for k, v in replace.items()])
+                old = old[~same]
+            new = pd.concat([old, new], ignore_index=True) if len(old) else new
         tmp = path.with_suffix(".tmp")
         new.to_csv(tmp, index=False)
         tmp.replace(path)

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Sampler
 
 from src.errors import AnnotationError, ConfigError
+from src.evaluation.heatmaps import HeatmapLayer
 from src.evaluation.predictions import LEVELS
 from src.samplers.balance import tile_weights, weighted_sampler
 
@@ -176,6 +177,19 @@ class Outcome:
     def plots(self, tables: Mapping[str, pd.DataFrame], plot_dir: Path, epoch: int, title: str) -> list[Path]:
         """Write this outcome's plots of one evaluated epoch; returns the files."""
         return []
+
+    def heatmap_layers(self, head_mean: float = 0.0, head_scale: float = 1.0) -> list[HeatmapLayer]:
+        """What a heatmap of this outcome draws: one panel per prediction column, each with a fixed scale.
+
+        The default (a value in the column's units) spans the training mean ± 2 sd, which the model's
+        head carries (``head_mean``, ``head_scale``: its ``output_mean`` and ``output_scale``), with
+        ``viridis``; the same for every slide of the model.
+        """
+        low, high = head_mean - 2 * head_scale, head_mean + 2 * head_scale
+        return [
+            HeatmapLayer(column, self.name, f"predicted {self.name}", "viridis", low, high)
+            for column in self.output_columns()
+        ]
 
 
 def metric_bounds(outcomes: Sequence[Outcome]) -> dict[str, tuple[float, float]]:

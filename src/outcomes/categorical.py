@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from src.errors import AnnotationError
+from src.evaluation.heatmaps import HeatmapLayer
 from src.evaluation.metrics import categorical_metrics
 from src.evaluation.plots import roc_plot
 from src.outcomes.base import Outcome
@@ -108,3 +109,14 @@ class CategoricalOutcome(Outcome):
         """ROC curves, one panel per level."""
         path = plot_dir / f"roc_{self.name}_epoch{epoch}.png"
         return [roc_plot(tables, self.name, self.classes, self.output_columns(), path, title)]
+
+    def heatmap_layers(self, head_mean: float = 0.0, head_scale: float = 1.0) -> list[HeatmapLayer]:
+        """One panel per class probability (two classes: the second only), ``coolwarm`` from 0 to 1, 0.5 white."""
+        shown = list(enumerate(self.classes))
+        if len(shown) == 2:
+            shown = shown[1:]
+        columns = self.output_columns()
+        return [
+            HeatmapLayer(columns[i], f"P({name})", f"probability of {name}", "coolwarm", 0.0, 1.0, 0.5)
+            for i, name in shown
+        ]

@@ -18,12 +18,16 @@ import torch
 from torch.utils.data import Sampler
 
 from src.errors import AnnotationError
+from src.evaluation.heatmaps import HeatmapLayer
 from src.evaluation.metrics import concordance_index
 from src.evaluation.survival_plots import km_plot
 from src.outcomes.base import Outcome, numeric_column
 from src.samplers.events import EventBatchSampler
 
 log = logging.getLogger(__name__)
+
+#: Heatmap scale of the log-risk: ±1 (a hazard ratio of e ≈ 2.7 either way), white at 0.
+RISK_SCALE = 1.0
 
 
 @dataclass
@@ -152,3 +156,21 @@ class CoxOutcome(Outcome):
         """Kaplan-Meier curves of the validation patients split at the median predicted risk."""
         path = plot_dir / f"km_{self.name}_epoch{epoch}.png"
         return [km_plot(tables["patient"], self.name, path, title)]
+
+    def heatmap_layers(self, head_mean: float = 0.0, head_scale: float = 1.0) -> list[HeatmapLayer]:
+        """The log-risk, ``coolwarm`` from -1 to 1 (red: higher hazard), white at 0.
+
+        The partial likelihood does not fix the zero of the score, so a model's risks may all sit to one
+        side; the heatmap's ``.npz`` keeps the raw values for another scale.
+        """
+        return [
+            HeatmapLayer(
+                f"{self.name}-risk",
+                f"{self.name} risk",
+                "log-risk (higher = shorter survival)",
+                "coolwarm",
+                -RISK_SCALE,
+                RISK_SCALE,
+                0.0,
+            )
+        ]

@@ -6,11 +6,13 @@ Which strategies an outcome accepts, and what ``auto`` means for it, is the outc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
+
+from src.samplers.epochs import EpochSeeded
 
 
 def tile_weights(
@@ -62,9 +64,26 @@ def _equal_groups(groups: np.ndarray, present: np.ndarray) -> np.ndarray:
     return mass
 
 
-def weighted_sampler(weights: np.ndarray | None, seed: int) -> WeightedRandomSampler | None:
+class EpochWeightedSampler(EpochSeeded, WeightedRandomSampler):
+    """``WeightedRandomSampler`` whose draws of epoch ``e`` depend only on ``(seed, e)`` (resumable).
+
+    Args:
+        weights: (n_tiles,) sampling weights.
+        seed: Random seed.
+    """
+
+    def __init__(self, weights: np.ndarray, seed: int) -> None:
+        super().__init__(weights, num_samples=len(weights), replacement=True, generator=torch.Generator())
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator.manual_seed(self.next_epoch_seed())
+        yield from super().__iter__()
+
+
+def weighted_sampler(weights: np.ndarray | None, seed: int) -> EpochWeightedSampler | None:
     """A seeded sampler drawing ``len(weights)`` tiles with replacement (``None`` when ``weights`` is)."""
     if weights is None:
         return None
-    generator = torch.Generator().manual_seed(int(seed))
-    return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True, generator=generator)
+    return EpochWeightedSampler(weights, seed)

@@ -21,8 +21,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from src.samplers.epochs import EpochSeeded
 
-class EventBatchSampler(Sampler[int]):
+
+class EventBatchSampler(EpochSeeded, Sampler[int]):
     """Tile indices in blocks of ``batch_size``; each block is one Cox-ready training batch.
 
     Each block holds ``min(batch_size, n_patients)`` distinct patients, at least
@@ -38,7 +40,8 @@ class EventBatchSampler(Sampler[int]):
         batch_size: Tiles per batch.
         min_events: Patients with an event guaranteed in every batch.
         num_batches: Batches per epoch; default ``max(1, n_tiles // batch_size)`` (one pass's worth).
-        seed: Random seed; successive epochs continue the same random stream.
+        seed: Random seed; epoch ``e`` is drawn from a stream seeded with ``(seed, e)`` (see
+            ``src.samplers.epochs``), so a resumed fit draws what an uninterrupted one would.
     """
 
     def __init__(
@@ -73,6 +76,8 @@ class EventBatchSampler(Sampler[int]):
         self.batch_size = int(batch_size)
         self.min_events = int(min_events)
         self.num_batches = int(num_batches) if num_batches else max(1, len(slide_idx) // self.batch_size)
+        self.seed = int(seed)
+        self.epoch = 0
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -104,5 +109,6 @@ class EventBatchSampler(Sampler[int]):
         return order[rng.permutation(len(order))]
 
     def __iter__(self) -> Iterator[int]:
+        self.rng = np.random.default_rng(self.next_epoch_seed())
         for _ in range(self.num_batches):
             yield from self.batch().tolist()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 
 from src.evaluation.plots import outcome_plots
 from src.evaluation.results_log import append_results
+from src.training.resume import plain_row
 
 
 class EpochOutputs(pl.Callback):
@@ -19,6 +21,9 @@ class EpochOutputs(pl.Callback):
         epochs: Epochs (1-based) at which to save and evaluate.
         outdir: The fold folder.
         row_info: Columns prepended to every results row (run id, fold, ...).
+
+    Its rows and saved epochs are part of every checkpoint (``state_dict``): a fold resumed from
+    ``last.ckpt`` neither writes the epochs it already saved again nor loses their rows.
     """
 
     def __init__(self, epochs: Sequence[int], outdir: Path, row_info: dict | None = None) -> None:
@@ -27,6 +32,15 @@ class EpochOutputs(pl.Callback):
         self.row_info = dict(row_info or {})
         self.rows: list[dict] = []
         self._saved: set[int] = set()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The results rows so far and the epochs already saved."""
+        return {"rows": [plain_row(row) for row in self.rows], "saved": sorted(self._saved)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the rows and saved epochs of a checkpoint (a resumed fold)."""
+        self.rows = [dict(row) for row in state_dict.get("rows", [])]
+        self._saved = {int(e) for e in state_dict.get("saved", [])}
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         """Save and evaluate when this epoch is listed in ``epochs``."""
@@ -68,4 +82,5 @@ class EpochOutputs(pl.Callback):
                 table.to_parquet(predictions / f"{level}_val_epoch{epoch}.parquet", index=False)
             outcome_plots(evaluation["tables"], module.outcomes, self.outdir / "plots", epoch)
         self.rows.append(row)
-        append_results(self.outdir / "results_log.csv", [row])
+        # an epoch re-done after a kill (its row written, its last.ckpt not) replaces its row
+        append_results(self.outdir / "results_log.csv", [row], replace={"epoch": epoch})

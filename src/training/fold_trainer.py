@@ -21,9 +21,10 @@ from src.data.normalizers import StainNormalizer
 from src.losses.outcome_losses import OutcomeLoss, build_losses, check_loss_fits, fit_losses
 from src.training.callbacks import EpochOutputs
 from src.training.checkpoint import ParamsInCheckpoint
-from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers
+from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers, sweep_tags
 from src.training.module import TileModule
 from src.training.params import fold_params, write_fold_files
+from src.training.resume import EpochSeeds, LastCheckpoint, fold_logger_id, set_aside_csv_metrics
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class FoldTrainer:
         self.outcomes = labels.outcomes
         self.name = name
         self.row_info = {"model": name, **(row_info or {})}
-        self.data: FoldDataModule | None = None
+        self.data: FoldDataModule | None = None  # or the data module ``dataset.datamodule`` names
         self.module: TileModule | None = None
 
     @property
@@ -56,14 +57,21 @@ class FoldTrainer:
         """The stain normalizer fitted on this fold's training tiles (None without one)."""
         return self.data.normalizer if self.data is not None else None
 
-    def train(self, train_ds: Dataset, val_ds: Dataset | None = None) -> dict:
-        """Train, saving and evaluating at each epoch in ``hp.epochs``.
+    def train(self, train_ds: Dataset, val_ds: Dataset | None = None, resume_from: str | Path | None = None) -> dict:
+        """Train, saving and evaluating at each epoch in ``hp.epochs`` (and ``checkpoints/last.ckpt`` every epoch).
+
+        Args:
+            train_ds: The training slides.
+            val_ds: The validation slides (None: no validation).
+            resume_from: A ``last.ckpt`` of this model (same config, same slides) to continue from: its
+                epochs are not trained, saved or evaluated again, and their results rows are kept.
 
         Returns:
             ``{"epochs": {"epoch3": {"train/loss": ..., "val/loss": ..., "val/slide_auroc/tumor_type": ...}}}``.
         """
         self.outdir.mkdir(parents=True, exist_ok=True)
-        self.data = FoldDataModule(self.hp, self.labels, train_ds, val_ds, where=self.row_info.get("fold", self.name))
+        data_module = instantiate(self.hp.dataset.datamodule) if self.hp.dataset.get("datamodule") else FoldDataModule
+        self.data = data_module(self.hp, self.labels, train_ds, val_ds, where=self.row_info.get("fold", self.name))
         self.data.setup("fit")
         losses = build_losses(self.hp.loss, [o.name for o in self.outcomes])
         self.module = self._module(losses)
@@ -71,10 +79,12 @@ class FoldTrainer:
         write_fold_files(self.outdir, params, self.data, self.labels)
         epochs = sorted(int(e) for e in self.hp.epochs)
         saver = EpochOutputs(epochs, self.outdir, self.row_info)
-        trainer, loggers = self._lightning(epochs, saver, params)
+        trainer, loggers = self._lightning(epochs, saver, params, resume=resume_from is not None)
+        if resume_from is not None:
+            log.info("%s: resuming from %s", self.name, resume_from)
         status = "failed"
-        try:
-            trainer.fit(self.module, datamodule=self.data)
+        try:  # weights_only: a checkpoint from a run folder is data, never code
+            trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from, weights_only=True)
             status = "success"
         finally:
             finish_loggers(loggers, status)
@@ -89,8 +99,10 @@ class FoldTrainer:
             n_clinical=self.data.encoder.width,
             output_mean=output_mean,
             output_scale=output_scale,
+            **getattr(self.data, "net_kwargs", dict)(),  # e.g. the feature width of MIL bags
         )
-        return TileModule(
+        module = instantiate(hp.dataset.module) if hp.dataset.get("module") else TileModule
+        return module(
             net,
             self.outcomes,
             losses,
@@ -100,16 +112,24 @@ class FoldTrainer:
             l1=float(hp.l1),
         )
 
-    def _lightning(self, epochs: list[int], saver: EpochOutputs, params: dict[str, Any]) -> tuple[pl.Trainer, list]:
-        """Lightning's Trainer with our callbacks (epoch outputs, params in checkpoints) and loggers."""
+    def _lightning(
+        self, epochs: list[int], saver: EpochOutputs, params: dict[str, Any], resume: bool = False
+    ) -> tuple[pl.Trainer, list]:
+        """Lightning's Trainer with our callbacks (seeds, epoch outputs, params, last.ckpt) and loggers."""
         hp = self.hp
-        callbacks = [saver, ParamsInCheckpoint(params)] + [instantiate(c) for c in (hp.callbacks or {}).values()]
+        callbacks = [EpochSeeds(int(hp.seed)), saver, ParamsInCheckpoint(params)]
+        callbacks += [instantiate(c) for c in (hp.callbacks or {}).values()]
+        callbacks.append(LastCheckpoint(self.outdir))  # a Checkpoint: Lightning runs it after the others
+        if resume:
+            set_aside_csv_metrics(self.outdir)
         loggers = build_loggers(
             hp.logger,
             self.outdir,
             name=self.name,
             group=self.row_info.get("run_id"),
             hparams=OmegaConf.to_container(hp, resolve=True),
+            run_id=fold_logger_id(self.outdir, resume),
+            tags=sweep_tags(self.row_info),
         )
         trainer = instantiate(
             hp.trainer,
@@ -117,7 +137,7 @@ class FoldTrainer:
             callbacks=callbacks,
             logger=loggers or False,
             default_root_dir=str(self.outdir),
-            enable_checkpointing=False,
+            enable_checkpointing=True,  # our LastCheckpoint; Lightning adds none of its own
             num_sanity_val_steps=0,
             limit_val_batches=1.0 if self.data.val is not None else 0,
         )

@@ -1,11 +1,14 @@
 """Experiment loggers built generically from ``conf/logger/`` (CSV, W&B, TensorBoard, or your own).
 
-Each entry of the ``logger`` group is a ``_target_`` node instantiated as written, except for three keys
+Each entry of the ``logger`` group is a ``_target_`` node instantiated as written, except for the keys
 that only the run knows; they are filled in when the YAML has them:
 
 - ``save_dir``: replaced by the fold folder;
 - ``name: null``: the run name ``{name}-{fold}``;
-- ``group: null``: the run id (the run folder's name), so W&B groups a run's folds.
+- ``group: null``: the run id (the run folder's name), so W&B groups a run's folds;
+- ``id: null``: the fold's logger run id (kept in the fold folder), so a resumed fold continues its W&B run
+  (with ``resume: allow`` in the YAML).
+- ``tags: null``: in a sweep, ``sweep:<id>``, ``job:<n>`` and the job's own overrides (else no tags).
 
 A logger without ``save_dir`` (e.g. one that sends metrics elsewhere) needs nothing else. Every logger
 gets the resolved config through ``log_hyperparams``, and is finalized (W&B runs finished) when the fit
@@ -36,6 +39,8 @@ def build_loggers(
     name: str,
     group: str | None,
     hparams: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    tags: list[str] | None = None,
 ) -> list[Logger]:
     """Instantiate every logger of the ``logger`` group.
 
@@ -45,6 +50,8 @@ def build_loggers(
         name: Run name for loggers whose YAML has ``name: null``.
         group: Run id for loggers whose YAML has ``group: null``.
         hparams: The resolved config, sent with ``log_hyperparams``.
+        run_id: Logger run id for loggers whose YAML has ``id: null`` (None leaves it to the logger).
+        tags: Tags for loggers whose YAML has ``tags: null`` (see :func:`sweep_tags`).
     """
     configure_wandb_env()
     loggers = []
@@ -56,11 +63,28 @@ def build_loggers(
             fill["name"] = name
         if "group" in node and node["group"] is None:
             fill["group"] = group
+        if "id" in node and node["id"] is None and run_id is not None:
+            fill["id"] = run_id
+        if "tags" in node and node["tags"] is None:
+            fill["tags"] = list(tags or [])
         logger = instantiate(node, **fill)
         if hparams:
             logger.log_hyperparams(dict(hparams))
         loggers.append(logger)
     return loggers
+
+
+def sweep_tags(row_info: Mapping[str, Any]) -> list[str] | None:
+    """Tags of a sweep job's runs: ``sweep:<id>``, ``job:<n>`` and each own override; None outside a sweep.
+
+    Args:
+        row_info: The fold's results-row columns (``sweep_id``, ``sweep_job``, ``sweep_overrides`` in a sweep).
+    """
+    if "sweep_id" not in row_info:
+        return None
+    tags = [f"sweep:{row_info['sweep_id']}", f"job:{row_info['sweep_job']}"]
+    tags += [t for t in str(row_info.get("sweep_overrides") or "").split() if t]
+    return [t[:64] for t in tags]  # W&B's limit per tag
 
 
 def finish_loggers(loggers: Sequence[Logger], status: str) -> None:

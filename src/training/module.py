@@ -31,8 +31,15 @@ class TileModule(pl.LightningModule):
         l1: Weight of an L1 penalty on all trainable weights (a real penalty, added to the loss).
 
     The validation tiles' slides, patients, targets and locations come from the data module's
-    :class:`~src.data.datamodule.ValidationIndex` (``trainer.datamodule.val_index``).
+    :class:`~src.data.datamodule.ValidationIndex` (``trainer.datamodule.val_index``). Subclasses for other
+    batches (``src.training.mil_module.MilModule``) override :meth:`batch_outputs`, :meth:`prediction_table`,
+    ``index_key`` (the batch key indexing ``val_index``) and ``table_level`` (the level of the table's rows).
     """
+
+    #: Batch key of the row index into the validation index.
+    index_key = "tile"
+    #: Level of the rows of :meth:`prediction_table` (the levels above it are averaged from it).
+    table_level = "tile"
 
     def __init__(
         self,
@@ -69,6 +76,10 @@ class TileModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         return getattr(datamodule, "val_index", None)
 
+    def batch_outputs(self, batch: dict) -> list[torch.Tensor]:
+        """The model's outputs for one batch from the data module."""
+        return self(batch["image"], batch["clinical"])
+
     def _loss(self, outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         total = outputs[0].new_zeros(())
         for loss, fn, output, part in zip(self.losses, self.loss_fns, outputs, self.layout.split(target), strict=True):
@@ -77,7 +88,7 @@ class TileModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """Weighted sum of the outcomes' losses (+ L1 penalty); logs loss and batch metrics."""
-        outputs = self(batch["image"], batch["clinical"])
+        outputs = self.batch_outputs(batch)
         loss = self._loss(outputs, batch["target"])
         if self.l1:
             penalty = sum(p.abs().sum() for n, p in self.named_parameters() if p.requires_grad and p.ndim > 1)
@@ -95,21 +106,21 @@ class TileModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Loss of the batch (balance-weighted if set) and its outputs, kept for evaluation."""
-        outputs = self(batch["image"], batch["clinical"])
+        outputs = self.batch_outputs(batch)
         index = self.val_index
         weights = index.tile_weights if index is not None else None
         if weights is None:
             loss = self._loss(outputs, batch["target"])
             self.log("val/loss", loss, prog_bar=True, on_epoch=True, batch_size=len(batch["target"]))
         else:  # validation_balance: the loss expected under balanced sampling, exact over every tile
-            w = torch.as_tensor(weights[batch["tile"].cpu().numpy()], dtype=torch.float32, device=self.device)
+            w = torch.as_tensor(weights[batch[self.index_key].cpu().numpy()], dtype=torch.float32, device=self.device)
             total = w.new_zeros(())
             for value in torch.unique(w):  # balance weights are constant within a slide: few groups
                 group = w == value
                 total = total + value * group.sum() * self._loss([o[group] for o in outputs], batch["target"][group])
             self._val_loss.append(torch.stack([total.detach(), w.sum()]))
         self._val_outputs.append([o.detach().float().cpu() for o in outputs])
-        self._val_tiles.append(batch["tile"].detach().cpu())
+        self._val_tiles.append(batch[self.index_key].detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
         """Evaluate every validation tile once: prediction tables and metrics per level."""
@@ -126,7 +137,7 @@ class TileModule(pl.LightningModule):
             tiles, first = np.unique(tiles, return_index=True)  # drop the sampler's padding duplicates
             outputs = [o[torch.as_tensor(first)] for o in outputs]
         table = self.prediction_table(tiles, outputs)
-        metrics, tables = evaluate(table, self.outcomes)
+        metrics, tables = evaluate(table, self.outcomes, level=self.table_level)
         for name, value in metrics.items():
             self.log(f"val/{name}", value, sync_dist=False)
         self.last_evaluation = {"epoch": self.current_epoch + 1, "metrics": metrics, "tables": tables}

@@ -89,3 +89,18 @@ def test_choices_match_the_code_that_uses_them() -> None:
     assert [c.value for c in SlideChoice] == list(SLIDE_CHOICES)
     assert {c.value for c in ClinicalBlank} == {"drop", "error"}
     assert [c.value for c in OutcomeBlank] == list(OUTCOME_BLANK)
+
+
+def test_the_prediction_config_is_typed_and_checked() -> None:
+    from src.config import validate
+    from src.config.schema import PredictConfig
+    from src.errors import ConfigError
+
+    cfg = compose(["model_path=x", "slides=y"], config_name="predict")
+    assert OmegaConf.get_type(cfg) is PredictConfig
+    with pytest.raises(ConfigCompositionException, match="stride_div"):
+        compose(["model_path=x", "slides=y", "stride_div=half"], config_name="predict")
+    with pytest.raises(ConfigCompositionException):
+        compose(["model_path=x", "slides=y", "heatmap=false"], config_name="predict")  # typo of heatmaps
+    with pytest.raises(ConfigError, match="model_path='x' does not exist"):
+        validate(cfg)

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy import special, stats
 
 from src.evaluation.results_log import (
@@ -115,3 +116,14 @@ def test_every_kind_declares_bounds_for_its_metrics() -> None:
         assert set(cls.metric_bounds) == set(cls.metric_names), kind
     bounds = metric_bounds([CategoricalOutcome("y", classes=["a", "b"])])
     assert bounds["val/patient_auroc/y"] == (0.0, 1.0) and len(bounds) == 6
+
+
+def test_rows_written_again_replace_their_earlier_copies(tmp_path) -> None:
+    path = tmp_path / "results_log.csv"
+    append_results(path, [{"run_id": "a", "fold": "fold1", "epoch": 1, "val/loss": 0.5}])
+    append_results(path, [{"run_id": "b", "fold": "fold1", "epoch": 1, "val/loss": 0.7}])
+    rows = [{"run_id": "a", "fold": "fold1", "epoch": e, "val/loss": 0.1 * e} for e in (1, 2)]
+    append_results(path, rows, replace={"run_id": "a", "fold": "fold1"})
+    log = pd.read_csv(path)
+    assert sorted(zip(log.run_id, log.epoch, strict=True)) == [("a", 1), ("a", 2), ("b", 1)]
+    assert log[log.run_id == "a"]["val/loss"].tolist() == pytest.approx([0.1, 0.2])

@@ -12,10 +12,11 @@ class MemoryLogger(Logger):
 
     made: ClassVar[list[MemoryLogger]] = []
 
-    def __init__(self, name: str | None = "memory", group: str | None = None) -> None:
+    def __init__(self, name: str | None = "memory", group: str | None = None, id: str | None = None) -> None:
         super().__init__()
         self._name = name
         self.group = group
+        self.run_id = id  # the logger run id (``id: null`` in the YAML: the fold's, kept for a resume)
         self.hparams: dict[str, Any] = {}
         self.metrics: list[dict[str, float]] = []
         self.status: str | None = None

@@ -49,3 +49,15 @@ class Boom:
                 raise RuntimeError("boom")
 
         return _Boom()
+
+
+def test_wandb_gets_the_fold_run_id_and_resumes_it(tiny_cfg, tmp_path: Path) -> None:
+    from src.training.loggers import build_loggers
+    from src.training.resume import fold_logger_id
+
+    fold = tmp_path / "fold1"
+    first = fold_logger_id(fold, resume=False)
+    assert fold_logger_id(fold, resume=True) == first != fold_logger_id(fold, resume=False)  # a new fit: new id
+    kept = fold_logger_id(fold, resume=True)
+    (logger,) = build_loggers(tiny_cfg("logger=wandb").logger, fold, name="m-fold1", group="run", run_id=kept)
+    assert logger.version == kept and logger._wandb_init["resume"] == "allow"  # no W&B run is started here

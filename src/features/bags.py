@@ -1,0 +1,276 @@
+"""Feature bags: one HDF5 file per slide with every tile's features, written on first use like the shards.
+
+Layout of a bag folder, ``{root}/{tile settings key}/{encoder}-{key}/`` (``key`` hashes the tile settings, the
+encoder preset and its weights' SHA-256, so a changed encoder, transform or weights file never reuses bags):
+
+* ``bags_config.json`` — what made the bags (tile settings, encoder description, weights SHA-256);
+* ``{slide}.h5`` — datasets ``features`` (n_tiles, n_features; float16 by default; ``feats`` is a hard link to
+  it, STAMP's name), ``coords`` (n_tiles, 2) int64 tile centres in level-0 px (CLAM/TRIDENT's unit; our shards'
+  ``loc_x``/``loc_y``) and ``coords_um`` (n_tiles, 2) float32 in µm; attributes: encoder, weights_sha256,
+  transform, pooling, tile_px, tile_um, mpp, patch_size_level0, num_tiles, shard, package versions.
+
+A bag is written to a temporary name and renamed, so a file with the final name is complete; a rerun skips a
+bag whose tile count and shard record match the slide's current shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from src.data.dataset import Dataset
+from src.data.tiles import TileDataset, TileIndex
+from src.errors import ConfigError
+from src.extraction.shards import read_index
+from src.extraction.tempfiles import atomic_path
+from src.features.encoders import PRECISIONS, Encoder
+
+log = logging.getLogger(__name__)
+
+BAG_SUFFIX = ".h5"
+PACKAGES = ("torch", "timm", "h5py", "numpy")
+
+
+class FeatureBags:
+    """Extracts and finds the feature bags of a dataset for one encoder (``dataset.bags`` in the config).
+
+    Building one checks the encoder preset (its weights file must be there) before any tile is read.
+
+    Args:
+        encoder: The encoder preset (the ``encoder`` config group) or an :class:`Encoder`.
+        root: Root of the bag folders; ``None`` = ``features/`` next to the project's ``shards_dir``.
+        batch_size: Tiles per encoder batch.
+        dtype: Stored feature dtype (``float16`` or ``float32``).
+        num_workers: DataLoader processes decoding tiles.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+
+    Raises:
+        ConfigError: no encoder chosen, or an unknown ``dtype``.
+        FileNotFoundError: the encoder's weights file is missing (saying where to put it).
+    """
+
+    def __init__(
+        self,
+        encoder: Mapping[str, Any] | Encoder | None,
+        root: str | None = None,
+        batch_size: int = 64,
+        dtype: str = "float16",
+        num_workers: int = 0,
+        device: str = "auto",
+    ) -> None:
+        if encoder is None:
+            raise ConfigError("dataset=features needs an encoder: add encoder=<preset> (the files in conf/encoder/)")
+        self.encoder = encoder if isinstance(encoder, Encoder) else instantiate(encoder)
+        self.encoder.check()
+        if dtype not in ("float16", "float32"):
+            raise ConfigError(f"dataset.bags.dtype={dtype!r}; choose float16 or float32")
+        self.root = Path(root) if root else None
+        self.batch_size = int(batch_size)
+        self.dtype = dtype
+        self.num_workers = int(num_workers)
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu")
+        if device not in ("auto", "cpu"):
+            self.device = torch.device(device)
+        self._sha256: str | None = None
+
+    # ------------------------------------------------------------------ where
+    def features_root(self, dataset: Dataset) -> Path:
+        """The root of the bag folders for ``dataset``."""
+        if self.root is not None:
+            return self.root
+        if dataset.shards_dir is None:
+            raise ConfigError("dataset.bags.root is not set and the dataset has no shards_dir")
+        return dataset.shards_dir.parent / "features"
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the encoder's weights (of its generated tensors when it has no weights file)."""
+        if self._sha256 is None:
+            cache = self.root / "weights_sha256.json" if self.root else None
+            self._sha256 = self.encoder.weights_sha256(cache)
+        return self._sha256
+
+    def config(self, dataset: Dataset) -> dict[str, Any]:
+        """What decides the bags: tile settings, encoder description, weights SHA-256, stored dtype."""
+        return {
+            "tile_settings": dataset.tiles.to_dict(),
+            "encoder": self.encoder.describe(),
+            "weights_sha256": self.weights_sha256,
+            "dtype": self.dtype,
+        }
+
+    def folder(self, dataset: Dataset) -> Path:
+        """``{root}/{tile settings key}/{encoder}-{key}``: any change in :meth:`config` gives a new folder."""
+        payload = json.dumps(self.config(dataset), sort_keys=True, default=str).encode()
+        key = hashlib.sha256(payload).hexdigest()[:12]
+        return self.features_root(dataset) / dataset.tiles.key / f"{self.encoder.name}-{key}"
+
+    # ------------------------------------------------------------- extraction
+    def is_complete(self, folder: Path, slide: str, index: Mapping[str, Any]) -> bool:
+        """Whether ``slide``'s bag is there and made from the shard ``index`` describes."""
+        path = folder / f"{slide}{BAG_SUFFIX}"
+        if not path.is_file():
+            return False
+        try:
+            with h5py.File(path, "r") as bag:
+                return int(bag.attrs["num_tiles"]) == int(index["num_tiles"]) and json.loads(
+                    bag.attrs["shard"]
+                ) == json.loads(json.dumps(index.get("tar"), default=str))
+        except (OSError, KeyError, ValueError):
+            return False
+
+    def ensure(self, dataset: Dataset) -> Dataset:
+        """Extract the missing bags of ``dataset``'s slides (their shards must be complete); returns ``dataset``.
+
+        Raises:
+            FileNotFoundError: a slide without a complete shard (naming it).
+        """
+        folder = self.folder(dataset)
+        folder.mkdir(parents=True, exist_ok=True)
+        config_file = folder / "bags_config.json"
+        if not config_file.exists():
+            with atomic_path(config_file) as tmp:
+                tmp.write_text(json.dumps(self.config(dataset), indent=2, default=str))
+        todo = []
+        for slide in dataset.slides():
+            index = read_index(dataset.shard_dir, slide)
+            if index is None:
+                raise FileNotFoundError(f"No complete tile shard for slide '{slide}' in {dataset.shard_dir}")
+            if not self.is_complete(folder, slide, index):
+                todo.append((slide, index))
+        log.info(
+            "Feature bags (%s) in %s: %d of %d slide(s) to extract",
+            self.encoder.name,
+            folder,
+            len(todo),
+            len(dataset.slides()),
+        )
+        if not todo:
+            return dataset
+        model = self.encoder.build().to(self.device)
+        transform = self.encoder.transform().to(self.device)
+        start, tiles = time.perf_counter(), 0
+        for number, (slide, index) in enumerate(todo, 1):
+            tiles += self.extract_slide(model, transform, dataset, folder, slide, index)
+            elapsed = time.perf_counter() - start
+            log.info("Bag %d/%d: %s (%d tiles so far, %.0f tiles/s)", number, len(todo), slide, tiles, tiles / elapsed)
+        return dataset
+
+    @torch.inference_mode()
+    def encode(self, model: torch.nn.Module, transform: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Features of a uint8 (batch, 3, H, W) tile batch (autocast at the preset's precision on a GPU)."""
+        images = images.to(self.device, non_blocking=True)
+        dtype = PRECISIONS[self.encoder.precision]
+        use_autocast = self.device.type == "cuda" and dtype != torch.float32
+        with torch.autocast(self.device.type, dtype=dtype, enabled=use_autocast):
+            return model(transform(images)).float()
+
+    def extract_slide(
+        self,
+        model: torch.nn.Module,
+        transform: torch.nn.Module,
+        dataset: Dataset,
+        folder: Path,
+        slide: str,
+        index: Mapping[str, Any],
+    ) -> int:
+        """Encode every tile of ``slide``'s shard and write its bag (temporary name, then renamed); returns tiles."""
+        tile_index = TileIndex.from_shards(dataset.shard_dir, [slide])
+        tiles = TileDataset(tile_index, np.zeros((1, 0), np.float32))
+        loader = DataLoader(
+            _Images(tiles),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        parts = [self.encode(model, transform, batch).cpu() for batch in loader]
+        features = torch.cat(parts) if parts else torch.zeros(0, self.encoder.num_features)
+        if features.shape[1] != self.encoder.num_features:
+            raise ValueError(
+                f"encoder={self.encoder.name} returned {features.shape[1]} features per tile, but its preset says "
+                f"num_features={self.encoder.num_features}; fix encoder.num_features (or its pooling)"
+            )
+        coords = np.asarray(tile_index.loc, np.int64)
+        mpp = float(index.get("mpp") or 0.0)
+        with atomic_path(folder / f"{slide}{BAG_SUFFIX}") as tmp, h5py.File(tmp, "w") as bag:
+            bag.create_dataset("features", data=features.numpy().astype(self.dtype))
+            bag["feats"] = bag["features"]  # STAMP's name for the same data (a hard link, no copy)
+            bag.create_dataset("coords", data=coords)
+            bag.create_dataset("coords_um", data=(coords * mpp).astype(np.float32))
+            self._write_attrs(bag, dataset, slide, index, mpp)
+        return len(features)
+
+    def _write_attrs(self, bag: h5py.File, dataset: Dataset, slide: str, index: Mapping[str, Any], mpp: float) -> None:
+        encoder = self.encoder.describe()
+        attrs = {
+            "slide": slide,
+            "encoder": self.encoder.name,
+            "encoder_config": json.dumps(encoder["model"], default=str),
+            "weights_sha256": self.weights_sha256,
+            "weights_file": str(self.encoder.weights_path or ""),
+            "transform": json.dumps(encoder["transform"]),
+            "pooling": str(encoder["model"].get("pooling", "")),
+            "precision": self.encoder.precision if self.device.type == "cuda" else "fp32",
+            "device": self.device.type,
+            "tile_px": int(dataset.tiles.tile_px),
+            "tile_um": str(dataset.tiles.tile_um),
+            "tile_settings": json.dumps(dataset.tiles.to_dict()),
+            "mpp": mpp,
+            "patch_size_level0": int(index.get("extract_px") or 0),
+            "coords_unit": "level-0 px (tile centres); coords_um: microns",
+            "feat_type": "tile",
+            "num_tiles": int(index["num_tiles"]),
+            "shard": json.dumps(index.get("tar"), default=str),
+            "versions": json.dumps({name: _version(name) for name in PACKAGES}),
+        }
+        for key, value in attrs.items():
+            bag.attrs[key] = value
+
+
+class _Images(torch.utils.data.Dataset):
+    """The decoded uint8 tiles of a :class:`TileDataset`, without targets."""
+
+    def __init__(self, tiles: TileDataset) -> None:
+        self.tiles = tiles
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, tile: int) -> torch.Tensor:
+        return self.tiles.read_image(tile)
+
+
+def read_bag(path: str | Path) -> dict[str, Any]:
+    """A bag file's ``features`` (float32), ``coords``, ``coords_um`` and attributes, as NumPy arrays and a dict."""
+    with h5py.File(path, "r") as bag:
+        return {
+            "features": bag["features"][()].astype(np.float32),
+            "coords": bag["coords"][()],
+            "coords_um": bag["coords_um"][()],
+            "attrs": dict(bag.attrs),
+        }
+
+
+def bags_from_config(bags: DictConfig | Mapping[str, Any]) -> FeatureBags:
+    """Instantiate ``dataset.bags`` (its encoder node stays a config until it is needed)."""
+    return instantiate(bags)
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""

@@ -1,0 +1,95 @@
+"""What a job knows about the sweep it runs in: sweep id, job number and its own overrides.
+
+Both sweepers write ``sweep.json`` into the sweep folder before the first job starts; it names the sweep
+and lists the overrides shared by every job (the command line's fixed ones). A job's *own* overrides are
+the rest of its Hydra task overrides: the combination of a grid, or the parameters of an Optuna trial.
+Under Hydra's stock sweepers (no ``sweep.json``) every task override counts as the job's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+SWEEP_FILE = "sweep.json"
+PARAM_PREFIX = "hp."  # results-row column of a swept key: ``hp.optimizer.lr``
+
+
+def write_sweep_file(sweep_dir: str | Path, kind: str, common_overrides: list[str], **fields: Any) -> dict:
+    """Write ``sweep.json`` atomically (before the first job, so every job can read it).
+
+    Args:
+        sweep_dir: The sweep folder.
+        kind: ``grid`` or ``optuna``.
+        common_overrides: The overrides every job gets (not part of a job's own overrides).
+        **fields: More JSON-ready fields (e.g. the number of jobs, the study name).
+
+    Returns:
+        The record written.
+    """
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    record = {"sweep_id": sweep_dir.name, "kind": kind, "common_overrides": list(common_overrides), **fields}
+    atomic_write_text(sweep_dir / SWEEP_FILE, json.dumps(record, indent=2, default=str))
+    return record
+
+
+def read_sweep_file(sweep_dir: str | Path) -> dict | None:
+    """The sweep's ``sweep.json``, or None when it has none."""
+    path = Path(sweep_dir) / SWEEP_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary name and a rename (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def split_override(text: str) -> tuple[str, str]:
+    """``'+optimizer.lr=1e-3'`` → ``('optimizer.lr', '1e-3')`` (``+``/``++``/``~`` prefixes dropped)."""
+    key, _, value = text.partition("=")
+    return key.lstrip("+~"), value
+
+
+def scalar(text: str) -> Any:
+    """An override value as a number when it is one (``'1e-3'`` → 0.001), else the text."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def job_sweep_info() -> dict[str, Any]:
+    """Columns that tie this job's results to its sweep; empty outside a Hydra multirun.
+
+    Returns:
+        ``{"sweep_id", "sweep_job", "sweep_overrides", "hp.<key>": value, ...}``: the sweep folder's name,
+        the job number (= the Optuna trial number under ``hparams_search``), the job's own overrides as one
+        string, and one column per overridden key.
+    """
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return {}
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    common = set((read_sweep_file(sweep_dir) or {}).get("common_overrides", []))
+    own = [o for o in hydra_cfg.overrides.task if o not in common]
+    info: dict[str, Any] = {
+        "sweep_id": sweep_dir.name,
+        "sweep_job": int(hydra_cfg.job.num),
+        "sweep_overrides": " ".join(own),
+    }
+    for text in own:
+        key, value = split_override(text)
+        info[PARAM_PREFIX + key] = scalar(value)
+    return info

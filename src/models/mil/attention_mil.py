@@ -1,0 +1,73 @@
+"""Attention MIL with gated attention (Ilse, Tomczak & Welling, ICML 2018).
+
+Tiles are embedded (Linear → ReLU → Dropout); the gated attention score of a tile is
+``w · (tanh(V h) ⊙ sigmoid(U h))``; the bag embedding is the attention-weighted sum over the bag's real tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from src.models.mil.base import MilHeads, MilModel, masked_softmax
+
+
+class GatedAttention(nn.Module):
+    """Gated attention scores: (batch, tiles, width) → (batch, tiles) raw scores.
+
+    Args:
+        width: Tile embedding width.
+        attention_width: Width of the attention's hidden layer.
+        dropout: Dropout inside the attention branches.
+    """
+
+    def __init__(self, width: int, attention_width: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(width, attention_width), nn.Tanh(), nn.Dropout(dropout))
+        self.gate = nn.Sequential(nn.Linear(width, attention_width), nn.Sigmoid(), nn.Dropout(dropout))
+        self.score = nn.Linear(attention_width, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Raw attention scores, before the masked softmax."""
+        return self.score(self.value(h) * self.gate(h)).squeeze(-1)
+
+
+class AttentionMIL(MilModel):
+    """Gated-attention MIL (``model=attention_mil``).
+
+    Args:
+        n_features: Width of the tile features.
+        outcome_sizes: Output width of each outcome head.
+        n_clinical: Width of the clinical inputs fused after pooling.
+        hidden_width: Tile embedding width.
+        attention_width: Width of the attention's hidden layer.
+        dropout: Dropout after the tile embedding and on the fused bag vector.
+        output_mean: Per outcome head offset (see :class:`~src.models.mil.base.MilHeads`).
+        output_scale: Per outcome head scale.
+        drop_images: Must be false.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        outcome_sizes: Sequence[int],
+        n_clinical: int = 0,
+        hidden_width: int = 256,
+        attention_width: int = 128,
+        dropout: float = 0.25,
+        output_mean: Sequence[float] | None = None,
+        output_scale: Sequence[float] | None = None,
+        drop_images: bool = False,
+    ) -> None:
+        super().__init__(drop_images)
+        self.embed = nn.Sequential(nn.Linear(n_features, hidden_width), nn.ReLU(), nn.Dropout(dropout))
+        self.attention = GatedAttention(hidden_width, attention_width)
+        self.heads = MilHeads(hidden_width, outcome_sizes, n_clinical, dropout, output_mean, output_scale)
+
+    def pool(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention-weighted sum of the tile embeddings; the attention sums to 1 over real tiles."""
+        h = self.embed(features)
+        attention = masked_softmax(self.attention(h), mask)
+        return torch.einsum("bt,btw->bw", attention.to(h.dtype), h), attention

@@ -1,0 +1,196 @@
+"""Resuming a run: ``python train.py ... resume=<run folder>``, or the same command with the same ``run_dir``.
+
+A folder that already holds a run (its ``config.yaml``) is resumed, never overwritten:
+
+- the config composed now must equal the saved ``config.yaml`` except for :data:`RESUME_FREE_KEYS`
+  (else :func:`check_resume` refuses, listing the differing keys, before anything runs);
+- a run whose ``status.json`` says ``completed`` is left as it is ("nothing to do");
+- a run still running on this host (its PID alive) is refused;
+- folds with ``fold_status.json`` are kept, the interrupted fold continues from its ``last.ckpt``, later
+  folds are trained (``src.training.resume``); the folds planned now must equal the saved ``splits.json``.
+
+``status.json`` lists when the run was resumed (``resumed``: timestamps) and the PID of the process now
+running it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.errors import ConfigError
+from src.run_status import read_status, write_status
+
+log = logging.getLogger(__name__)
+
+#: Keys that may differ between the saved config and a resume: they say where the run is, not what it does.
+#: Everything else must match, paths included (they name the data, the tiles and the results log).
+RESUME_FREE_KEYS = ("resume", "run_dir")
+#: Fields of a previous attempt's status that no longer hold once the run runs again.
+STALE_STATUS_FIELDS = ("error_type", "error", "traceback", "optimized_metric", "value")
+
+
+def run_folder(cfg: DictConfig, new_folder: Callable[[DictConfig], Path]) -> Path:
+    """The folder of ``resume`` when set, else ``new_folder(cfg)`` (which may hold a run to resume too)."""
+    if cfg.get("resume"):
+        if cfg.get("run_dir") and Path(cfg.run_dir).resolve() != Path(cfg.resume).resolve():
+            log.warning("resume=%s given: run_dir=%s is ignored", cfg.resume, cfg.run_dir)
+        return Path(cfg.resume).expanduser()
+    return new_folder(cfg)
+
+
+def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted key → value of every leaf of a nested mapping (lists are leaves)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_config(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def config_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], free: tuple[str, ...] = RESUME_FREE_KEYS
+) -> list[str]:
+    """``key: saved → current`` for each leaf that differs, except keys under ``free``."""
+    old, new = flat_config(saved), flat_config(current)
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if any(key == f or key.startswith(f + ".") for f in free):
+            continue
+        before, after = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if before != after:
+            lines.append(f"{key}: {before!r} → {after!r}")
+    return lines
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The config as ``config.yaml`` stores it (resolved, through YAML), for comparing with a saved one."""
+    return _plain(OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True)))
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(config, resolve=False) or {}
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running (a zombie, killed but not reaped, is not)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class Resume:
+    """A run folder being resumed.
+
+    Attributes:
+        folder: The run folder.
+        status: Its ``status.json`` record (None if it has none).
+    """
+
+    folder: Path
+    status: dict[str, Any] | None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run had completed (then there is nothing to do)."""
+        return (self.status or {}).get("status") == "completed"
+
+    def report_complete(self) -> float:
+        """Say that the completed run is left as it is; returns its saved metric (NaN if none)."""
+        status = self.status or {}
+        value = status.get("value")
+        value = float("nan") if value is None else float(value)
+        message = f"Run {self.folder} already completed ({status.get('updated', '?')}): nothing to do."
+        log.info(message)
+        print(message)
+        print(f"{status.get('optimized_metric', 'metric')}: {value:.4f} (from its status.json)")
+        return value
+
+    def start(self) -> None:
+        """Mark the run as running again: a ``resumed`` timestamp, this process's PID, old errors dropped."""
+        previous = self.status or {}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        log.info("Resuming run %s (it was %s)", self.folder, previous.get("status", "without status"))
+        write_status(
+            self.folder,
+            "running",
+            clear=STALE_STATUS_FIELDS,
+            resumed=[*previous.get("resumed", []), now],
+            pid=os.getpid(),
+            host=socket.gethostname(),
+        )
+
+
+def check_resume(cfg: DictConfig, folder: Path) -> Resume | None:
+    """The run to resume in ``folder`` (None: a new run), after checking that it may be resumed.
+
+    Raises:
+        ConfigError: ``resume`` names a folder without a run; the config differs from the saved one (the
+            differing keys are listed); the run is still running on this host.
+    """
+    saved_config = folder / "config.yaml"
+    if not saved_config.exists():
+        if cfg.get("resume"):
+            raise ConfigError(
+                f"resume={cfg.resume}: no run there (no config.yaml in {folder}); "
+                "give the folder of an earlier run (it holds config.yaml and status.json)"
+            )
+        return None
+    differences = config_differences(_plain(OmegaConf.load(saved_config)), resolved(cfg))
+    if differences:
+        raise ConfigError(
+            f"Cannot resume the run in {folder}: the config differs from its config.yaml at "
+            f"{len(differences)} key(s):\n  " + "\n  ".join(differences) + f"\nOnly {', '.join(RESUME_FREE_KEYS)} "
+            "may differ. Use the run's own settings to resume it, or another run_dir for a new run."
+        )
+    status = read_status(folder)
+    if status and status.get("status") == "running" and status.get("host") == socket.gethostname():
+        pid = int(status.get("pid") or 0)
+        if pid and _alive(pid):
+            raise ConfigError(
+                f"Cannot resume the run in {folder}: it is still running (pid {pid} on {status['host']}); "
+                "stop that process first"
+            )
+    return Resume(folder, status)
+
+
+def check_same_folds(folder: Path, splits: Mapping[str, Any]) -> None:
+    """Refuse to resume when the folds planned now differ from the run's ``splits.json``.
+
+    Raises:
+        ConfigError: a fold's patients or slides changed (e.g. the annotations were edited), naming the folds.
+    """
+    path = folder / "splits.json"
+    if not path.exists():
+        return
+    saved = {f["name"]: f for f in json.loads(path.read_text()).get("folds", [])}
+    now = {f["name"]: f for f in json.loads(json.dumps(splits.get("folds", []), default=str))}
+    changed = sorted(name for name in set(saved) | set(now) if saved.get(name) != now.get(name))
+    if changed:
+        raise ConfigError(
+            f"Cannot resume the run in {folder}: the folds planned now differ from its splits.json in "
+            f"{', '.join(changed)} (the annotations, slides or tiles changed); start a new run instead"
+        )

@@ -1,0 +1,127 @@
+"""Search spaces without training: the presets sampled 200 times, range semantics, direction, fixed keys."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from src.config import compose
+from src.hpsearch.objective import FoldValues, infer_direction
+from src.hpsearch.space import SearchSpaceError, distribution, grid_choices, suggest_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Slideflow's util/smac_utils.py presets (the parity target), in our keys
+SLIDEFLOW = {
+    "shallow": {
+        "batch_size": {8, 16, 32, 64},
+        "model.dropout": (0.0, 0.3),
+        "optimizer.weight_decay": (0.0, 0.3),
+        "optimizer.lr": (5e-5, 5e-4),
+        "model.hidden_layers": {0, 1, 2},
+    },
+    "broad": {
+        "batch_size": {8, 16, 32, 64},
+        "model.dropout": (0.0, 0.5),
+        "l1": (0.0, 0.5),
+        "optimizer.weight_decay": (0.0, 0.5),
+        "optimizer.lr": (1e-5, 1e-3),
+        "scheduler.fn.decay": (0.95, 1.0),
+        "scheduler.fn.decay_steps": (128, 1024),
+        "model.hidden_layers": {0, 1, 2, 3},
+        "model.hidden_layer_width": {64, 128, 256, 512},
+    },
+}
+CONDITIONAL = {"model.hidden_layer_width", "scheduler.fn.decay_steps"}
+
+
+def _sample(cfg, n: int, sampler=None) -> list[dict]:
+    study = optuna.create_study(sampler=sampler or optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    drawn = []
+    for i in range(n):
+        trial = study.ask()
+        suggest_space(cfg, trial)
+        drawn.append(dict(trial.params))
+        study.tell(trial, float(i % 7))
+    return drawn
+
+
+@pytest.mark.parametrize("preset", sorted(SLIDEFLOW))
+def test_preset_space_stays_in_slideflow_ranges_and_obeys_conditions(preset: str) -> None:
+    cfg = compose([f"hparams_search={preset}"])
+    drawn = _sample(cfg, 200)
+    expected = SLIDEFLOW[preset]
+    for params in drawn:
+        assert set(params) - CONDITIONAL == set(expected) - CONDITIONAL
+        for key, value in params.items():
+            allowed = expected[key]
+            if isinstance(allowed, set):
+                assert value in allowed, (key, value)
+            else:
+                assert allowed[0] <= value <= allowed[1], (key, value)
+        if preset == "broad":  # Slideflow's conditions
+            assert ("model.hidden_layer_width" in params) == (params["model.hidden_layers"] > 0)
+            assert ("scheduler.fn.decay_steps" in params) == (params["scheduler.fn.decay"] < 1)
+            if "scheduler.fn.decay_steps" in params:
+                assert isinstance(params["scheduler.fn.decay_steps"], int)
+    lrs = [p["optimizer.lr"] for p in drawn]  # log scale: about half the draws below the geometric midpoint
+    low, high = expected["optimizer.lr"]
+    assert 0.35 < sum(lr < math.sqrt(low * high) for lr in lrs) / len(lrs) < 0.65
+    assert {p["batch_size"] for p in drawn} == expected["batch_size"]
+
+
+def test_entries_switch_off_change_and_fix_from_the_command_line() -> None:
+    cfg = compose(
+        [
+            "hparams_search=broad",
+            "hparams_search.space.l1=null",
+            "hparams_search.space.batch_size.values='choice(16,32)'",
+        ]
+    )
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.set_user_attr("optimizer.lr", "1e-4")  # what the sweeper does with `optimizer.lr=1e-4`
+    suggest_space(cfg, trial)
+    assert "l1" not in trial.params and "optimizer.lr" not in trial.params
+    assert trial.params["batch_size"] in (16, 32)
+
+
+def test_range_excludes_its_stop_under_tpe_random_and_grid() -> None:
+    dist = distribution("y", "range(1,4)")
+    assert grid_choices(dist) == list(range(1, 4))
+    for sampler in (optuna.samplers.TPESampler(seed=0, n_startup_trials=5), optuna.samplers.RandomSampler(seed=0)):
+        study = optuna.create_study(sampler=sampler)
+        values = set()
+        for _ in range(60):
+            trial = study.ask()
+            values.add(trial._suggest("y", dist))
+            study.tell(trial, 1.0)
+        assert values == {1, 2, 3}
+    assert grid_choices(distribution("y", "range(0,10,3)")) == list(range(0, 10, 3))
+    assert grid_choices(distribution("x", "range(0.0,1.0,0.25)")) == [0.0, 0.25, 0.5, 0.75]
+    assert grid_choices(distribution("y", "int(interval(1,4))")) == [1, 2, 3, 4]  # an interval is closed
+    with pytest.raises(SearchSpaceError, match="single value"):
+        distribution("y", "3")
+
+
+def test_direction_follows_the_metric() -> None:
+    assert infer_direction("val/slide_auroc/tumor_type") == "maximize"
+    assert infer_direction("val/slide_c_index/os_time") == "maximize"
+    assert infer_direction("val/slide_r2/tumor_cellularity") == "maximize"
+    assert infer_direction("val/loss") == "minimize"
+    assert infer_direction("train/loss") == "minimize"
+    assert infer_direction("val/slide_mae/tumor_cellularity") == "minimize"
+    assert infer_direction("val/loss", "maximize") == "maximize"
+    with pytest.raises(ValueError, match=r"hparams_search\.direction"):
+        infer_direction("val/loss", "up")
+
+
+def test_mean_minus_sd_penalises_the_fold_spread() -> None:
+    values = FoldValues("m", {"fold1": 0.6, "fold2": 0.8, "fold3": 0.7})
+    sd = float(__import__("numpy").std([0.6, 0.8, 0.7], ddof=1))
+    assert values.objective("mean", "maximize") == pytest.approx(0.7)
+    assert values.objective("mean_minus_sd", "maximize") == pytest.approx(0.7 - sd)
+    assert values.objective("mean_minus_sd", "minimize") == pytest.approx(0.7 + sd)
+    assert "fold2" in FoldValues("m", {"fold1": 0.5, "fold2": float("nan")}).nan_reason()

@@ -1,0 +1,101 @@
+"""predict.py on a tiny run's checkpoints: the same tiles and predictions as its evaluation, an ensemble of
+its folds, evaluation mode with training's metric names and values, heatmaps and their value grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.inference.conftest import run_predict, slide_files, validation_slides
+
+TOLERANCE = 1e-5  # the same pixels; float sums in another batch order and memory layout
+
+
+def tile_tables(out: Path, slides: list[str]) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(out / "slides" / s / "tile_predictions.parquet") for s in slides])
+
+
+def test_predictions_equal_the_evaluation_of_the_same_tiles(tiny_run: Path, data_dir: Path, tmp_path: Path) -> None:
+    fold = tiny_run / "fold1"
+    slides = validation_slides(fold)
+    annotations = data_dir / "demo" / "annotations.csv"
+    failed = run_predict(
+        fold / "checkpoints" / "epoch1.ckpt", tmp_path, f"slides={data_dir / 'demo' / 'slides'}",
+        f"annotations={_subset(annotations, slides, tmp_path)}",
+    )  # fmt: skip
+    assert failed == 0
+    evaluation = pd.read_parquet(fold / "predictions" / "tile_val_epoch1.parquet")
+    ours = tile_tables(tmp_path, slides)
+    columns = ["tumor_type-y_pred0", "tumor_type-y_pred1"]
+    assert list(ours.columns) == ["slide", "patient", "loc_x", "loc_y", *columns]
+    # the same tiles, in the shard's order
+    assert ours[["slide", "loc_x", "loc_y"]].values.tolist() == evaluation[["slide", "loc_x", "loc_y"]].values.tolist()
+    np.testing.assert_allclose(ours[columns], evaluation[columns], atol=TOLERANCE)
+    for level in ("slide", "patient"):
+        expected = pd.read_parquet(fold / "predictions" / f"{level}_val_epoch1.parquet")
+        table = pd.read_csv(tmp_path / f"{level}_predictions.csv")
+        assert table[level].tolist() == expected[level].tolist()
+        assert table.n_tiles.tolist() == expected.n_tiles.tolist()
+        np.testing.assert_allclose(table[columns], expected[columns], atol=TOLERANCE)
+    # the heatmap: a PNG per outcome, and the raw grid holds every tile's value at its location
+    slide = slides[0]
+    png = tmp_path / "slides" / slide / "heatmap_tumor_type.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grid = np.load(tmp_path / "slides" / slide / "heatmap.npz")
+    tiles = ours[ours.slide == slide]
+    col = np.searchsorted(grid["loc_x"], tiles.loc_x)
+    row = np.searchsorted(grid["loc_y"], tiles.loc_y)
+    assert (grid["loc_x"][col] == tiles.loc_x).all() and (grid["loc_y"][row] == tiles.loc_y).all()
+    plane = list(grid["columns"]).index("tumor_type-y_pred1")
+    np.testing.assert_array_equal(grid["values"][plane, row, col], tiles["tumor_type-y_pred1"])
+    assert np.isnan(grid["values"][plane]).sum() == grid["values"][plane].size - len(tiles)
+    report = pd.read_csv(tmp_path / "report.csv")
+    assert report.status.eq("done").all() and report.tiles.sum() == len(evaluation)
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_a_run_folder_is_the_mean_of_its_folds(tiny_run: Path, data_dir: Path, tmp_path: Path) -> None:
+    slides = validation_slides(tiny_run / "fold1")[:2]
+    args = (f"slides={slide_files(data_dir, slides)}", "heatmaps=false")
+    assert run_predict(tiny_run, tmp_path / "ensemble", *args) == 0
+    for fold in ("fold1", "fold2"):
+        assert run_predict(tiny_run / fold, tmp_path / fold, *args) == 0
+    columns = ["tumor_type-y_pred0", "tumor_type-y_pred1"]
+    ensemble = tile_tables(tmp_path / "ensemble", slides)
+    fold1, fold2 = (tile_tables(tmp_path / fold, slides) for fold in ("fold1", "fold2"))
+    np.testing.assert_allclose(ensemble[columns], (fold1[columns] + fold2[columns]) / 2, atol=1e-6)
+    assert not np.allclose(fold1[columns], fold2[columns])  # two different models
+    slide_table = pd.read_csv(tmp_path / "ensemble" / "slide_predictions.csv")
+    np.testing.assert_allclose(slide_table[columns], ensemble.groupby("slide")[columns].mean(), atol=1e-6)
+    assert not (tmp_path / "ensemble" / "patient_predictions.csv").exists()  # no annotations: no patients
+
+
+def test_evaluation_mode_gives_the_metrics_of_training(tiny_run: Path, data_dir: Path, tmp_path: Path) -> None:
+    fold = tiny_run / "fold1"
+    annotations = _subset(data_dir / "demo" / "annotations.csv", validation_slides(fold), tmp_path)
+    assert run_predict(fold, tmp_path / "eval", f"slides={annotations}", f"slides_dir={data_dir / 'demo' / 'slides'}",
+                       "outcomes=[tumor_type]", "heatmaps=false") == 0  # fmt: skip
+    training = pd.read_csv(fold / "results_log.csv").iloc[-1]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    expected = {k: training[k] for k in training.index if k.startswith("val/") and k != "val/loss"}
+    assert set(metrics) == set(expected)
+    assert "val/slide_auroc/tumor_type" in metrics
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, abs=1e-6), name
+    assert (tmp_path / "eval" / "plots" / "roc_tumor_type_epoch1.png").is_file()
+    (row,) = pd.read_csv(tmp_path / "eval" / "results_log.csv").to_dict("records")
+    assert row["epoch"] == 1 and row["val/slide_auroc/tumor_type"] == pytest.approx(
+        expected["val/slide_auroc/tumor_type"]
+    )
+
+
+def _subset(annotations: Path, slides: list[str], folder: Path) -> Path:
+    """An annotations file with only ``slides``."""
+    table = pd.read_csv(annotations)
+    path = folder / "cohort.csv"
+    table[table.slide.isin(slides)].to_csv(path, index=False)
+    return path
