@@ -28,6 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
+from src.processes import pid_alive
 from src.run_status import read_status, write_status
 
 log = logging.getLogger(__name__)
@@ -82,23 +83,6 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 
 def _plain(config: Any) -> dict[str, Any]:
     return OmegaConf.to_container(config, resolve=False) or {}
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host is running (a zombie, killed but not reaped, is not)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass
@@ -169,7 +153,7 @@ def check_resume(cfg: DictConfig, folder: Path) -> Resume | None:
     status = read_status(folder)
     if status and status.get("status") == "running" and status.get("host") == socket.gethostname():
         pid = int(status.get("pid") or 0)
-        if pid and _alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):  # our own pid: an in-process retry
             raise ConfigError(
                 f"Cannot resume the run in {folder}: it is still running (pid {pid} on {status['host']}); "
                 "stop that process first"

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+from src.processes import pid_alive
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -158,7 +160,7 @@ class FileLock:
         if not info:
             return age > UNWRITTEN_SECONDS
         if info.get("host") == socket.gethostname():
-            return not _pid_alive(int(info.get("pid", -1)))
+            return not pid_alive(int(info.get("pid", -1)))
         return age > self.stale_seconds
 
 
@@ -176,17 +178,3 @@ def _read_info(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except OSError:
-        return True
-    return True

@@ -25,6 +25,7 @@ import time
 from types import FrameType
 
 from src.extraction import tempfiles
+from src.processes import pid_alive
 
 __all__ = ["die_with_parent"]
 
@@ -47,7 +48,7 @@ def die_with_parent(main_pid: int) -> None:
     pidfd = None
     with contextlib.suppress(AttributeError, OSError):  # os.pidfd_open: Linux >= 5.3, Python >= 3.9
         pidfd = os.pidfd_open(main_pid)
-    if not _alive(main_pid) or os.getppid() != parent:  # died before we were watching
+    if not pid_alive(main_pid) or os.getppid() != parent:  # died before we were watching
         _exit()
     threading.Thread(target=_watch, args=(main_pid, parent, pidfd), name="die-with-parent", daemon=True).start()
 
@@ -66,19 +67,9 @@ def _watch(main_pid: int, parent: int, pidfd: int | None) -> None:
         with contextlib.suppress(OSError, ValueError):
             select.select([pidfd], [], [])  # readable once the main process has exited
             _exit()
-    while os.getppid() == parent and _alive(main_pid):
+    while os.getppid() == parent and pid_alive(main_pid):
         time.sleep(WATCH_SECONDS)
     _exit()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

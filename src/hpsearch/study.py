@@ -42,6 +42,7 @@ from src.hpsearch.history import best_record, write_best, write_history, write_p
 from src.hpsearch.objective import OBJECTIVES, infer_direction, job_record, trial_line
 from src.hpsearch.space import distribution, grid_choices, override_distribution, space_entries, suggest_space
 from src.hpsearch.sweep_info import read_sweep_file, split_override, write_sweep_file
+from src.processes import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
         """Trials left RUNNING by a dead process on this host: failed + ``interrupted``, their params re-queued."""
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             pid, host = trial.user_attrs.get(ATTR + "pid"), trial.user_attrs.get(ATTR + "host")
-            if host != socket.gethostname() or (pid is not None and _alive(int(pid))):
+            if host != socket.gethostname() or (pid is not None and pid_alive(int(pid))):
                 continue  # another live worker's trial
             storage = study._storage
             storage.set_trial_user_attr(trial._trial_id, ATTR + "interrupted", True)
@@ -307,13 +308,3 @@ def _record(trial: FrozenTrial) -> dict[str, Any]:
 
 def _direction_name(direction: Any) -> str:
     return direction.name if hasattr(direction, "name") else str(direction)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
