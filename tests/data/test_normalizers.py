@@ -154,7 +154,8 @@ def test_a_fit_naming_a_foreign_class_is_refused_before_importing_it(tmp_path: P
     marker = tmp_path / "imported"
     (tmp_path / "evil_normalizer.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Evil: pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    fit = {**Reinhard().fit([read_image(TARGET)]).get_fit(), "class": "evil_normalizer.Evil"}
+    tile = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    fit = {**Reinhard().fit([tile]).get_fit(), "class": "evil_normalizer.Evil"}
     with pytest.raises(ValueError, match="not one of this workbench's normalizers"):
         from_fit(fit)
     assert not marker.exists(), "the module named by the fit was imported"
