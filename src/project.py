@@ -27,6 +27,7 @@ from src.errors import AnnotationError
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
 from src.losses.outcome_losses import loss_kinds
+from src.outcomes import check_targets
 from src.slides.mpp import MppChoice
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,9 @@ def check_fold_targets(folds: Sequence[Fold], dataset: Dataset, labels: SlideLab
         AnnotationError: a fold that cannot train an outcome (naming the fold).
     """
     for fold in folds:
-        for patients, check in ((fold.train_patients, "check_training"), (fold.val_patients, "check_validation")):
+        for patients, training in ((fold.train_patients, True), (fold.val_patients, False)):
             slides = [s for s in dataset.select_patients(patients).slides() if s in labels]
-            for outcome, part in zip(labels.outcomes, labels.parts(slides), strict=True):
-                getattr(outcome, check)(part, fold.name)
+            check_targets(labels.outcomes, labels.parts(slides), fold.name, training)
 
 
 def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:

@@ -131,3 +131,22 @@ def drop_blank_clinical(dataset: Dataset, columns: Sequence[str], policy: str, w
     if dropped:
         log.warning("Dropped %d %s slide(s) with blank clinical inputs %s", dropped, where, list(columns))
     return kept
+
+
+def fold_clinical(
+    train_ds: Dataset, val_ds: Dataset | None, columns: Sequence[str], policy: str, where: str
+) -> tuple[Dataset, Dataset | None, ClinicalEncoder]:
+    """A fold's slides without blank clinical inputs (``clinical_blank``), and the encoder fitted on training.
+
+    Args:
+        train_ds: The fold's training slides.
+        val_ds: Its validation slides (None: no validation).
+        columns: The ``input_header`` columns (none: nothing dropped, an empty encoder).
+        policy: ``clinical_blank`` (``drop`` or ``error``).
+        where: Name of the fold, used in messages.
+    """
+    train_ds = drop_blank_clinical(train_ds, columns, policy, f"{where} training")
+    if val_ds is not None:
+        val_ds = drop_blank_clinical(val_ds, columns, policy, f"{where} validation")
+    encoder = ClinicalEncoder.fit(train_ds.annotations, columns) if columns else ClinicalEncoder([])
+    return train_ds, val_ds, encoder

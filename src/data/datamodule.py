@@ -18,11 +18,12 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from src.data.clinical import ClinicalEncoder, drop_blank_clinical
+from src.data.clinical import ClinicalEncoder, fold_clinical
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
 from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
 from src.data.transforms import tile_transform
+from src.outcomes import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -112,23 +113,16 @@ class FoldDataModule(pl.LightningDataModule):
         if self.train is not None:
             return
         columns = list(self.hp.input_header or [])
-        train_ds, val_ds = (
-            drop_blank_clinical(ds, columns, self.hp.clinical_blank, f"{self.where} {role}") if ds is not None else None
-            for ds, role in zip(self._datasets, ("training", "validation"), strict=True)
-        )
-        if columns:
-            self.encoder = ClinicalEncoder.fit(train_ds.annotations, columns)
+        train_ds, val_ds, self.encoder = fold_clinical(*self._datasets, columns, self.hp.clinical_blank, self.where)
         self.train = self._slide_set(train_ds, train=True)
         if not self.train.slides:
             raise ValueError(f"No training slides with labels in {self.where}")
-        for outcome, part in zip(self.outcomes, self.train.target_parts, strict=True):
-            outcome.check_training(part, self.where)
+        check_targets(self.outcomes, self.train.target_parts, self.where, training=True)
         self.val = self._slide_set(val_ds, train=False) if val_ds is not None else None
         if self.val is not None and not self.val.slides:
             self.val = None
         if self.val is not None:
-            for outcome, part in zip(self.outcomes, self.val.target_parts, strict=True):
-                outcome.check_validation(part, self.where)
+            check_targets(self.outcomes, self.val.target_parts, self.where, training=False)
             weights = self.outcomes[0].tile_weights(
                 self.hp.validation_balance,
                 self.val.slide_idx,

@@ -22,10 +22,11 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from src.data.clinical import ClinicalEncoder, drop_blank_clinical
+from src.data.clinical import ClinicalEncoder, fold_clinical
 from src.data.dataset import Dataset, SlideLabels
 from src.errors import ConfigError
 from src.features.bags import BAG_SUFFIX
+from src.outcomes import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -185,26 +186,19 @@ class BagDataModule(pl.LightningDataModule):
         if self.train is not None:
             return
         columns = list(self.hp.input_header or [])
-        train_ds, val_ds = (
-            drop_blank_clinical(ds, columns, self.hp.clinical_blank, f"{self.where} {role}") if ds is not None else None
-            for ds, role in zip(self._datasets, ("training", "validation"), strict=True)
-        )
-        if columns:
-            self.encoder = ClinicalEncoder.fit(train_ds.annotations, columns)
+        train_ds, val_ds, self.encoder = fold_clinical(*self._datasets, columns, self.hp.clinical_blank, self.where)
         self.folder = instantiate(self.hp.dataset.bags).folder(train_ds)
         bag_size = self.hp.dataset.get("bag_size")
         self.train = self._bag_set(train_ds, int(bag_size) if bag_size else None)
         if not self.train.names:
             raise ValueError(f"No training slides with labels in {self.where}")
-        for outcome, part in zip(self.outcomes, self.train.target_parts, strict=True):
-            outcome.check_training(part, self.where)
+        check_targets(self.outcomes, self.train.target_parts, self.where, training=True)
         max_val = self.hp.dataset.get("max_val_bag_size")
         self.val = self._bag_set(val_ds, int(max_val) if max_val else None) if val_ds is not None else None
         if self.val is not None and not self.val.names:
             self.val = None
         if self.val is not None:
-            for outcome, part in zip(self.outcomes, self.val.target_parts, strict=True):
-                outcome.check_validation(part, self.where)
+            check_targets(self.outcomes, self.val.target_parts, self.where, training=False)
             weights = self.outcomes[0].tile_weights(
                 self.hp.validation_balance,
                 np.arange(len(self.val.names)),

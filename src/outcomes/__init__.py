@@ -10,7 +10,16 @@ plus one loss YAML (``conf/loss/<name>.yaml`` with ``kind: <kind>``).
 """
 
 from src.evaluation.predictions import LEVELS
-from src.outcomes.base import Outcome, available_kinds, metric_bounds, outcome_from_dict, outcome_kind
+from src.outcomes.base import Outcome, available_kinds, check_targets, metric_bounds, outcome_from_dict, outcome_kind
 from src.outcomes.layout import TargetLayout
 
-__all__ = ["LEVELS", "Outcome", "TargetLayout", "available_kinds", "metric_bounds", "outcome_from_dict", "outcome_kind"]
+__all__ = [
+    "LEVELS",
+    "Outcome",
+    "TargetLayout",
+    "available_kinds",
+    "check_targets",
+    "metric_bounds",
+    "outcome_from_dict",
+    "outcome_kind",
+]

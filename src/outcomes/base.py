@@ -192,6 +192,19 @@ class Outcome:
         ]
 
 
+def check_targets(outcomes: Sequence[Outcome], parts: Sequence[np.ndarray], where: str, training: bool) -> None:
+    """Let each outcome check its training (raise) or validation (warn) targets, e.g. Cox events.
+
+    Args:
+        outcomes: The outcomes, in target order.
+        parts: Per outcome, the slides' (or bags') targets.
+        where: What is checked (e.g. ``fold2``), named in the messages.
+        training: Training targets (``check_training``) or validation targets (``check_validation``).
+    """
+    for outcome, part in zip(outcomes, parts, strict=True):
+        (outcome.check_training if training else outcome.check_validation)(part, where)
+
+
 def metric_bounds(outcomes: Sequence[Outcome]) -> dict[str, tuple[float, float]]:
     """Bounds of every ``val/{level}_{metric}/{outcome}`` metric the outcomes declare."""
     return {
