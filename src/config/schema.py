@@ -146,6 +146,8 @@ class PredictConfig:
     heatmap_px: int = MISSING
     allowed_targets: list[str] = MISSING
     allowed_kinds: list[str] = MISSING
+    encoder_weights: str | None = MISSING
+    device: str = MISSING
     outdir: str | None = MISSING
 
 

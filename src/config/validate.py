@@ -63,6 +63,7 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
     with _as_config_error():
         kinds = loss_kinds(cfg.loss, list(cfg.outcomes))
     _check_balance(cfg, kinds)
+    sample_level(cfg)
     with _as_config_error():
         check_label_columns(kinds, cfg.get("event_header"), list(cfg.get("input_header") or []))
     if sweep_metric:
@@ -93,16 +94,18 @@ def check_label_columns(kinds: dict[str, str], event_header: str | None, input_h
         )
 
 
-def metric_names(kinds: Mapping[str, str]) -> list[str]:
+def metric_names(kinds: Mapping[str, str], lowest_level: str = "tile") -> list[str]:
     """Every metric a run with validation logs: ``val/{level}_{metric}/{outcome}``, ``val/loss``, ``train/loss``.
 
     Args:
         kinds: Outcome -> kind, in outcome order (from ``loss_kinds``).
+        lowest_level: The level of a sample: ``tile``; for MIL bags ``slide`` or ``patient``
+            (``dataset.aggregation_level``), which have no level below them.
     """
     names = [
         f"val/{level}_{metric}/{outcome}"
         for outcome, kind in kinds.items()
-        for level in LEVELS
+        for level in LEVELS[LEVELS.index(lowest_level) :]
         for metric in outcome_kind(kind).metric_names
     ]
     return [*names, *LOSS_METRICS]
@@ -180,9 +183,23 @@ def _check_optimized_metric(cfg: DictConfig, kinds: Mapping[str, str]) -> None:
                 f"choose one of {allowed} (e.g. optimized_metric=train/loss) or a validation strategy"
             )
     else:
-        allowed = metric_names(kinds)
+        allowed = metric_names(kinds, sample_level(cfg))
     if metric not in allowed:
         raise ConfigError(f"optimized_metric={metric!r} is not a metric this run produces; choose one of {allowed}")
+
+
+def sample_level(cfg: DictConfig) -> str:
+    """The level of one training sample: ``tile``, or a MIL bag's ``dataset.aggregation_level``.
+
+    Raises:
+        ConfigError: an aggregation level that is not ``slide`` or ``patient``.
+    """
+    level = (cfg.get("dataset") or {}).get("aggregation_level")
+    if level is None:
+        return "tile"
+    if str(level) not in LEVELS[1:]:
+        raise ConfigError(f"dataset.aggregation_level={level!r}; choose one of {list(LEVELS[1:])}")
+    return str(level)
 
 
 def _check_optimizer_and_scheduler(cfg: DictConfig) -> None:

@@ -71,6 +71,6 @@ def save_attention_heatmap(
     figure.colorbar(overlay, ax=axis, fraction=0.046, pad=0.04)
     axis.set_title(title)
     axis.axis("off")
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    figure.savefig(path, dpi=100, bbox_inches="tight", format="png")
     plt.close(figure)
     return path

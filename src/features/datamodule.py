@@ -9,6 +9,7 @@ fold's training slides, as for tile models.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,11 @@ class BagDataModule(pl.LightningDataModule):
     def net_kwargs(self) -> dict[str, int]:
         """What the MIL model needs besides the heads: the bags' feature width."""
         return {"n_features": self.n_features}
+
+    def bags_config(self) -> dict:
+        """What made the bags (``bags_config.json``: tile settings, encoder, weights SHA-256, dtype), for params."""
+        config = self.folder / "bags_config.json" if self.folder is not None else None
+        return json.loads(config.read_text()) if config is not None and config.is_file() else {}
 
     def setup(self, stage: str | None = None) -> None:
         """Fit the clinical encoder and build the bag sets and the validation index (once)."""

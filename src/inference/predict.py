@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import validate
 from src.inference.inputs import check_columns, evaluation_targets, slide_inputs
 from src.inference.live_tiles import StageTimes, with_stride
+from src.inference.mil import MilPredictor, feature_encoder, is_mil, predict_mil_slide
 from src.inference.models import checkpoint_paths, load_members
 from src.inference.slide import PredictOptions, predict_slide
 from src.inference.tables import REPORT_COLUMNS, slide_row, summary, write_csv, write_evaluation, write_tables
@@ -55,6 +57,11 @@ def run(cfg: DictConfig) -> int:
         if annotations is None:
             raise ValueError(f"outcomes={list(cfg.outcomes)} (evaluation) needs annotations=<csv> with those columns")
         evaluated, targets = evaluation_targets(annotations, models.outcomes, list(cfg.outcomes))
+    predict, mil = partial(predict_slide, models=models), None
+    if is_mil(models):
+        encoder, dtype = feature_encoder(models, cfg.get("encoder_weights"), list(cfg.allowed_targets))
+        mil = MilPredictor(models, encoder, dtype, str(cfg.get("device", "auto")))
+        predict = partial(predict_mil_slide, predictor=mil)
     out = output_dir(cfg)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     options = PredictOptions(
@@ -78,28 +85,31 @@ def run(cfg: DictConfig) -> int:
         row = {"slide": slide.name, "path": str(slide.path or ""), "tiles": 0, "error": ""}
         tick = time.perf_counter()
         try:
-            result = predict_slide(slide, models, options, out, part, evaluated if part is not None else ())
+            result = predict(slide, options=options, outdir=out, targets=part,
+                             evaluated=evaluated if part is not None else ())  # fmt: skip
         except Exception as error:  # one bad slide must not stop the others
             log.debug("Slide %s failed", slide.name, exc_info=True)
             row.update(status="failed", error=f"{type(error).__name__}: {error}")
             log.error("[%d/%d] %s FAILED: %s", number, len(slides), slide.name, row["error"])
         else:
             row.update(status="done", tiles=len(result.tiles))
-            rows.append(slide_row(result.tiles, models.output_columns()))
+            rows.append(result.row or slide_row(result.tiles, models.output_columns()))
             times.add(result.times)
             if part is not None:
-                evaluation_tiles.append(result.tiles)
+                evaluation_tiles.append(pd.DataFrame([result.row]) if mil else result.tiles)
             log.info("[%d/%d] %s: %d tiles in %.1f s", number, len(slides), slide.name, row["tiles"], result.seconds)
         row["seconds"] = round(time.perf_counter() - tick, 3)
         report.append(row)
     if rows:
-        write_tables(rows, models.output_columns(), out)
+        write_tables(rows, models.output_columns(), out, weight_by_tiles=mil is None)
     report = pd.DataFrame(report, columns=REPORT_COLUMNS)
     write_csv(report, out / "report.csv")
     if evaluation_tiles:
         epoch = epochs[-1] if epochs else 0
         info = {"model": str(cfg.model_path), "models": len(models.members), "slides": len(evaluation_tiles)}
-        metrics = write_evaluation(pd.concat(evaluation_tiles, ignore_index=True), evaluated, out, epoch, info)
+        level = "slide" if mil else "tile"  # a MIL model predicts slides: there is no tile level
+        tables = pd.concat(evaluation_tiles, ignore_index=True)
+        metrics = write_evaluation(tables, evaluated, out, epoch, info, level=level)
         print("\n".join(f"  {name:<40} {value:.4f}" for name, value in metrics.items()))
     seconds = time.perf_counter() - start
     print(summary(report, seconds))

@@ -69,11 +69,13 @@ class SlideResult:
         tiles: Its tile prediction table (with truth columns in evaluation mode).
         seconds: Wall-clock time of the slide.
         times: The split of that time by stage.
+        row: The slide's prediction row when the model predicts slides itself (MIL); None: the mean of its tiles.
     """
 
     tiles: pd.DataFrame
     seconds: float
     times: StageTimes
+    row: dict | None = None
 
 
 def predict_slide(

@@ -40,31 +40,46 @@ def slide_row(tiles: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
     return row
 
 
-def patient_table(slides: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Per patient, the mean over all its tiles (slide means weighted by their tile counts)."""
-    weighted = slides[list(columns)].mul(slides["n_tiles"], axis=0)
-    weighted["patient"], weighted["n_tiles"] = slides["patient"], slides["n_tiles"]
+def patient_table(slides: pd.DataFrame, columns: Sequence[str], weight_by_tiles: bool = True) -> pd.DataFrame:
+    """Per patient, the mean over all its tiles (slide means weighted by their tile counts).
+
+    With ``weight_by_tiles=False`` (MIL: a slide's row is its bag's prediction) the mean over its slides.
+    """
+    weights = slides["n_tiles"] if weight_by_tiles else pd.Series(1, index=slides.index)
+    weighted = slides[list(columns)].mul(weights, axis=0)
+    weighted["patient"], weighted["n_tiles"], weighted["weight"] = slides["patient"], slides["n_tiles"], weights
     grouped = weighted.groupby("patient", sort=True)
-    sums = grouped[list(columns)].sum()
-    counts = grouped["n_tiles"].sum()
-    table = sums.div(counts, axis=0)
-    table.insert(0, "n_tiles", counts)
+    table = grouped[list(columns)].sum().div(grouped["weight"].sum(), axis=0)
+    table.insert(0, "n_tiles", grouped["n_tiles"].sum())
     return table.reset_index()
 
 
-def write_tables(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], outdir: Path) -> dict[str, Path]:
-    """Write ``slide_predictions.csv`` and, when slides have patients, ``patient_predictions.csv``."""
+def write_tables(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], outdir: Path, weight_by_tiles: bool = True
+) -> dict[str, Path]:
+    """Write ``slide_predictions.csv`` and, when slides have patients, ``patient_predictions.csv``.
+
+    Patient rows are the tile-weighted mean of its slides (``weight_by_tiles=False``: the plain mean, for MIL).
+    """
     slides = pd.DataFrame(list(rows))
     written = {"slide": write_csv(slides, outdir / "slide_predictions.csv")}
     if len(slides) and "patient" in slides.columns and slides["patient"].notna().all():
-        written["patient"] = write_csv(patient_table(slides, columns), outdir / "patient_predictions.csv")
+        patients = patient_table(slides, columns, weight_by_tiles)
+        written["patient"] = write_csv(patients, outdir / "patient_predictions.csv")
     return written
 
 
 def write_evaluation(
-    tiles: pd.DataFrame, outcomes: Sequence, outdir: Path, epoch: int, row_info: Mapping[str, Any]
+    tiles: pd.DataFrame,
+    outcomes: Sequence,
+    outdir: Path,
+    epoch: int,
+    row_info: Mapping[str, Any],
+    level: str = "tile",
 ) -> dict[str, float]:
     """Metrics (named as training's: ``val/slide_auroc/<outcome>``), plots and a results row.
+
+    ``tiles`` holds rows at ``level`` (``tile``; ``slide`` for MIL bags): metrics from that level up.
 
     Writes ``metrics.json``, ``{tile,slide,patient}_predictions.parquet`` with truth columns, the outcome
     kinds' plots under ``plots/`` and one row in ``results_log.csv``.
@@ -72,7 +87,7 @@ def write_evaluation(
     Returns:
         The metrics.
     """
-    metrics, tables = evaluate(tiles, outcomes)
+    metrics, tables = evaluate(tiles, outcomes, level=level)
     metrics = {f"val/{name}": float(value) for name, value in metrics.items()}
     for level, table in tables.items():
         with atomic_path(outdir / f"{level}_evaluation.parquet") as tmp:

@@ -111,7 +111,9 @@ def load_model(
         model_cfg.backbone.weights_path = None  # the checkpoint's own weights replace any starting point
     if "pretrained" in backbone_cfg:
         model_cfg.backbone.pretrained = False  # ... so nothing is downloaded either
-    net = instantiate(model_cfg)(outcome_sizes=[o.n_outputs for o in outcomes], n_clinical=encoder.width)
+    net = instantiate(model_cfg)(
+        outcome_sizes=[o.n_outputs for o in outcomes], n_clinical=encoder.width, **(params.get("net_kwargs") or {})
+    )
     state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     if "input_mean" in net.state_dict() and "input_mean" not in state:
         # written before TileNet owned its input scaling, when every tile was scaled to [-1, 1]
@@ -186,3 +188,25 @@ def predict(model: LoadedModel, images: torch.Tensor, annotations: pd.DataFrame 
     with torch.no_grad():
         outputs = model.net(images, clinical)
     return [outcome.predict(o) for o, outcome in zip(outputs, model.outcomes, strict=True)]
+
+
+def predict_bag(
+    model: LoadedModel, features: torch.Tensor, annotations: pd.DataFrame | None = None
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """A MIL model's prediction for one bag of tile features, and its attention over the tiles.
+
+    Args:
+        model: A MIL checkpoint from :func:`load_model` (trained with ``dataset=features``).
+        features: ``(n_tiles, n_features)`` features of one slide from the encoder its bags were made with
+            (a bag file's ``features``; ``src.inference.mil`` computes them from a slide).
+        annotations: The slide's annotation row with the ``input_header`` columns, or ``None``.
+
+    Returns:
+        ``(outputs, attention)``: one ``(1, size)`` array per outcome (as :func:`predict`) and the ``(n_tiles,)``
+        attention (None for a model without attention).
+    """
+    clinical = model.clinical(annotations) if annotations is not None else torch.zeros(1, 0)
+    with torch.no_grad():
+        outputs, attention = model.net(torch.as_tensor(features, dtype=torch.float32)[None], None, clinical, True)
+    predictions = [outcome.predict(o) for o, outcome in zip(outputs, model.outcomes, strict=True)]
+    return predictions, (attention[0].numpy() if attention is not None else None)

@@ -29,6 +29,8 @@ def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[s
         "norm_fit": data.normalizer.get_fit() if data.normalizer is not None else None,
         "input_stats": net.input_stats(),  # the model's input scaling (also in its buffers)
         "hp": OmegaConf.to_container(hp, resolve=True),
+        "net_kwargs": getattr(data, "net_kwargs", dict)(),  # what the net needs besides heads (MIL: feature width)
+        "feature_bags": getattr(data, "bags_config", dict)() or None,  # MIL: encoder, weights SHA-256, dtype
         **row_info,
     }
 

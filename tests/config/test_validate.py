@@ -47,6 +47,15 @@ BAD_CONFIGS = {
         ["validation=none"],
         r"optimized_metric='val/slide_auroc/tumor_type', but validation=none produces no val/ metric.*'train/loss'",
     ),
+    "mil_tile_metric": (
+        ["experiment=demo_mil", "optimized_metric=val/tile_auroc/tumor_type"],
+        r"optimized_metric='val/tile_auroc/tumor_type' is not a metric.*'val/slide_auroc/tumor_type'",
+    ),
+    "mil_patient_bags_slide_metric": (
+        ["experiment=demo_mil", "dataset.aggregation_level=patient"],
+        r"optimized_metric='val/slide_auroc/tumor_type' is not a metric.*'val/patient_auroc/tumor_type'",
+    ),
+    "mil_bag_level": (["experiment=demo_mil", "dataset.aggregation_level=tile"], r"aggregation_level='tile'.*'slide'"),
     "scheduler_setting": (["scheduler=exponential", "scheduler.fn.decay=2"], r"scheduler\.fn\.decay=2 .*\(0, 1\]"),
     "scheduler_interval": (["scheduler=cosine", "scheduler.interval=batch"], r"scheduler\.interval='batch'.*'epoch'"),
     "splitter_setting": (["validation.k=1"], r"validation\.k must be an integer >= 2, got 1"),

@@ -1,0 +1,238 @@
+"""MIL models on new slides: live tiles → the model's feature encoder → the bag → slide prediction and attention.
+
+A MIL checkpoint records what made its training bags (``feature_bags``: the encoder preset, its weights'
+SHA-256, the stored dtype) and the bags' tile settings. Prediction rebuilds that encoder, checks that its
+weights file is the one the model was trained on (same SHA-256), cuts the slide's tiles exactly as extraction
+did (with the shard's JPEG round trip by default), encodes them, rounds the features to the bags' dtype and runs
+the whole bag through each member at once (no ``bag_size`` sampling). Per slide, in ``{outdir}/slides/{slide}/``:
+``tile_predictions.parquet`` (``slide``, ``patient``, ``loc_x``, ``loc_y``, ``attention``: the members' mean
+attention, summing to 1 over the slide's tiles; absent for a model without attention), ``attention.png`` (the
+attention over the thumbnail) and one ``slide_predictions.csv`` row with the bag's prediction columns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from src.config.targets import group_targets, target_name, unsafe_nodes
+from src.errors import UnsafeFileError
+from src.evaluation.attention_heatmaps import save_attention_heatmap
+from src.extraction.tempfiles import atomic_path
+from src.features.encoders import Encoder
+from src.inference.inputs import SlideInput
+from src.inference.live_tiles import LiveTiles
+from src.inference.models import ModelSet, prediction_columns, truth_columns
+from src.inference.slide import TILE_TABLE, NoTissueError, PredictOptions, SlideResult
+from src.models.mil.base import MilModel
+from src.slides.reader import open_slide
+
+log = logging.getLogger(__name__)
+
+ATTENTION_FILE = "attention.png"
+ENCODER_CLASS = "src.features.encoders.Encoder"
+
+
+def is_mil(models: ModelSet) -> bool:
+    """Whether the models are MIL models (trained on feature bags)."""
+    return isinstance(models.members[0].model.net, MilModel)
+
+
+def feature_encoder(
+    models: ModelSet, weights_path: str | None = None, allowed_targets: Iterable[str] = ()
+) -> tuple[Encoder, str]:
+    """The encoder that made the members' training bags, checked, and the dtype the bags stored.
+
+    Args:
+        models: MIL members (they must share one encoder).
+        weights_path: The encoder's weights file, when it is not where the model was trained with it.
+        allowed_targets: More ``_target_``s the encoder may be built from (beyond ``conf/encoder/*.yaml``).
+
+    Raises:
+        UnsafeFileError: the stored encoder config names code that is not allowed.
+        ValueError: a checkpoint without its bags' record, or members trained on different encoders.
+        FileNotFoundError: the weights file is missing (saying how to point at it).
+    """
+    first = models.members[0]
+    records = [m.model.params.get("feature_bags") or {} for m in models.members]
+    configs = [_stored_encoder(m.model.params) for m in models.members]
+    if not records[0] or not isinstance(configs[0], dict):
+        raise ValueError(
+            f"{first.path} records no feature bags (params feature_bags / hp.dataset.bags.encoder): it was written "
+            "before MIL checkpoints were self-describing; retrain it to predict from slides"
+        )
+    for member, record, config in zip(models.members[1:], records[1:], configs[1:], strict=True):
+        if record.get("weights_sha256") != records[0].get("weights_sha256") or config != configs[0]:
+            raise ValueError(f"{member.path} was trained on other features than {first.path}: they cannot be averaged")
+    config = dict(configs[0])
+    allowed = group_targets("encoder") | {target_name(t) for t in allowed_targets}
+    problems = unsafe_nodes(config, allowed, "hp.dataset.bags.encoder")
+    if config.get("_target_") != ENCODER_CLASS:
+        problems.append(f"hp.dataset.bags.encoder._target_={config.get('_target_')!r} is not {ENCODER_CLASS}")
+    if problems:
+        raise UnsafeFileError(
+            f"{first.path} was not loaded: its encoder config names code that is not allowed (nothing was built):\n"
+            "  - " + "\n  - ".join(problems) + "\nAllowed: the targets of conf/encoder/*.yaml and allowed_targets."
+        )
+    kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
+    if weights_path:
+        kwargs["weights_path"] = str(weights_path)
+    encoder = Encoder(**kwargs)
+    try:
+        encoder.check()
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; for predict.py: encoder_weights=<your copy of the file>") from error
+    expected = records[0].get("weights_sha256")
+    actual = encoder.weights_sha256()
+    if expected and actual != expected:
+        raise ValueError(
+            f"encoder={encoder.name}: {encoder.weights_path or 'its generated weights'} (SHA-256 {actual[:12]}…) is "
+            f"not the file the model was trained with (SHA-256 {expected[:12]}…): its features would differ"
+        )
+    return encoder, str(records[0].get("dtype", "float32"))
+
+
+def _stored_encoder(params: dict[str, Any]) -> Any:
+    """The encoder config a checkpoint's run made its bags with (``hp.dataset.bags.encoder``)."""
+    return ((params.get("hp") or {}).get("dataset") or {}).get("bags", {}).get("encoder")
+
+
+@dataclass
+class MilPredictor:
+    """MIL members with the encoder of their bags.
+
+    Attributes:
+        models: The members.
+        encoder: Their bags' encoder.
+        dtype: The bags' stored dtype (features are rounded to it, as training saw them).
+        device: Where the encoder runs.
+    """
+
+    models: ModelSet
+    encoder: Encoder
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.device = torch.device("cuda" if self.device == "auto" and torch.cuda.is_available() else "cpu")
+        self._net = self.encoder.build().to(self.device)
+        self._transform = self.encoder.transform().to(self.device)
+
+    @torch.inference_mode()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(n, n_features) float32 features of uint8 tiles, rounded to the bags' dtype."""
+        features = self._net(self._transform(images.to(self.device))).float().cpu()
+        return features.to(getattr(torch, self.dtype)).float()
+
+    @torch.inference_mode()
+    def predict_bag(
+        self, features: torch.Tensor, clinical: Sequence[torch.Tensor]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """The members' mean prediction columns (one row) and mean attention ``(n_tiles,)`` (None: no attention)."""
+        total: dict[str, np.ndarray] = {}
+        attention = []
+        for member, inputs in zip(self.models.members, clinical, strict=True):
+            outputs, weights = member.model.net(features[None], None, inputs, return_attention=True)
+            for outcome, output in zip(self.models.outcomes, outputs, strict=True):
+                for column, values in prediction_columns(outcome, output).items():
+                    total[column] = total.get(column, 0) + values.astype(np.float64)
+            if weights is not None:
+                attention.append(weights[0].float().numpy())
+        n = len(self.models.members)
+        columns = {column: (values / n).astype(np.float32) for column, values in total.items()}
+        return columns, (np.mean(attention, axis=0) if len(attention) == n else None)
+
+
+def predict_mil_slide(
+    slide: SlideInput,
+    predictor: MilPredictor,
+    options: PredictOptions,
+    outdir: Path,
+    targets: Sequence[np.ndarray] | None = None,
+    evaluated: Sequence = (),
+) -> SlideResult:
+    """Predict one slide's bag; write its tile table (attention) and attention heatmap.
+
+    Args:
+        slide: The slide (its annotation row gives the clinical inputs).
+        predictor: The MIL members and their encoder.
+        options: Reading and drawing options.
+        outdir: The prediction folder (files go to ``outdir/slides/{slide}/``).
+        targets: In evaluation mode, one ``(1, n_targets)`` part per outcome of ``evaluated``.
+        evaluated: The outcomes evaluated.
+
+    Returns:
+        The result, with ``row`` = the slide's prediction row (with truth columns in evaluation mode).
+
+    Raises:
+        FileNotFoundError: no file for the slide.
+        SlideError: a slide that cannot be opened (corrupt, no MPP), naming it.
+        NoTissueError: no tile passed the tissue filters.
+    """
+    start = time.perf_counter()
+    models = predictor.models
+    if slide.path is None:
+        raise FileNotFoundError("no file for this slide among slides=")
+    clinical = models.clinical(slide.row) if models.input_header else [torch.zeros(1, 0) for _ in models.members]
+    with open_slide(slide.path, mpp_override=options.mpp_override, backend=options.backend) as reader:
+        live = LiveTiles.open(reader, options.settings)
+        times = live.times
+        locs, features = [], []
+        for images, batch_locs in live.batches(options.batch_size, options.threads, options.as_shards):
+            tick, cpu = time.perf_counter(), time.thread_time()
+            features.append(predictor.features(images))
+            times.model += time.perf_counter() - tick
+            times.model_cpu += time.thread_time() - cpu
+            locs.append(batch_locs)
+        if not locs:
+            raise NoTissueError(f"no tissue: none of its {len(live.grid)} grid tiles passed the tissue filters")
+        tick = time.perf_counter()
+        locs = np.concatenate(locs)
+        columns, attention = predictor.predict_bag(torch.cat(features), clinical)
+        times.model += time.perf_counter() - tick
+        tick = time.perf_counter()
+        folder = outdir / "slides" / slide.name
+        folder.mkdir(parents=True, exist_ok=True)
+        tiles = {"slide": [slide.name] * len(locs)}
+        if slide.patient is not None:
+            tiles["patient"] = [slide.patient] * len(locs)
+        tiles.update(loc_x=locs[:, 0], loc_y=locs[:, 1])
+        if attention is not None:
+            tiles["attention"] = attention.astype(np.float32)
+        with atomic_path(folder / TILE_TABLE) as tmp:
+            pd.DataFrame(tiles).to_parquet(tmp, index=False)
+        if options.heatmaps and attention is not None:
+            thumbnail = np.asarray(reader.get_thumbnail(options.heatmap_px))
+            downsample = reader.dimensions[0] / thumbnail.shape[1]
+            title = f"{slide.name}: " + ", ".join(f"{c} {float(v[0]):.3f}" for c, v in list(columns.items())[:3])
+            with atomic_path(folder / ATTENTION_FILE) as tmp:
+                save_attention_heatmap(thumbnail, locs, attention, live.grid.full_extract_px, downsample, tmp, title)
+        times.drawing += time.perf_counter() - tick
+    row = slide_prediction_row(slide, len(locs), columns, targets, evaluated)
+    return SlideResult(pd.DataFrame(tiles), time.perf_counter() - start, times, row=row)
+
+
+def slide_prediction_row(
+    slide: SlideInput,
+    n_tiles: int,
+    columns: dict[str, np.ndarray],
+    targets: Sequence[np.ndarray] | None,
+    evaluated: Sequence,
+) -> dict[str, Any]:
+    """``slide``, ``patient``, ``n_tiles``, [truth columns], then the bag's prediction columns."""
+    row: dict[str, Any] = {"slide": slide.name}
+    if slide.patient is not None:
+        row["patient"] = slide.patient
+    row["n_tiles"] = n_tiles
+    for outcome, part in zip(evaluated, targets or (), strict=True):
+        row.update({column: values[0].item() for column, values in truth_columns(outcome, part).items()})
+    row.update({column: float(values[0]) for column, values in columns.items()})
+    return row
