@@ -21,6 +21,7 @@ from src.evaluation.results_log import (
     json_safe,
     summarize,
 )
+from src.hpsearch.pruning import TrialPrunedError, fold_pruner
 from src.hpsearch.sweep_info import job_sweep_info
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
@@ -67,6 +68,9 @@ def run(cfg: DictConfig) -> float:
         write_status(out, "running", **({"sweep": sweep} if sweep else {}))
     try:
         metric = _run(cfg, out, resumed, sweep)
+    except TrialPrunedError as error:  # stopped by its study's pruner: its completed folds are in the log
+        write_status(out, "pruned", reason=str(error))
+        raise
     except BaseException as error:  # also KeyboardInterrupt: the folder must not look like a good run
         write_status(out, "failed", **failure_fields(error))
         raise
@@ -96,7 +100,8 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict 
     sweep = sweep or {}
     run_id = f"{sweep['sweep_id']}-{sweep['sweep_job']}" if sweep else out.name  # unique across sweeps
     rows = []
-    for fold in folds:
+    pruner = fold_pruner(str(cfg.optimized_metric))  # None unless a trial of a study with a pruner
+    for number, fold in enumerate(folds, 1):
         kept = completed_fold_rows(out / fold.name)  # None in a new run
         if kept is not None:
             log.info("%s: completed before the resume, kept (%d results rows)", fold.name, len(kept))
@@ -120,6 +125,8 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict 
         append_results(Path(cfg.results_log), fold_rows, replace={"run_id": run_id, "fold": fold.name})
         mark_fold_completed(out / fold.name, fold_rows)  # after its rows are in the log
         rows.extend(fold_rows)
+        if pruner is not None and number < len(folds):
+            pruner.report(rows, number)  # raises TrialPrunedError when the study's pruner stops this trial
     summary = summarize(rows, bounds=metric_bounds(labels.outcomes))
     last = max(int(e) for e in cfg.epochs)
     final = epoch_summary(summary, last)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from src.hpsearch.pruning import TrialPrunedError
+
 OBJECTIVES = ("mean", "mean_minus_sd")
 DIRECTIONS = ("auto", "minimize", "maximize")
 LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")  # metric names minimised when direction=auto
@@ -110,7 +112,8 @@ def job_record(
 ) -> dict[str, Any]:
     """The history record of one finished job (a grid job or an Optuna trial).
 
-    A job that raised is ``failed`` with the error as its reason; one whose objective is NaN (a fold without
+    A job that raised is ``failed`` with the error as its reason (``pruned`` when it was stopped by the
+    study's pruner, :mod:`src.hpsearch.pruning`); one whose objective is NaN (a fold without
     the metric, or NaN in a fold) is ``failed`` with a reason naming the folds; else ``complete``.
 
     Args:
@@ -130,7 +133,8 @@ def job_record(
     record.update(job_dir=str(job_dir) if job_dir else None, run_folder=str(run_folder) if run_folder else None)
     if job_return.status.name != "COMPLETED":
         error = job_return._return_value
-        return {**record, "state": "failed", "reason": f"{type(error).__name__}: {error}"[:2000]}
+        state = "pruned" if isinstance(error, TrialPrunedError) else "failed"
+        return {**record, "state": state, "reason": f"{type(error).__name__}: {error}"[:2000]}
     values = fold_values(run_folder, metric)
     value = values.objective(objective, direction)
     reason = values.nan_reason()

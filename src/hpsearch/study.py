@@ -52,16 +52,18 @@ QUIET = ("optuna", "alembic", "sqlalchemy", "hydra._internal.core_plugins.basic_
 
 
 class StudySweeperImpl(OptunaSweeperImpl):
-    """The Optuna sweeper with our loop (see the module docstring); arguments as the plugin's, plus two.
+    """The Optuna sweeper with our loop (see the module docstring); arguments as the plugin's, plus three.
 
     Args:
         objective: ``mean`` or ``mean_minus_sd`` of ``optimized_metric`` over folds.
         plots: Draw the optimization-history and importance pictures after each trial.
+        pruner: Fold-level pruner (``hydra.sweeper.pruner``); its config goes to ``sweep.json``, where each trial's
+            job reads it (:mod:`src.hpsearch.pruning`), so the built object is not used here.
         **kwargs: The plugin's arguments (``sampler``, ``direction`` (also ``auto``), ``storage``,
             ``study_name``, ``n_trials``, ``n_jobs``, ``max_failure_rate``, ``params``, ...).
     """
 
-    def __init__(self, objective: str = "mean", plots: bool = True, **kwargs: Any) -> None:
+    def __init__(self, objective: str = "mean", plots: bool = True, pruner: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("search_space", None)
         kwargs.setdefault("custom_search_space", None)
         super().__init__(**kwargs)
@@ -114,6 +116,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
             direction=direction,
             objective=self.objective,
             n_trials=self.n_trials,
+            pruner=self._pruner_config(),
         )
         log.info(
             "Study '%s' (%s, %s %s of %s): %d of %d trials done",
@@ -167,6 +170,15 @@ class StudySweeperImpl(OptunaSweeperImpl):
                 space[str(entry["key"])] = grid_choices(distribution(str(entry["key"]), str(entry["values"])))
             self.sampler = self.sampler(space)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in space.values()))
+
+    def _pruner_config(self) -> dict[str, Any] | None:
+        """``hydra.sweeper.pruner`` as plain data (the trials' jobs build it from ``sweep.json``), or None."""
+        node = OmegaConf.select(self.config, "hydra.sweeper.pruner")
+        if node is None:
+            return None
+        config = OmegaConf.to_container(node, resolve=True)
+        instantiate(config)  # a bad pruner fails here, before the first trial
+        return config
 
     def _reseed_on_resume(self, study: optuna.Study) -> None:
         """A continued study draws on from ``seed + number of trials`` (the same seed would repeat trial 0, 1, ...)."""
@@ -232,6 +244,8 @@ class StudySweeperImpl(OptunaSweeperImpl):
         try:
             if record["state"] == "complete":
                 study.tell(trial, record["objective"])
+            elif record["state"] == "pruned":  # its job reported the running fold means (src.hpsearch.pruning)
+                study.tell(trial, state=TrialState.PRUNED)
             else:
                 study.tell(trial, state=TrialState.FAIL)
         except RuntimeError as error:  # the grid sampler asks to stop once its grid is done: the trial is told

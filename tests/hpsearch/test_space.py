@@ -125,3 +125,26 @@ def test_mean_minus_sd_penalises_the_fold_spread() -> None:
     assert values.objective("mean_minus_sd", "maximize") == pytest.approx(0.7 - sd)
     assert values.objective("mean_minus_sd", "minimize") == pytest.approx(0.7 + sd)
     assert "fold2" in FoldValues("m", {"fold1": 0.5, "fold2": float("nan")}).nan_reason()
+
+
+def test_the_cox_space_draws_epoch_lists_that_compose_and_validate() -> None:
+    from src.config import validate
+
+    cfg = compose(["experiment=demo_cox", "hparams_search=cox"])
+    drawn = _sample(cfg, 30)
+    seen = set()
+    for params in drawn[:6]:
+        job = compose(["experiment=demo_cox", *(f"{key}={value}" for key, value in params.items())])
+        validate(job)  # a quoted list ('[4]') becomes the job's epochs list
+        assert list(job.epochs) == yaml_list(params["epochs"])
+        assert job.training_balance == params["training_balance"]
+        assert job.optimizer.lr == pytest.approx(params["optimizer.lr"])
+    for params in drawn:
+        seen.add(params["epochs"])
+        assert 1e-4 <= params["optimizer.lr"] <= 1e-2
+    assert seen == {"[2]", "[4]", "[8]"}
+
+
+def yaml_list(text: str) -> list[int]:
+    """``'[4]'`` → ``[4]``."""
+    return [int(v) for v in text.strip("[]").split(",")]
