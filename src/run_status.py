@@ -1,4 +1,4 @@
-"""``status.json`` in every run folder: ``running`` while it runs, then ``completed`` or ``failed``.
+"""``status.json`` in every run folder: ``running`` while it runs, then ``completed``, ``failed`` or ``pruned``.
 
 A failed run records the error's type, message and the end of its traceback, so a folder of a run that
 crashed can never be mistaken for a good one. A run killed with SIGKILL (or by a lost node) cannot write
@@ -27,7 +27,7 @@ def write_status(run_folder: Path, status: str, clear: tuple[str, ...] = (), **f
 
     Args:
         run_folder: The run folder.
-        status: ``running``, ``completed`` or ``failed``.
+        status: ``running``, ``completed``, ``failed`` or ``pruned`` (a study trial its pruner stopped).
         clear: Fields written before to drop (e.g. a resumed run's old error).
         **fields: Extra JSON-ready fields (e.g. the metric, the error).
 
