@@ -6,14 +6,14 @@ batches them in the loader processes. Shards are **resampled** by default: each 
 shards with replacement from its own seeded stream, so nothing needs splitting and every rank yields exactly
 ``len(stream)`` batches per epoch (DDP ranks never wait on each other). With ``resampled: false`` the shard
 list is instead shuffled per epoch, split by node then by loader process (webdataset's ``split_by_node`` and
-``split_by_worker``), and cycled to the same defined epoch length.
+``split_by_worker``), and each process cycles over its part up to the same defined epoch length.
 
 ``training_balance`` is honoured **approximately**: a resampled shard is drawn with probability proportional
 to its slide's target share divided by its tile count, so in expectation each slide's share of the tile stream
 is the one the balance sampler of ``dataset=shards`` gives; within an epoch the stream comes in whole shards,
 so shares vary more than with the exact sampler, neighbouring tiles are correlated within the shuffle buffer,
-and the Cox event-aware batches become patient balancing. With ``resampled: false`` every tile is drawn once
-per pass (``training_balance`` is then ignored, with a warning).
+and the Cox event-aware batches become patient balancing. With ``resampled: false`` every tile is drawn about
+once per epoch (``training_balance`` is then ignored, with a warning).
 
 Validation stays exact: it uses random access to the local shards (``dataset=shards``), every tile once. The
 index files (``{slide}.index.json``, a few KiB each) must be local; tars may live at ``urls``.
@@ -53,7 +53,7 @@ class ShardStreamSource(ShardSource):
             or ``https://host/shards/{key}/{slide}.tar``.
         shuffle_buffer: Tiles in each loader process's shuffle buffer.
         resampled: Draw shards with replacement (slide-weighted); false: split the shard list by node and
-            loader process each epoch (every tile once per pass, no balancing).
+            loader process each epoch (about every tile once per epoch, no balancing).
         epoch_tiles: Tiles per epoch over all ranks (null: the training slides' tile count).
         max_open_files: Shard files kept open per process by the random-access validation reader.
     """
@@ -127,7 +127,7 @@ class ShardStreamSource(ShardSource):
         counts = np.bincount(tiles.slide_idx, minlength=len(tiles.slide_urls))
         if not self.resampled and slide_weights is not None:
             log.warning(
-                "dataset=shards_stream with resampled=false draws every tile once per pass: training_balance is ignored"
+                "dataset=shards_stream with resampled=false draws about every tile once per epoch: training_balance is ignored"
             )
         return ShardStream(
             tiles.data,
@@ -159,8 +159,9 @@ class RemoteTiles(TileItems):
     def read_image(self, tile: int) -> torch.Tensor:
         """Always raises: remote shards have no random access."""
         raise RuntimeError(
-            "dataset=shards_stream: the training tars are remote (dataset.tile_source.urls), so tiles cannot be "
-            "read at random; fit the stain normalizer on a reference tile (normalizer.source=<image file>)"
+            "dataset=shards_stream: these slides' tars are remote (dataset.tile_source.urls), so their tiles cannot "
+            "be read at random: validation needs its shards in the local shard folder, and the stain normalizer a "
+            "reference tile (normalizer.source=<image file>)"
         )
 
 

@@ -92,3 +92,19 @@ def test_streamed_items_are_shard_items(make_module) -> None:
         assert int(batch["slide"][i]) == item["slide"]
         torch.testing.assert_close(batch["image"][i], item["image"])
         torch.testing.assert_close(batch["target"][i], item["target"])
+
+
+def test_streamed_from_urls_and_split_by_worker(make_module) -> None:
+    shards = make_module("shards")
+    folder = shards.train.dataset.shard_dir
+    urls = make_module("shards_stream", f"dataset.tile_source.urls='pipe:cat {folder}/{{slide}}.tar'")
+    stream = urls.train_dataloader().dataset
+    assert stream.urls[0] == f"pipe:cat {folder}/{shards.train.slides[0]}.tar"
+    batch = next(iter(urls.train_dataloader()))
+    torch.testing.assert_close(batch["image"][0], shards.train.data[int(batch["tile"][0])]["image"])
+    split = make_module("shards_stream", "dataset.tile_source.resampled=false", "dataloader.num_workers=2")
+    loader = split.train_dataloader()
+    tiles = [batch["tile"] for _ in range(2) for batch in loader]  # two epochs, two loader processes
+    assert len(tiles) == 2 * len(loader)
+    seen = torch.cat(tiles).unique()
+    assert len(seen) > 0.8 * len(split.train.data)  # each process cycles over its part of the shard list
