@@ -127,7 +127,8 @@ class ShardStreamSource(ShardSource):
         counts = np.bincount(tiles.slide_idx, minlength=len(tiles.slide_urls))
         if not self.resampled and slide_weights is not None:
             log.warning(
-                "dataset=shards_stream with resampled=false draws about every tile once per epoch: training_balance is ignored"
+                "dataset=shards_stream with resampled=false draws about every tile once per epoch: "
+                "training_balance is ignored"
             )
         return ShardStream(
             tiles.data,
