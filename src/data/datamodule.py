@@ -1,5 +1,9 @@
 """The data of one fold as a LightningDataModule: tile datasets, normalizer fit, samplers, loaders.
 
+The tiles come from the source ``dataset.tile_source`` names (`src.data.sources`: shards, streamed shards or
+the slides themselves); whichever it is, the items, the transform hook, the samplers and the validation index
+are the same.
+
 Everything fitted here is fitted on the fold's training slides only: the clinical encoder, the stain
 normalizer (``normalizer.source=dataset``) and the sampler. Validation tiles are normalized but never
 augmented, and are read exactly once per evaluation.
@@ -169,7 +173,7 @@ class FoldDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Training batches, drawn by the first outcome's sampler (``training_balance``)."""
+        """Training batches, drawn by the first outcome's sampler (``training_balance``), or the source's stream."""
         hp = self.hp
         stream = self._training_stream()
         if stream is not None:  # a streaming source draws (and batches) in its loader processes
