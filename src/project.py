@@ -22,13 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
+from src.data.sources import tile_source
 from src.data.splits import Fold, SplitPlan, plan_splits, study_slides
 from src.errors import AnnotationError
-from src.extraction.extract import extract_slides
-from src.extraction.shards import read_index
 from src.losses.outcome_losses import loss_kinds
 from src.outcomes import check_targets
-from src.slides.mpp import MppChoice
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +116,12 @@ def check_fold_targets(folds: Sequence[Fold], dataset: Dataset, labels: SlideLab
 
 
 def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
-    """Extract the shards that are missing; returns the dataset without slides that have no tissue tile.
+    """Prepare the tile source's data that is missing; returns the dataset without slides that have no tissue tile.
 
-    A shard counts as there when it is complete, its slide file unchanged, and it was extracted at
-    the MPP the slide gets now (``project.mpp_column``, the file's own, ``project.mpp_override``).
+    The source (``dataset.tile_source``, `src.data.sources`) extracts missing shards (``dataset=shards``,
+    ``shards_stream``) or caches missing tile locations (``dataset=wsi``). A shard or cache counts as there
+    when it is complete, its slide file unchanged, and it was made at the MPP the slide gets now
+    (``project.mpp_column``, the file's own, ``project.mpp_override``).
     Nothing is read or extracted for clinical-only models (``model.drop_images``). Patients who lose
     all their slides are named in the log. With ``dataset.bags`` (``dataset=features``), the feature bags
     that are missing are extracted after the shards; the encoder's weights file is checked before any tile
@@ -134,30 +134,10 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
     if cfg.model.drop_images:
         return dataset
     bags = instantiate(cfg.dataset.bags) if cfg.dataset.get("bags") else None  # checks the encoder first
-    paths = dataset.slide_paths()
-    mpps = dataset.slide_mpps()
-
-    def current(slide: str, path: Path) -> bool:
-        return (
-            read_index(dataset.shard_dir, slide, path, mpp=MppChoice(mpps.get(slide), dataset.mpp_override)) is not None
-        )
-
-    todo = {s: p for s, p in paths.items() if not current(s, p)}
-    if todo:
-        report = extract_slides(
-            todo,
-            Path(cfg.project.shards_dir),
-            dataset.tiles,
-            workers=int(cfg.dataset.extraction_workers),
-            mpp_override=dataset.mpp_override,
-            backend=cfg.dataset.get("backend"),
-            mpp_by_slide=mpps,
-        )
-        failed = report[report.status == "failed"]
-        if len(failed):
-            reasons = "; ".join(f"{r.slide}: {r.error}" for r in failed.itertuples())
-            raise RuntimeError(f"Tile extraction failed for {len(failed)} slide(s): {reasons}")
-    empty = [s for s in dataset.slides() if (read_index(dataset.shard_dir, s) or {}).get("num_tiles", 0) == 0]
+    source = tile_source(cfg.dataset)  # dataset.tile_source: shards (default), shards_stream, wsi
+    source.prepare(dataset, workers=int(cfg.dataset.get("extraction_workers", 1)))
+    counts = source.tile_counts(dataset)
+    empty = [s for s in dataset.slides() if counts.get(s, 0) == 0]
     if empty:
         log.warning("Skipping %d slide(s) without any tissue tile: %s", len(empty), empty[:10])
         patients = set(dataset.patients().values())
