@@ -149,7 +149,7 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
                 len(lost),
                 lost[:20],
             )
-    return bags.ensure(dataset) if bags is not None else dataset
+    return bags.ensure(dataset, source) if bags is not None else dataset
 
 
 def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels) -> SplitPlan:

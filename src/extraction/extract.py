@@ -196,6 +196,7 @@ def _extract(
                     mpp_source=row["mpp_source"],
                     level=grid.level,
                     extract_px=grid.extract_px,
+                    full_extract_px=grid.full_extract_px,
                     backend=row["backend"],
                 )
         row.update(status="done", kept_tiles=index["num_tiles"])

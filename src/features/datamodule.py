@@ -25,6 +25,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from src.data.clinical import ClinicalEncoder, fold_clinical
 from src.data.dataset import Dataset, SlideLabels
+from src.data.sources import tile_source
 from src.errors import ConfigError
 from src.features.bags import BAG_SUFFIX
 from src.outcomes import check_targets
@@ -193,7 +194,7 @@ class BagDataModule(pl.LightningDataModule):
             return
         columns = list(self.hp.input_header or [])
         train_ds, val_ds, self.encoder = fold_clinical(*self._datasets, columns, self.hp.clinical_blank, self.where)
-        self.folder = instantiate(self.hp.dataset.bags).folder(train_ds)
+        self.folder = instantiate(self.hp.dataset.bags).folder(train_ds, tile_source(self.hp.dataset))
         bag_size = self.hp.dataset.get("bag_size")
         self.train = self._bag_set(train_ds, int(bag_size) if bag_size else None)
         if not self.train.names:

@@ -57,6 +57,15 @@ class TileSource(ABC):
     def tiles(self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray) -> SourceTiles:
         """The tiles of ``slides`` (a subset of ``dataset``'s, in this order), joined with their targets."""
 
+    def slide_record(self, dataset: Dataset, slide: str) -> dict | None:
+        """What the slide's prepared tiles are, for what is built on them (feature bags); None: not prepared.
+
+        Returns:
+            ``num_tiles``, ``mpp`` (level 0), ``extent_px`` (a tile's side in level-0 px) and ``fingerprint``
+            (plain data that changes whenever the tiles would: a shard's tar record, a slide file's fingerprint).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot describe its tiles for feature bags")
+
     def training_stream(
         self, tiles: SourceTiles, slide_weights: np.ndarray | None, batch_size: int, seed: int
     ) -> IterableDataset | None:

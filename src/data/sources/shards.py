@@ -53,6 +53,19 @@ class ShardSource(TileSource):
         """Slide → tiles in its complete shard (0 without one)."""
         return {s: int((read_index(dataset.shard_dir, s) or {}).get("num_tiles", 0)) for s in dataset.slides()}
 
+    def slide_record(self, dataset: Dataset, slide: str) -> dict | None:
+        """The slide's complete shard: its tile count, MPP, tile extent and tar record (None: no shard)."""
+        index = read_index(dataset.shard_dir, slide)
+        if index is None:
+            return None
+        extent = index.get("full_extract_px") or index.get("extract_px")  # older shards: extracted at level 0
+        return {
+            "num_tiles": int(index["num_tiles"]),
+            "mpp": index.get("mpp"),
+            "extent_px": extent,
+            "fingerprint": index.get("tar"),
+        }
+
     def tiles(self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray) -> SourceTiles:
         """The shard tiles of ``slides``."""
         index = TileIndex.from_shards(dataset.shard_dir, slides)

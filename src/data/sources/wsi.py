@@ -86,6 +86,20 @@ class WsiSource(TileSource):
         folder = self.folder(dataset)
         return {s: int((read_locations(folder, s) or {}).get("num_tiles", 0)) for s in dataset.slides()}
 
+    def slide_record(self, dataset: Dataset, slide: str) -> dict | None:
+        """The slide's complete location cache: tile count, MPP, tile extent and slide-file fingerprint."""
+        paths, mpps = dataset.slide_paths(), dataset.slide_mpps()
+        choice = MppChoice(mpps.get(slide), dataset.mpp_override)
+        entry = read_locations(self.folder(dataset), slide, paths[slide], choice)
+        if entry is None:
+            return None
+        return {
+            "num_tiles": int(entry["num_tiles"]),
+            "mpp": entry.get("mpp"),
+            "extent_px": entry.get("full_extract_px"),
+            "fingerprint": {"slide_file": entry.get("slide_file"), "source": "wsi"},
+        }
+
     def tiles(self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray) -> SourceTiles:
         """The cached tiles of ``slides``, read from their files.
 
