@@ -57,7 +57,7 @@ def run(cfg: DictConfig) -> float:
         if resumed is not None and resumed.complete:
             return resumed.report_complete()
         sweep = job_sweep_info()
-        jobs = joined(read_status(out), asked_folds(cfg))
+        jobs = joined(read_status(out), asked_folds(cfg), out)
         if resumed is not None:
             resumed.start(jobs=jobs)
         else:
@@ -67,14 +67,14 @@ def run(cfg: DictConfig) -> float:
         metric = _run(cfg, out, resumed, sweep)
     except BaseException as error:  # also KeyboardInterrupt: the folder must not look like a good run
         with run_lock(out):
-            write_status(out, "failed", jobs=left(read_status(out)), **failure_fields(error))
+            write_status(out, "failed", jobs=left(read_status(out), out), **failure_fields(error))
         raise
     return metric
 
 
 def _finish(cfg: DictConfig, out: Path, metric: float) -> None:
     """This job's status once its folds are done: ``running`` while other jobs of the run still train."""
-    others = left(read_status(out))
+    others = left(read_status(out), out)
     if others:
         write_status(out, "running", jobs=others)
         return

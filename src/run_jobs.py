@@ -17,6 +17,7 @@ left without ``fold_status.json`` (:func:`incomplete_folds`).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -60,12 +61,13 @@ def _same(job: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     return job.get("pid") == other.get("pid") and job.get("host") == other.get("host")
 
 
-def live_jobs(status: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def live_jobs(status: Mapping[str, Any] | None, folder: str | Path | None = None) -> list[dict[str, Any]]:
     """The jobs of a ``status.json`` record that may still run.
 
-    A job on this host counts while its PID is alive; one on another host cannot be checked and counts until it
-    leaves. A record without ``jobs`` (a run written before jobs were listed) that says ``running`` counts as
-    one job training every fold.
+    A job on this host counts while its PID is alive. One on another host cannot be checked: it counts until it
+    leaves, or until every fold it asked for has completed in ``folder`` (a job killed on another node, whose
+    fold was then trained again, no longer holds the run up). A record without ``jobs`` (a run written before
+    jobs were listed) that says ``running`` counts as one job training every fold.
     """
     if not status:
         return []
@@ -75,7 +77,25 @@ def live_jobs(status: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         if status.get("status") != "running":
             return []
     here = socket.gethostname()
-    return [dict(j) for j in jobs if j.get("host") != here or pid_alive(int(j.get("pid") or 0))]
+    live = []
+    for job in jobs:
+        if job.get("host") == here:
+            alive = pid_alive(int(job.get("pid") or 0))
+        else:
+            alive = folder is None or not folds_completed(folder, job.get("folds"))
+        if alive:
+            live.append(dict(job))
+    return live
+
+
+def folds_completed(folder: str | Path, folds: Sequence[int] | None) -> bool:
+    """Whether the run in ``folder`` completed the folds numbered ``folds`` (None: all of its ``splits.json``)."""
+    path = Path(folder) / "splits.json"
+    if not path.exists():
+        return False
+    names = [f["name"] for f in json.loads(path.read_text()).get("folds", [])]
+    wanted = names if folds is None else [names[n - 1] for n in folds if 1 <= n <= len(names)]
+    return bool(wanted) and all((Path(folder) / name / FOLD_STATUS).exists() for name in wanted)
 
 
 def overlap(a: Sequence[int] | None, b: Sequence[int] | None) -> bool:
@@ -91,16 +111,18 @@ def busy_jobs(status: Mapping[str, Any] | None, folds: Sequence[int] | None) -> 
     ]
 
 
-def joined(status: Mapping[str, Any] | None, folds: Sequence[int] | None) -> list[dict[str, Any]]:
-    """``jobs`` once this process joined: the live ones and this one."""
+def joined(
+    status: Mapping[str, Any] | None, folds: Sequence[int] | None, folder: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """``jobs`` once this process joined the run in ``folder``: the live ones and this one."""
     me = this_job(folds)
-    return [*(j for j in live_jobs(status) if not _same(j, me)), me]
+    return [*(j for j in live_jobs(status, folder) if not _same(j, me)), me]
 
 
-def left(status: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """``jobs`` once this process left: the other live ones."""
+def left(status: Mapping[str, Any] | None, folder: str | Path | None = None) -> list[dict[str, Any]]:
+    """``jobs`` once this process left the run in ``folder``: the other live ones."""
     me = this_job(None)
-    return [j for j in live_jobs(status) if not _same(j, me)]
+    return [j for j in live_jobs(status, folder) if not _same(j, me)]
 
 
 def incomplete_folds(folder: str | Path) -> list[str]:

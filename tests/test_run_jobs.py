@@ -58,6 +58,24 @@ def test_live_jobs_overlap_and_leaving() -> None:
     assert not busy_jobs({"status": "completed", "pid": os.getppid(), "host": HERE}, [2])
 
 
+def test_a_job_on_another_node_holds_the_run_up_until_its_folds_completed(tmp_path: Path) -> None:
+    """A job killed on another node cannot be checked; once its fold is trained again it no longer counts."""
+    folds = [{"name": f"fold{k}", "train_patients": [], "val_patients": []} for k in (1, 2, 3)]
+    (tmp_path / "splits.json").write_text(json.dumps({"folds": folds}))
+    status = {"jobs": [{"pid": 1, "host": "node-a", "folds": [3]}, {"pid": 2, "host": "node-b", "folds": None}]}
+    assert len(live_jobs(status, tmp_path)) == 2
+    (tmp_path / "fold3").mkdir()
+    (tmp_path / "fold3" / "fold_status.json").write_text('{"status": "completed", "rows": []}')
+    assert [j["host"] for j in live_jobs(status, tmp_path)] == ["node-b"]  # fold 3 is done
+    assert incomplete_folds(tmp_path) == []
+    for name in ("fold1", "fold2"):
+        (tmp_path / name).mkdir()
+    assert incomplete_folds(tmp_path) == ["fold1", "fold2"]
+    for name in ("fold1", "fold2"):
+        (tmp_path / name / "fold_status.json").write_text('{"status": "completed", "rows": []}')
+    assert live_jobs(status, tmp_path) == [] and left(status, tmp_path) == []
+
+
 def test_a_job_for_other_folds_joins_a_live_run_one_for_the_same_fold_is_refused(tiny_cfg, tmp_path: Path) -> None:
     folder = tmp_path / "run"
     folder.mkdir()
