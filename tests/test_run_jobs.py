@@ -148,6 +148,8 @@ def test_summarize_command_rewrites_the_summary_of_a_run_folder_or_name(fold_job
     assert find_run("cv2", fold_jobs.base / "runs") == fold_jobs.shared
     with pytest.raises(FileNotFoundError, match="no run folder 'nope'"):
         find_run("nope", fold_jobs.base / "runs")
+    assert main(["nope", "--runs", str(fold_jobs.base / "runs")]) == 2
+    assert "error: no run folder 'nope'" in capsys.readouterr().err
 
 
 def test_a_job_for_a_completed_fold_does_nothing_one_for_a_missing_fold_trains(

@@ -3,8 +3,9 @@
 Writes the run folder's ``summary.json`` again over every fold it completed, and prints it, as the run itself
 does when its last fold ends (``src.run_summary``). Use it for the folds of one run that ran as separate
 jobs (``validation.folds=[1],[2],[3]`` with one ``run_dir``), e.g. when one of them is re-run later, or to see
-the folds completed so far. A name that is not a folder is looked up in ``outputs/runs/`` (``--runs`` for
-another folder): ``<runs>/<name>``, else the newest ``<runs>/*_<name>``.
+the folds completed so far. A name that is not a folder is looked up in the repository's ``outputs/runs/``
+(``paths.output_dir``'s default; ``--runs`` for another folder): ``<runs>/<name>``, else the newest
+``<runs>/*_<name>``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from src.evaluation.results_log import format_summary
 
-DEFAULT_RUNS = Path("outputs") / "runs"
+DEFAULT_RUNS = Path(__file__).resolve().parents[2] / "outputs" / "runs"  # conf/paths/default.yaml's
 
 
 def find_run(name: str, runs: str | Path = DEFAULT_RUNS) -> Path:
@@ -37,7 +38,11 @@ def find_run(name: str, runs: str | Path = DEFAULT_RUNS) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Summarise each run named on the command line; returns the exit status (1: a run has no completed fold)."""
+    """Summarise each run named on the command line.
+
+    Returns:
+        The exit status: 0; 1 when a run has no completed fold; 2 when a run folder is not found.
+    """
     from src.run_summary import write_summary  # the summary's code path (reads outcomes and fold files)
 
     parser = argparse.ArgumentParser(prog="python -m src.evaluation.summarize", description=__doc__.split("\n")[0])
@@ -46,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     status = 0
     for name in args.runs:
-        folder = find_run(name, args.runs_dir)
+        try:
+            folder = find_run(name, args.runs_dir)
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         summary, record = write_summary(folder)
         print(f"{folder}: {len(record['folds'])} completed fold(s) ({', '.join(record['folds']) or 'none'})")
         print(format_summary(summary, record["epoch"], record.get("strategy") or ""))
