@@ -29,9 +29,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.run_jobs import asked_folds, busy_jobs
+from src.run_jobs import asked_folds, busy_jobs, missing_folds
 from src.run_status import read_status, write_status
-from src.training.resume import completed_fold_rows
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +105,10 @@ class Resume:
         """Whether the run had completed, with every fold this job asks for (then there is nothing to do)."""
         return (self.status or {}).get("status") == "completed" and not missing_folds(self.folder, self.folds)
 
+    def joins(self, jobs: list[dict[str, Any]]) -> bool:
+        """Whether ``jobs`` (this one last) hold another live job: this job joins a running run, not a dead one."""
+        return len(jobs) > 1
+
     def report_complete(self) -> float:
         """Say that the completed run is left as it is; returns its saved metric (NaN if none)."""
         status = self.status or {}
@@ -125,7 +128,10 @@ class Resume:
         """
         previous = self.status or {}
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        log.info("Resuming run %s (it was %s)", self.folder, previous.get("status", "without status"))
+        if self.joins(fields.get("jobs") or []):
+            log.info("Joining run %s: its other jobs train %s", self.folder, [j["folds"] for j in fields["jobs"][:-1]])
+        else:
+            log.info("Resuming run %s (it was %s)", self.folder, previous.get("status", "without status"))
         write_status(
             self.folder,
             "running",
@@ -170,19 +176,6 @@ def check_resume(cfg: DictConfig, folder: Path) -> Resume | None:
             f"training {trains}); stop that process first, or train other folds (validation.folds)"
         )
     return Resume(folder, status, folds)
-
-
-def missing_folds(folder: Path, folds: list[int] | None) -> list[str]:
-    """The folds asked for (numbers as ``validation.folds``; None: all) that the run's folder has not completed.
-
-    The fold names come from the run's ``splits.json``; a run without one has none missing.
-    """
-    path = Path(folder) / "splits.json"
-    if not path.exists():
-        return []
-    names = [f["name"] for f in json.loads(path.read_text()).get("folds", [])]
-    wanted = names if not folds else [names[n - 1] for n in folds if 1 <= n <= len(names)]
-    return [name for name in wanted if completed_fold_rows(Path(folder) / name) is None]
 
 
 def check_same_folds(folder: Path, splits: Mapping[str, Any]) -> None:

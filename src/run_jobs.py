@@ -88,14 +88,25 @@ def live_jobs(status: Mapping[str, Any] | None, folder: str | Path | None = None
     return live
 
 
-def folds_completed(folder: str | Path, folds: Sequence[int] | None) -> bool:
-    """Whether the run in ``folder`` completed the folds numbered ``folds`` (None: all of its ``splits.json``)."""
+def fold_names(folder: str | Path, folds: Sequence[int] | None) -> list[str] | None:
+    """The names of the folds numbered ``folds`` (None: all) in the run's ``splits.json``; None without one."""
     path = Path(folder) / "splits.json"
     if not path.exists():
-        return False
+        return None
     names = [f["name"] for f in json.loads(path.read_text()).get("folds", [])]
-    wanted = names if folds is None else [names[n - 1] for n in folds if 1 <= n <= len(names)]
-    return bool(wanted) and all((Path(folder) / name / FOLD_STATUS).exists() for name in wanted)
+    return names if not folds else [names[n - 1] for n in folds if 1 <= n <= len(names)]
+
+
+def missing_folds(folder: str | Path, folds: Sequence[int] | None) -> list[str] | None:
+    """The folds numbered ``folds`` (None: all) that the run in ``folder`` has not completed; None: no splits.json."""
+    names = fold_names(folder, folds)
+    return None if names is None else [n for n in names if not (Path(folder) / n / FOLD_STATUS).exists()]
+
+
+def folds_completed(folder: str | Path, folds: Sequence[int] | None) -> bool:
+    """Whether the run in ``folder`` completed the folds numbered ``folds`` (None: all of its ``splits.json``)."""
+    names, missing = fold_names(folder, folds), missing_folds(folder, folds)
+    return bool(names) and not missing
 
 
 def overlap(a: Sequence[int] | None, b: Sequence[int] | None) -> bool:
