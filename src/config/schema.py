@@ -122,6 +122,7 @@ class ExtractConfig:
     workers: int = MISSING
     thumbnails: bool = MISSING
     progress: bool = MISSING
+    part: str | None = None  # i/n: the i-th of n parts of the slides (src.extraction.parts)
 
 
 @dataclass
