@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from src.data.datamodule import ValidationIndex
+from src.data.transforms import BatchTransform
 from src.evaluation.metrics import evaluate
 from src.evaluation.predictions import tile_table
 from src.losses.outcome_losses import OutcomeLoss
@@ -29,6 +30,12 @@ class TileModule(pl.LightningModule):
         scheduler: Optional partial of a torch LR scheduler taking the optimizer.
         scheduler_interval: ``step`` or ``epoch``.
         l1: Weight of an L1 penalty on all trainable weights (a real penalty, added to the loss).
+        channels_last: Train in channels-last memory layout (the net and the batches; faster convolutions on
+            GPUs with tensor cores). See :func:`src.models.memory_format.channels_last_setting`.
+
+    Tile batches arrive as uint8; :meth:`on_after_batch_transfer` turns them into the model's input on the
+    training device (:class:`~src.data.transforms.BatchTransform`): the data module's stain normalizer, its
+    augmentations (training batches only) and the net's input scaling.
 
     The validation tiles' slides, patients, targets and locations come from the data module's
     :class:`~src.data.datamodule.ValidationIndex` (``trainer.datamodule.val_index``). Subclasses for other
@@ -50,6 +57,7 @@ class TileModule(pl.LightningModule):
         scheduler: Callable | None = None,
         scheduler_interval: str = "step",
         l1: float = 0.0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
@@ -61,6 +69,8 @@ class TileModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.l1 = l1
+        self.channels_last = bool(channels_last)
+        self._batch_transforms: dict[bool, BatchTransform] = {}
         self.last_evaluation: dict | None = None
         self._val_outputs: list[list[torch.Tensor]] = []
         self._val_tiles: list[torch.Tensor] = []
@@ -76,9 +86,37 @@ class TileModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         return getattr(datamodule, "val_index", None)
 
+    def batch_transform(self, train: bool) -> BatchTransform:
+        """The device-side transform of training (``train``) or validation batches (built once per fit)."""
+        if train not in self._batch_transforms:
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            self._batch_transforms[train] = BatchTransform(
+                normalizer=getattr(datamodule, "normalizer", None),
+                augment=getattr(datamodule, "augment", None) if train else None,
+                scale=getattr(self.net, "scale", None),
+                channels_last=self.channels_last,
+            )
+        return self._batch_transforms[train]
+
+    def on_fit_start(self) -> None:
+        """Lay the net out channels-last if asked; the transforms are rebuilt for this fit's data module."""
+        self._batch_transforms = {}
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+
+    def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
+        """Run the device-side transform on a batch of uint8 tiles now on the training device (others pass)."""
+        image = batch.get("image") if isinstance(batch, dict) else None
+        if self._trainer is None or image is None or image.dtype != torch.uint8 or image.ndim != 4:
+            return batch
+        return {**batch, "image": self.batch_transform(train=self.trainer.training)(image)}
+
     def batch_outputs(self, batch: dict) -> list[torch.Tensor]:
-        """The model's outputs for one batch from the data module."""
-        return self(batch["image"], batch["clinical"])
+        """The model's outputs for one batch from the data module (tiles scaled on the device, or uint8)."""
+        image = batch["image"]
+        if image.is_floating_point() and image.ndim == 4 and callable(getattr(self.net, "scale", None)):
+            return self.net(image, batch["clinical"], scaled=True)
+        return self(image, batch["clinical"])
 
     def _loss(self, outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         total = outputs[0].new_zeros(())
