@@ -71,6 +71,7 @@ class TileModule(pl.LightningModule):
         self.l1 = l1
         self.channels_last = bool(channels_last)
         self._batch_transforms: dict[bool, BatchTransform] = {}
+        self._draws = torch.Generator()  # per-tile draws of the device-side augmentations (see on_train_epoch_start)
         self.last_evaluation: dict | None = None
         self._val_outputs: list[list[torch.Tensor]] = []
         self._val_tiles: list[torch.Tensor] = []
@@ -104,12 +105,21 @@ class TileModule(pl.LightningModule):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
 
+    def on_train_epoch_start(self) -> None:
+        """Seed this epoch's per-tile draws from the epoch's seed (set by ``EpochSeeds``, a callback, just before).
+
+        A generator of their own: what else draws from torch's global one (loader iterators, dropout) cannot
+        shift them, so a resumed epoch draws the tiles an uninterrupted one would.
+        """
+        self._draws = torch.Generator().manual_seed(torch.initial_seed())
+
     def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
         """Run the device-side transform on a batch of uint8 tiles now on the training device (others pass)."""
         image = batch.get("image") if isinstance(batch, dict) else None
         if self._trainer is None or image is None or image.dtype != torch.uint8 or image.ndim != 4:
             return batch
-        return {**batch, "image": self.batch_transform(train=self.trainer.training)(image)}
+        train = self.trainer.training
+        return {**batch, "image": self.batch_transform(train)(image, self._draws if train else None)}
 
     def batch_outputs(self, batch: dict) -> list[torch.Tensor]:
         """The model's outputs for one batch from the data module (tiles scaled on the device, or uint8)."""

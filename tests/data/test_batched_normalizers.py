@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -149,5 +147,3 @@ def test_cuda_gives_the_cpu_result(cls) -> None:
     on_gpu = normalizer.normalize(batch.cuda(), augment=True, generator=torch.Generator().manual_seed(1))
     on_cpu = normalizer.normalize(batch, augment=True, generator=torch.Generator().manual_seed(1))
     assert on_gpu.device.type == "cuda" and grey_levels(on_gpu.cpu(), on_cpu).max() <= 1
-
-

@@ -90,14 +90,16 @@ class Macenko(StainNormalizer):
 
     def apply_batch(self, images: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
         """Batched :meth:`apply` on (B, 3, N) uint8 pixels (same stain matrices, percentiles and rescaling)."""
-        od = self._od_table(images.device)[images.long()]  # (B, 3, N)
+        table = self._od_table(images.device)
+        od = torch.index_select(table, 0, images.reshape(-1).int()).view(images.shape)  # (B, 3, N)
         stained = od.amin(dim=1) > self.beta  # (B, N)
         count = stained.sum(dim=1)
         enough = count >= self.min_pixels
-        weight = stained.to(od.dtype)[:, None]
-        mean = (od * weight).sum(-1, keepdim=True) / count.clamp_min(1)[:, None, None]
-        centred = (od - mean) * weight
-        cov = (centred @ centred.transpose(1, 2)).double() / (count.clamp_min(2) - 1)[:, None, None]
+        masked = od * stained[:, None]
+        mean = masked.sum(-1) / count.clamp_min(1)[:, None]  # (B, 3)
+        moments = (masked @ od.transpose(1, 2)).double() / count.clamp_min(1)[:, None, None]
+        scatter = moments - mean.double()[:, :, None] * mean.double()[:, None, :]
+        cov = scatter * (count / (count - 1).clamp_min(1))[:, None, None]  # unbiased, as torch.cov
         cov = torch.where(enough[:, None, None], cov, torch.eye(3, dtype=cov.dtype, device=cov.device))
         _, vectors = torch.linalg.eigh(cov)
         plane = vectors[:, :, [2, 1]].float()  # (B, 3, 2), largest eigenvector first
@@ -115,9 +117,8 @@ class Macenko(StainNormalizer):
         matrix = matrix / matrix.norm(dim=1, keepdim=True)
         conc = torch.linalg.pinv(matrix) @ od  # (B, 2, N)
         max_conc = _quantile(conc, 0.99).clamp_min(1e-6)
-        conc = conc.clamp_min(0) * (target["max_conc"] / max_conc)[:, :, None]
-        out = torch.exp(-(target["stain_matrix"] @ conc))
-        out = (out.clamp(0, 1) * 255).round_().to(torch.uint8)
+        conc = conc.clamp_min_(0).mul_((target["max_conc"] / max_conc)[:, :, None])
+        out = torch.bmm(target["stain_matrix"], conc).neg_().exp_().clamp_(0, 1).mul_(255).round_().to(torch.uint8)
         return torch.where(enough[:, None, None], out, images)
 
     def _od_table(self, device: torch.device) -> torch.Tensor:
