@@ -264,7 +264,8 @@ def main() -> None:
         args.device = "cuda"
         torch.backends.cudnn.benchmark = True
         print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.workers} loader workers")
-    print(f"{args.backbone} @ {args.tile_px} px, batch {args.batch}, 16-mixed, channels_last, {args.steps} timed steps")
+    precision = "16-mixed" if args.device == "cuda" else "32-true"
+    print(f"{args.backbone} @ {args.tile_px} px, batch {args.batch}, {precision}, channels_last, {args.steps} steps")
     augment = Augment("xyrj")
     tiles = make_tiles(min(args.tiles, 512), args.tile_px)
 

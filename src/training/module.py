@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -17,6 +18,9 @@ from src.evaluation.predictions import tile_table
 from src.losses.outcome_losses import OutcomeLoss
 from src.optim.schedulers import build_scheduler
 from src.outcomes import Outcome, TargetLayout
+
+# The data modules keep Lightning's default hook: the module's on_after_batch_transfer is the one meant to run.
+warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
 
 
 class TileModule(pl.LightningModule):
@@ -109,9 +113,9 @@ class TileModule(pl.LightningModule):
         """Seed this epoch's per-tile draws from the epoch's seed (set by ``EpochSeeds``, a callback, just before).
 
         A generator of their own: what else draws from torch's global one (loader iterators, dropout) cannot
-        shift them, so a resumed epoch draws the tiles an uninterrupted one would.
+        shift them, so a resumed epoch draws the tiles an uninterrupted one would. Each DDP rank gets its own.
         """
-        self._draws = torch.Generator().manual_seed(torch.initial_seed())
+        self._draws = torch.Generator().manual_seed((torch.initial_seed() + 1_000_003 * self.global_rank) % 2**63)
 
     def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
         """Run the device-side transform on a batch of uint8 tiles now on the training device (others pass)."""
