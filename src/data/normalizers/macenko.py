@@ -28,6 +28,7 @@ class Macenko(StainNormalizer):
     """
 
     method = "macenko"
+    cpu_chunk = 4  # measured on one core (benchmarks/stain_normalizers.py)
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.15, min_pixels: int = 16, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -18,6 +18,7 @@ class Reinhard(StainNormalizer):
     """
 
     method = "reinhard"
+    cpu_chunk = 1  # measured on one core (benchmarks/stain_normalizers.py)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
