@@ -34,7 +34,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision.io import encode_jpeg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -110,11 +110,13 @@ class TimedLoader(DataLoader):
 
 
 def loader(data: Dataset, args, timed: bool = False) -> DataLoader:
+    """Random batches (with replacement: exactly ``warmup + steps`` of them, whatever the dataset's size)."""
     cls = TimedLoader if timed else DataLoader
+    draws = args.batch * (args.warmup + args.steps)
     return cls(
         data,
         batch_size=args.batch,
-        shuffle=True,
+        sampler=RandomSampler(data, replacement=True, num_samples=draws, generator=torch.Generator().manual_seed(0)),
         num_workers=args.workers,
         persistent_workers=args.workers > 0,
         pin_memory=args.device == "cuda",
