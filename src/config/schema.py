@@ -101,6 +101,7 @@ class TrainConfig:
     training_balance: Balance = MISSING
     validation_balance: Balance = MISSING
     l1: float = MISSING
+    channels_last: Any = MISSING  # auto | true | false (src.training.module.channels_last_setting)
     dataloader: DataloaderConfig = field(default_factory=DataloaderConfig)
     run_dir: str | None = MISSING
     resume: str | None = MISSING

@@ -25,6 +25,7 @@ from src.data.augment import check_augment_config
 from src.errors import ConfigError
 from src.extraction.settings import TileSettings
 from src.losses.outcome_losses import loss_kinds
+from src.models.memory_format import channels_last_setting
 from src.models.scaling import check_input_stats
 from src.optim.schedulers import build_scheduler
 from src.outcomes import LEVELS, outcome_kind
@@ -60,6 +61,8 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
     backbone = (cfg.get("model") or {}).get("backbone") or {}
     with _as_config_error():
         check_input_stats(backbone.get("mean"), backbone.get("std"))  # model.backbone.mean/std
+    with _as_config_error():
+        channels_last_setting(cfg.get("channels_last", "auto"), (cfg.get("trainer") or {}).get("accelerator"))
     with _as_config_error():
         kinds = loss_kinds(cfg.loss, list(cfg.outcomes))
     _check_balance(cfg, kinds)

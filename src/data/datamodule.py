@@ -6,7 +6,8 @@ are the same.
 
 Everything fitted here is fitted on the fold's training slides only: the clinical encoder, the stain
 normalizer (``normalizer.source=dataset``) and the sampler. Validation tiles are normalized but never
-augmented, and are read exactly once per evaluation.
+augmented, and are read exactly once per evaluation. Workers return uint8 tiles; the normalizer and most
+augmentations run on the batch on the training device (``normalizer``, ``augment``; see ``src.data.transforms``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class FoldDataModule(pl.LightningDataModule):
         self._datasets = (train_ds, val_ds)
         self.encoder = ClinicalEncoder([])
         self.normalizer: StainNormalizer | None = None
+        self.augment = None  # the training augmentations; with the normalizer, run on the device by the module
         self.train: SlideSet | None = None
         self.val: SlideSet | None = None
         self.val_index: ValidationIndex | None = None
@@ -164,7 +166,8 @@ class FoldDataModule(pl.LightningDataModule):
                 self.normalizer = normalizer.fit_source(data.read_image, len(data), int(self.hp.seed))
                 log.info("Stain normalizer fitted: %s", self.normalizer.get_fit())
             augment = instantiate(self.hp.augment) if train and self.hp.augment else None
-            data.transform = tile_transform(augment, self.normalizer, train)
+            self.augment = augment if train else self.augment
+            data.transform = tile_transform(augment, self.normalizer, train)  # the worker-side part (j)
             slide_idx, locs = tiles.slide_idx, tiles.locs
             if train:
                 self._train_tiles = tiles

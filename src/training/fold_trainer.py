@@ -19,6 +19,7 @@ from src.data.datamodule import FoldDataModule
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
 from src.losses.outcome_losses import OutcomeLoss, build_losses, check_loss_fits, fit_losses
+from src.models.memory_format import channels_last_setting
 from src.training.callbacks import EpochOutputs
 from src.training.checkpoint import ParamsInCheckpoint
 from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers, sweep_tags
@@ -110,6 +111,7 @@ class FoldTrainer:
             scheduler=instantiate(hp.scheduler.fn) if hp.scheduler.get("fn") else None,
             scheduler_interval=hp.scheduler.get("interval", "step"),
             l1=float(hp.l1),
+            channels_last=channels_last_setting(hp.get("channels_last", False), hp.trainer.get("accelerator")),
         )
 
     def _lightning(

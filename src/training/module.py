@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -11,11 +12,15 @@ import torch
 from torch import nn
 
 from src.data.datamodule import ValidationIndex
+from src.data.transforms import BatchTransform
 from src.evaluation.metrics import evaluate
 from src.evaluation.predictions import tile_table
 from src.losses.outcome_losses import OutcomeLoss
 from src.optim.schedulers import build_scheduler
 from src.outcomes import Outcome, TargetLayout
+
+# The data modules keep Lightning's default hook: the module's on_after_batch_transfer is the one meant to run.
+warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
 
 
 class TileModule(pl.LightningModule):
@@ -29,6 +34,12 @@ class TileModule(pl.LightningModule):
         scheduler: Optional partial of a torch LR scheduler taking the optimizer.
         scheduler_interval: ``step`` or ``epoch``.
         l1: Weight of an L1 penalty on all trainable weights (a real penalty, added to the loss).
+        channels_last: Train in channels-last memory layout (the net and the batches; faster convolutions on
+            GPUs with tensor cores). See :func:`src.models.memory_format.channels_last_setting`.
+
+    Tile batches arrive as uint8; :meth:`on_after_batch_transfer` turns them into the model's input on the
+    training device (:class:`~src.data.transforms.BatchTransform`): the data module's stain normalizer, its
+    augmentations (training batches only) and the net's input scaling.
 
     The validation tiles' slides, patients, targets and locations come from the data module's
     :class:`~src.data.datamodule.ValidationIndex` (``trainer.datamodule.val_index``). Subclasses for other
@@ -50,6 +61,7 @@ class TileModule(pl.LightningModule):
         scheduler: Callable | None = None,
         scheduler_interval: str = "step",
         l1: float = 0.0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
@@ -61,6 +73,9 @@ class TileModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.l1 = l1
+        self.channels_last = bool(channels_last)
+        self._batch_transforms: dict[bool, BatchTransform] = {}
+        self._draws = torch.Generator()  # per-tile draws of the device-side augmentations (see on_train_epoch_start)
         self.last_evaluation: dict | None = None
         self._val_outputs: list[list[torch.Tensor]] = []
         self._val_tiles: list[torch.Tensor] = []
@@ -76,9 +91,46 @@ class TileModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         return getattr(datamodule, "val_index", None)
 
+    def batch_transform(self, train: bool) -> BatchTransform:
+        """The device-side transform of training (``train``) or validation batches (built once per fit)."""
+        if train not in self._batch_transforms:
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            self._batch_transforms[train] = BatchTransform(
+                normalizer=getattr(datamodule, "normalizer", None),
+                augment=getattr(datamodule, "augment", None) if train else None,
+                scale=getattr(self.net, "scale", None),
+                channels_last=self.channels_last,
+            )
+        return self._batch_transforms[train]
+
+    def on_fit_start(self) -> None:
+        """Lay the net out channels-last if asked; the transforms are rebuilt for this fit's data module."""
+        self._batch_transforms = {}
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+
+    def on_train_epoch_start(self) -> None:
+        """Seed this epoch's per-tile draws from the epoch's seed (set by ``EpochSeeds``, a callback, just before).
+
+        A generator of their own: what else draws from torch's global one (loader iterators, dropout) cannot
+        shift them, so a resumed epoch draws the tiles an uninterrupted one would. Each DDP rank gets its own.
+        """
+        self._draws = torch.Generator().manual_seed((torch.initial_seed() + 1_000_003 * self.global_rank) % 2**63)
+
+    def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
+        """Run the device-side transform on a batch of uint8 tiles now on the training device (others pass)."""
+        image = batch.get("image") if isinstance(batch, dict) else None
+        if self._trainer is None or image is None or image.dtype != torch.uint8 or image.ndim != 4:
+            return batch
+        train = self.trainer.training
+        return {**batch, "image": self.batch_transform(train)(image, self._draws if train else None)}
+
     def batch_outputs(self, batch: dict) -> list[torch.Tensor]:
-        """The model's outputs for one batch from the data module."""
-        return self(batch["image"], batch["clinical"])
+        """The model's outputs for one batch from the data module (tiles scaled on the device, or uint8)."""
+        image = batch["image"]
+        if image.is_floating_point() and image.ndim == 4 and callable(getattr(self.net, "scale", None)):
+            return self.net(image, batch["clinical"], scaled=True)
+        return self(image, batch["clinical"])
 
     def _loss(self, outputs: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         total = outputs[0].new_zeros(())
