@@ -13,6 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import validate
+from src.data.dataset import Dataset, SlideLabels
+from src.data.splits import SplitPlan
+from src.distributed import is_main, rank, run_token, wait_until
 from src.evaluation.results_log import (
     INTERVAL_METHOD,
     append_results,
@@ -26,7 +29,7 @@ from src.hpsearch.sweep_info import job_sweep_info
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 from src.resume import Resume, check_resume, check_same_folds, run_folder
-from src.run_status import failure_fields, write_status
+from src.run_status import failure_fields, read_status, write_status
 from src.training.fold_trainer import build_trainer
 from src.training.resume import completed_fold_rows, last_checkpoint, mark_fold_completed
 
@@ -55,9 +58,15 @@ def run(cfg: DictConfig) -> float:
     the same ``run_dir``) is resumed (``src.resume``): completed folds kept, the interrupted one continued. A
     job of a sweep records its sweep id, job number and own overrides in ``status.json`` and in every results
     row (``src.hpsearch.sweep_info``).
+
+    Under DDP every rank runs this; only rank 0 prepares the data and writes files or prints, the other
+    ranks wait for it, read its ``splits.json`` and train with it (``src.distributed``).
     """
     validate(cfg)  # every config error before any data is read
     out = run_folder(cfg, run_dir)
+    if not is_main():  # a DDP rank > 0: trains with rank 0, writes nothing (see src.distributed)
+        return _run(cfg, out, sweep=job_sweep_info())
+    token = run_token()  # before Lightning starts the other ranks: they inherit it
     resumed = check_resume(cfg, out)  # a differing config or a live run: refused before anything runs
     if resumed is not None and resumed.complete:
         return resumed.report_complete()
@@ -67,7 +76,7 @@ def run(cfg: DictConfig) -> float:
     else:
         write_status(out, "running", **({"sweep": sweep} if sweep else {}))
     try:
-        metric = _run(cfg, out, resumed, sweep)
+        metric = _run(cfg, out, resumed, sweep, token)
     except TrialPrunedError as error:  # stopped by its study's pruner: its completed folds are in the log
         write_status(out, "pruned", reason=str(error))
         raise
@@ -78,7 +87,12 @@ def run(cfg: DictConfig) -> float:
     return metric
 
 
-def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict | None = None) -> float:
+#: ``status.json`` field in which rank 0 says that the data and splits are ready (with the attempt's token).
+READY_FIELD = "prepared"
+
+
+def _prepare(cfg: DictConfig, out: Path, resumed: Resume | None) -> tuple[Dataset, SlideLabels, SplitPlan]:
+    """Rank 0: config, demo, labels, folds, tiles and ``splits.json`` (everything the ranks train on)."""
     if resumed is None:  # a resumed run keeps the config.yaml it was checked against
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
@@ -88,7 +102,6 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict 
     if resumed is not None:
         check_same_folds(out, plan.to_dict(dataset.annotations))
     plan.write(out / "splits.json", dataset.annotations)
-    folds = plan.trained_folds()
     log.info(
         "Validation: %s, %d fold(s) (%s splits%s)",
         plan.strategy,
@@ -96,7 +109,35 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict 
         plan.source,
         f" {plan.path}" if plan.path else "",
     )
+    return dataset, labels, plan
 
+
+def _read_prepared(cfg: DictConfig, out: Path) -> tuple[Dataset, SlideLabels, SplitPlan]:
+    """A rank > 0: wait until rank 0 has prepared this attempt, then read its slides, tiles and ``splits.json``."""
+    token = run_token()
+
+    def ready() -> bool:
+        status = read_status(out) or {}
+        if status.get("status") == "failed":
+            raise RuntimeError(f"rank {rank()}: rank 0 failed ({status.get('error_type')}: {status.get('error')})")
+        return status.get(READY_FIELD) == token
+
+    wait_until(ready, f"prepare the run in {out}")
+    dataset, labels = load_project(cfg, prepare=False)  # reads the demo and annotations rank 0 made
+    plan = SplitPlan.read(out / "splits.json")
+    dataset = ensure_tiles(cfg, dataset, extract=False)  # every shard is there: rank 0 extracted them
+    return dataset, labels, plan
+
+
+def _run(
+    cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict | None = None, token: str | None = None
+) -> float:
+    if is_main():
+        dataset, labels, plan = _prepare(cfg, out, resumed)
+        write_status(out, "running", **{READY_FIELD: token or run_token()})  # the other ranks may read now
+    else:
+        dataset, labels, plan = _read_prepared(cfg, out)
+    folds = plan.trained_folds()
     sweep = sweep or {}
     run_id = f"{sweep['sweep_id']}-{sweep['sweep_job']}" if sweep else out.name  # unique across sweeps
     rows = []
@@ -121,12 +162,14 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict 
         resume_from = last_checkpoint(out / fold.name)  # the interrupted fold of a resumed run
         results = trainer.train(dataset.select_patients(fold.train_patients), val_ds, resume_from=resume_from)
         fold_rows = list(results["epochs"].values())
-        # now, not after the last fold; a fold re-done after a kill replaces its rows
-        append_results(Path(cfg.results_log), fold_rows, replace={"run_id": run_id, "fold": fold.name})
-        mark_fold_completed(out / fold.name, fold_rows)  # after its rows are in the log
+        if is_main():  # now, not after the last fold; a fold re-done after a kill replaces its rows
+            append_results(Path(cfg.results_log), fold_rows, replace={"run_id": run_id, "fold": fold.name})
+            mark_fold_completed(out / fold.name, fold_rows)  # after its rows are in the log
         rows.extend(fold_rows)
-        if pruner is not None and number < len(folds):
+        if pruner is not None and number < len(folds) and is_main():  # rank 0 has the rows
             pruner.report(rows, number)  # raises TrialPrunedError when the study's pruner stops this trial
+    if not is_main():  # the summary, its print and the status are rank 0's
+        return float("nan")
     summary = summarize(rows, bounds=metric_bounds(labels.outcomes))
     last = max(int(e) for e in cfg.epochs)
     final = epoch_summary(summary, last)

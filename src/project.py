@@ -33,10 +33,11 @@ from src.slides.mpp import MppChoice
 log = logging.getLogger(__name__)
 
 
-def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
+def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideLabels]:
     """The study's slides (``dataset.filters``, plus ``validation.filters`` for external validation) and labels.
 
-    Generates the demo project when configured. Slides with a blank outcome (or event) are left out and
+    Generates the demo project when configured and ``prepare`` (a DDP rank other than 0 passes ``False``:
+    it reads the project rank 0 made). Slides with a blank outcome (or event) are left out and
     logged per column, or stop the run with ``outcome_blank=error``.
 
     Raises:
@@ -45,7 +46,7 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
             a ``project.mpp_column`` value that is not a positive number, a blank outcome with
             ``outcome_blank=error`` (the message names the column, slide or patient).
     """
-    if cfg.project.get("demo"):
+    if cfg.project.get("demo") and prepare:
         instantiate(cfg.project.demo).ensure()
     dataset = Dataset(
         cfg.project.annotations,
@@ -117,8 +118,11 @@ def check_fold_targets(folds: Sequence[Fold], dataset: Dataset, labels: SlideLab
             check_targets(labels.outcomes, labels.parts(slides), fold.name, training)
 
 
-def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
+def ensure_tiles(cfg: DictConfig, dataset: Dataset, extract: bool = True) -> Dataset:
     """Extract the shards that are missing; returns the dataset without slides that have no tissue tile.
+
+    With ``extract=False`` (a DDP rank other than 0, after rank 0 extracted) nothing is written: every shard
+    (and feature bag) must be there already.
 
     A shard counts as there when it is complete, its slide file unchanged, and it was extracted at
     the MPP the slide gets now (``project.mpp_column``, the file's own, ``project.mpp_override``).
@@ -128,7 +132,8 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
     is read.
 
     Raises:
-        RuntimeError: extraction failed for some slides (each named with its reason).
+        RuntimeError: extraction failed for some slides (each named with its reason); with ``extract=False``,
+            a shard or bag that is missing (naming the slides).
         FileNotFoundError: the encoder's weights file is missing (``dataset=features``; saying where to put it).
     """
     if cfg.model.drop_images:
@@ -143,6 +148,10 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
         )
 
     todo = {s: p for s, p in paths.items() if not current(s, p)}
+    if todo and not extract:
+        raise RuntimeError(
+            f"{len(todo)} tile shard(s) missing that the main process should have extracted: {list(todo)[:10]}"
+        )
     if todo:
         report = extract_slides(
             todo,
@@ -169,6 +178,8 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
                 len(lost),
                 lost[:20],
             )
+    if bags is not None and not extract:
+        return bags.check(dataset)
     return bags.ensure(dataset) if bags is not None else dataset
 
 

@@ -24,6 +24,7 @@ from src.data.normalizers import StainNormalizer
 from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
 from src.data.transforms import tile_transform
 from src.outcomes import check_targets
+from src.samplers.shards import training_sampler, validation_sampler
 
 log = logging.getLogger(__name__)
 
@@ -175,13 +176,15 @@ class FoldDataModule(pl.LightningDataModule):
             int(hp.seed),
             hp.loss,
         )
-        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=sampler is None)
+        sampler, shuffle = training_sampler(sampler, len(self.train.data), int(hp.seed))  # per rank under DDP
+        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=shuffle)
 
     def val_dataloader(self) -> DataLoader | list:
         """Every validation tile once, in order."""
         if self.val is None:
             return []
-        return self._loader(self.val.data, int(self.hp.dataloader.eval_batch_size), sampler=None, shuffle=False)
+        sampler = validation_sampler(len(self.val.data))  # under DDP: this rank's share, no padding
+        return self._loader(self.val.data, int(self.hp.dataloader.eval_batch_size), sampler=sampler, shuffle=False)
 
     def _loader(self, data: TorchDataset, batch_size: int, sampler, shuffle: bool) -> DataLoader:
         workers = int(self.hp.dataloader.num_workers)

@@ -132,6 +132,22 @@ class FeatureBags:
         except (OSError, KeyError, ValueError):
             return False
 
+    def check(self, dataset: Dataset) -> Dataset:
+        """What :meth:`ensure` returns, writing nothing: for a DDP rank other than 0, after rank 0 extracted.
+
+        Raises:
+            RuntimeError: a slide whose bag is missing or stale (naming the slides).
+        """
+        folder = self.folder(dataset)
+        missing = []
+        for slide in dataset.slides():
+            index = read_index(dataset.shard_dir, slide)
+            if index is None or not self.is_complete(folder, slide, index):
+                missing.append(slide)
+        if missing:
+            raise RuntimeError(f"{len(missing)} feature bag(s) missing in {folder}: {missing[:10]}")
+        return dataset
+
     def ensure(self, dataset: Dataset) -> Dataset:
         """Extract the missing bags of ``dataset``'s slides (their shards must be complete); returns ``dataset``.
 

@@ -18,6 +18,7 @@ from src.config import validate
 from src.data.datamodule import FoldDataModule
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
+from src.distributed import is_main
 from src.losses.outcome_losses import OutcomeLoss, build_losses, check_loss_fits, fit_losses
 from src.training.callbacks import EpochOutputs
 from src.training.checkpoint import ParamsInCheckpoint
@@ -76,7 +77,8 @@ class FoldTrainer:
         losses = build_losses(self.hp.loss, [o.name for o in self.outcomes])
         self.module = self._module(losses)
         params = fold_params(self.hp, self.data, self.module.net, self.row_info)
-        write_fold_files(self.outdir, params, self.data, self.labels)
+        if is_main():  # under DDP rank 0 writes the fold's files (src.distributed)
+            write_fold_files(self.outdir, params, self.data, self.labels)
         epochs = sorted(int(e) for e in self.hp.epochs)
         saver = EpochOutputs(epochs, self.outdir, self.row_info)
         trainer, loggers = self._lightning(epochs, saver, params, resume=resume_from is not None)
@@ -120,7 +122,8 @@ class FoldTrainer:
         callbacks = [EpochSeeds(int(hp.seed)), saver, ParamsInCheckpoint(params)]
         callbacks += [instantiate(c) for c in (hp.callbacks or {}).values()]
         callbacks.append(LastCheckpoint(self.outdir))  # a Checkpoint: Lightning runs it after the others
-        if resume:
+        main = is_main()
+        if resume and main:
             set_aside_csv_metrics(self.outdir)
         loggers = build_loggers(
             hp.logger,
@@ -128,7 +131,7 @@ class FoldTrainer:
             name=self.name,
             group=self.row_info.get("run_id"),
             hparams=OmegaConf.to_container(hp, resolve=True),
-            run_id=fold_logger_id(self.outdir, resume),
+            run_id=fold_logger_id(self.outdir, resume) if main else None,  # the other ranks log nothing
             tags=sweep_tags(self.row_info),
         )
         trainer = instantiate(
@@ -140,6 +143,7 @@ class FoldTrainer:
             enable_checkpointing=True,  # our LastCheckpoint; Lightning adds none of its own
             num_sanity_val_steps=0,
             limit_val_batches=1.0 if self.data.val is not None else 0,
+            use_distributed_sampler=False,  # the data modules shard by rank themselves (src.samplers.shards)
         )
         return trainer, loggers
 
