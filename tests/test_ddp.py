@@ -113,3 +113,53 @@ def test_ddp_cpu_run_equals_a_single_process_evaluation(data_dir: Path, tmp_path
             print(f"{fold} {metric}: DDP {row[metric]:.6f}, single process {value:.6f}")  # pytest -s shows them
             assert row[metric] == pytest.approx(value, abs=1e-6), (fold, metric)
         assert np.isfinite(row["train/loss"]) and np.isfinite(row["val/loss"])
+
+
+@pytest.mark.slow  # ~20 s: Hydra starts a sweep in a subprocess
+def test_multirun_with_ddp_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "outputs"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.output_dir={out}",
+            "trainer=ddp_cpu",
+            "validation.folds=[1],[2]",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    assert result.returncode != 0
+    assert "cannot run in a Hydra multirun" in result.stderr and "hydra/launcher=submitit_slurm" in result.stderr
+    assert not (tmp_path / "data").exists() and not (out / "runs").exists()  # no demo, no run folder
+    assert not list(out.glob("multirun/*/*/config.yaml"))  # no job started
+
+
+@pytest.mark.parametrize(
+    ("trainer", "processes"),
+    [
+        ({"strategy": "ddp", "devices": 2}, 2),
+        ({"strategy": "ddp", "devices": 4, "num_nodes": 2}, 8),
+        ({"strategy": {"_target_": "pytorch_lightning.strategies.DDPStrategy"}, "devices": 2}, 2),
+        ({"strategy": "ddp_spawn", "devices": 2}, 0),
+        (
+            {
+                "strategy": {"_target_": "pytorch_lightning.strategies.DDPStrategy", "start_method": "spawn"},
+                "devices": 2,
+            },
+            0,
+        ),
+        ({"strategy": "auto", "devices": 1}, 0),
+        ({"strategy": "ddp", "devices": 1}, 1),
+        ({"strategy": "ddp", "devices": "0,1,2", "accelerator": "gpu"}, 3),
+    ],
+)
+def test_which_trainers_relaunch_the_script(trainer: dict, processes: int) -> None:
+    from src.config.validate import _relaunched_processes
+
+    assert _relaunched_processes(trainer) == processes
