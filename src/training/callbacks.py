@@ -60,7 +60,7 @@ class EpochOutputs(pl.Callback):
         if epoch in self._saved:
             return
         self._saved.add(epoch)
-        trainer.save_checkpoint(self.outdir / "checkpoints" / f"epoch{epoch}.ckpt")
+        trainer.save_checkpoint(self.outdir / "checkpoints" / f"epoch{epoch}.ckpt", weights_only=False)  # + optimizer
         metrics = trainer.callback_metrics  # on every rank: it reduces the sync_dist metrics (a collective)
         if trainer.global_rank != 0:
             return
