@@ -72,9 +72,9 @@ def run(cfg: DictConfig) -> float:
         return resumed.report_complete()
     sweep = job_sweep_info()
     if resumed is not None:
-        resumed.start()
+        resumed.start(**{ATTEMPT_FIELD: token})
     else:
-        write_status(out, "running", **({"sweep": sweep} if sweep else {}))
+        write_status(out, "running", **{ATTEMPT_FIELD: token}, **({"sweep": sweep} if sweep else {}))
     try:
         metric = _run(cfg, out, resumed, sweep, token)
     except TrialPrunedError as error:  # stopped by its study's pruner: its completed folds are in the log
@@ -87,7 +87,9 @@ def run(cfg: DictConfig) -> float:
     return metric
 
 
-#: ``status.json`` field in which rank 0 says that the data and splits are ready (with the attempt's token).
+#: ``status.json`` fields of rank 0: the attempt's token (``src.distributed.run_token``), and the same token
+#: once the data and splits are ready for the other ranks.
+ATTEMPT_FIELD = "attempt"
 READY_FIELD = "prepared"
 
 
@@ -112,17 +114,27 @@ def _prepare(cfg: DictConfig, out: Path, resumed: Resume | None) -> tuple[Datase
     return dataset, labels, plan
 
 
-def _read_prepared(cfg: DictConfig, out: Path) -> tuple[Dataset, SlideLabels, SplitPlan]:
-    """A rank > 0: wait until rank 0 has prepared this attempt, then read its slides, tiles and ``splits.json``."""
+def _read_prepared(
+    cfg: DictConfig, out: Path, timeout_s: float = 24 * 3600.0
+) -> tuple[Dataset, SlideLabels, SplitPlan] | None:
+    """A rank > 0: wait until rank 0 has prepared this attempt, then read its slides, tiles and ``splits.json``.
+
+    Returns None when rank 0 found the run already completed (ranks started together by SLURM or torchrun).
+    """
     token = run_token()
 
     def ready() -> bool:
         status = read_status(out) or {}
+        if status.get(ATTEMPT_FIELD) != token:  # an earlier attempt's status: completed, or not yet rewritten
+            return status.get("status") == "completed"
         if status.get("status") == "failed":
             raise RuntimeError(f"rank {rank()}: rank 0 failed ({status.get('error_type')}: {status.get('error')})")
         return status.get(READY_FIELD) == token
 
-    wait_until(ready, f"prepare the run in {out}")
+    wait_until(ready, f"prepare the run in {out}", timeout_s=timeout_s)
+    if (read_status(out) or {}).get(READY_FIELD) != token:
+        log.info("rank %d: the run in %s is already completed", rank(), out)
+        return None
     dataset, labels = load_project(cfg, prepare=False)  # reads the demo and annotations rank 0 made
     plan = SplitPlan.read(out / "splits.json")
     dataset = ensure_tiles(cfg, dataset, extract=False)  # every shard is there: rank 0 extracted them
@@ -136,7 +148,10 @@ def _run(
         dataset, labels, plan = _prepare(cfg, out, resumed)
         write_status(out, "running", **{READY_FIELD: token or run_token()})  # the other ranks may read now
     else:
-        dataset, labels, plan = _read_prepared(cfg, out)
+        prepared = _read_prepared(cfg, out)
+        if prepared is None:  # rank 0 found the run completed: nothing to do here either
+            return float("nan")
+        dataset, labels, plan = prepared
     folds = plan.trained_folds()
     sweep = sweep or {}
     run_id = f"{sweep['sweep_id']}-{sweep['sweep_job']}" if sweep else out.name  # unique across sweeps

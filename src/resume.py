@@ -113,8 +113,12 @@ class Resume:
         print(f"{status.get('optimized_metric', 'metric')}: {value:.4f} (from its status.json)")
         return value
 
-    def start(self) -> None:
-        """Mark the run as running again: a ``resumed`` timestamp, this process's PID, old errors dropped."""
+    def start(self, **fields: Any) -> None:
+        """Mark the run as running again: a ``resumed`` timestamp, this process's PID, old errors dropped.
+
+        Args:
+            **fields: More status fields to write (e.g. the attempt's token for the DDP ranks).
+        """
         previous = self.status or {}
         now = datetime.now(UTC).isoformat(timespec="seconds")
         log.info("Resuming run %s (it was %s)", self.folder, previous.get("status", "without status"))
@@ -125,6 +129,7 @@ class Resume:
             resumed=[*previous.get("resumed", []), now],
             pid=os.getpid(),
             host=socket.gethostname(),
+            **fields,
         )
 
 
