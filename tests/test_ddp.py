@@ -109,6 +109,8 @@ def test_ddp_cpu_run_equals_a_single_process_evaluation(data_dir: Path, tmp_path
         both = tiles.merge(ddp, on=["slide", "loc_x", "loc_y"], validate="one_to_one")
         assert len(both) == len(tiles)
         np.testing.assert_allclose(both["tumor_type-y_pred1"], both.p1, atol=1e-5)
+        gap = (both["tumor_type-y_pred1"] - both.p1).abs().max()
+        print(f"{fold}: {len(tiles)} validation tiles, max |p_DDP - p_single| = {gap:.2e}")
         for metric, value in expected.items():
             print(f"{fold} {metric}: DDP {row[metric]:.6f}, single process {value:.6f}")  # pytest -s shows them
             assert row[metric] == pytest.approx(value, abs=1e-6), (fold, metric)
