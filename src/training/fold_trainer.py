@@ -148,7 +148,7 @@ class FoldTrainer:
             default_root_dir=str(self.outdir),
             enable_checkpointing=True,  # our LastCheckpoint; Lightning adds none of its own
             num_sanity_val_steps=0,
-            limit_val_batches=1.0 if self.data.val is not None else 0,
+            limit_val_batches=None if self.data.val is not None else 0,  # None: all (and no "100%" message)
             use_distributed_sampler=False,  # the data modules shard by rank themselves (src.samplers.shards)
         )
         return trainer, loggers
