@@ -88,6 +88,7 @@ class TrainConfig:
     trainer: Any = MISSING
     logger: Any = MISSING
     callbacks: Any = MISSING
+    progress: Any = None  # src.training.progress.PlainProgress: progress lines in logs that are not a terminal
 
     name: str = MISSING
     seed: int = MISSING

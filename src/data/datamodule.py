@@ -30,6 +30,7 @@ from src.data.sources import SourceTiles, TileSource, tile_source
 from src.data.tiles import SlideFeatureDataset
 from src.data.transforms import tile_transform
 from src.outcomes import check_targets
+from src.samplers.shards import training_sampler, validation_sampler
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,8 @@ class FoldDataModule(pl.LightningDataModule):
             int(hp.seed),
             hp.loss,
         )
-        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=sampler is None)
+        sampler, shuffle = training_sampler(sampler, len(self.train.data), int(hp.seed))  # per rank under DDP
+        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=shuffle)
 
     def _training_stream(self) -> TorchDataset | None:
         """The source's training stream (None: sample ``train.data``), slides weighted by ``training_balance``."""
@@ -207,7 +209,8 @@ class FoldDataModule(pl.LightningDataModule):
         """Every validation tile once, in order."""
         if self.val is None:
             return []
-        return self._loader(self.val.data, int(self.hp.dataloader.eval_batch_size), sampler=None, shuffle=False)
+        sampler = validation_sampler(len(self.val.data))  # under DDP: this rank's share, no padding
+        return self._loader(self.val.data, int(self.hp.dataloader.eval_batch_size), sampler=sampler, shuffle=False)
 
     def _loader(self, data: TorchDataset, batch_size: int | None, sampler, shuffle: bool) -> DataLoader:
         workers = int(self.hp.dataloader.num_workers)

@@ -139,6 +139,23 @@ class FeatureBags:
         except (OSError, KeyError, ValueError):
             return False
 
+    def check(self, dataset: Dataset, source: TileSource | None = None) -> Dataset:
+        """What :meth:`ensure` returns, writing nothing: for a DDP rank other than 0, after rank 0 extracted.
+
+        Raises:
+            RuntimeError: a slide whose bag is missing or stale (naming the slides).
+        """
+        source = source or ShardSource()
+        folder = self.folder(dataset, source)
+        missing = []
+        for slide in dataset.slides():
+            index = source.slide_record(dataset, slide)
+            if index is None or not self.is_complete(folder, slide, index):
+                missing.append(slide)
+        if missing:
+            raise RuntimeError(f"{len(missing)} feature bag(s) missing in {folder}: {missing[:10]}")
+        return dataset
+
     def ensure(self, dataset: Dataset, source: TileSource | None = None) -> Dataset:
         """Extract the missing bags of ``dataset``'s slides; returns ``dataset``.
 
