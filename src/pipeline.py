@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan
-from src.distributed import is_main, rank, read_attempt, run_token, wait_until, write_attempt
+from src.distributed import is_main, rank, read_attempt, run_token, wait_until, world_size, write_attempt
 from src.evaluation.results_log import append_results, format_summary, json_safe
 from src.hpsearch.pruning import TrialPrunedError, fold_pruner
 from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
@@ -65,7 +65,8 @@ def run(cfg: DictConfig) -> float:
     with run_lock(out):  # jobs of one run join its folder one at a time
         resumed = check_resume(cfg, out)  # a differing config or a live run: refused before anything runs
         if resumed is not None and resumed.complete:
-            write_attempt(out, token, "completed")  # ranks started with this one have nothing to do either
+            if world_size() > 1:  # ranks started with this one (SLURM, torchrun) have nothing to do either
+                write_attempt(out, token, "completed")
             return resumed.report_complete()
         sweep = job_sweep_info()
         jobs = joined(read_status(out), asked_folds(cfg), out)
