@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from datetime import datetime
@@ -13,20 +12,18 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import validate
-from src.evaluation.results_log import (
-    INTERVAL_METHOD,
-    append_results,
-    epoch_summary,
-    format_summary,
-    json_safe,
-    summarize,
-)
+from src.data.dataset import Dataset, SlideLabels
+from src.data.splits import SplitPlan
+from src.distributed import is_main, rank, read_attempt, run_token, wait_until, world_size, write_attempt
+from src.evaluation.results_log import append_results, format_summary, json_safe
 from src.hpsearch.pruning import TrialPrunedError, fold_pruner
-from src.hpsearch.sweep_info import job_sweep_info
+from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 from src.resume import Resume, check_resume, check_same_folds, run_folder
-from src.run_status import failure_fields, write_status
+from src.run_jobs import asked_folds, incomplete_folds, joined, left, run_lock
+from src.run_status import failure_fields, read_status, write_status
+from src.run_summary import write_summary
 from src.training.fold_trainer import build_trainer
 from src.training.resume import completed_fold_rows, last_checkpoint, mark_fold_completed
 
@@ -52,35 +49,72 @@ def run(cfg: DictConfig) -> float:
     The run folder's ``status.json`` says ``running`` from the start, then ``completed`` (with the metric) or
     ``failed`` (with the error); each fold's rows are appended to ``cfg.results_log`` as soon as the fold
     ends, so a crash in a later fold keeps them. A folder that holds a run already (``resume=<folder>``, or
-    the same ``run_dir``) is resumed (``src.resume``): completed folds kept, the interrupted one continued. A
-    job of a sweep records its sweep id, job number and own overrides in ``status.json`` and in every results
-    row (``src.hpsearch.sweep_info``).
+    the same ``run_dir``) is resumed (``src.resume``): completed folds kept, the interrupted one continued. Jobs
+    with other ``validation.folds`` and the same ``run_dir`` are jobs of one run (``src.run_jobs``): the last to
+    end writes the summary of all their folds. A job of a sweep records its sweep id, job number and own
+    overrides in ``status.json`` and in every results row (``src.hpsearch.sweep_info``).
+
+    Under DDP every rank runs this; only rank 0 prepares the data and writes files or prints, the other
+    ranks wait for it, read its ``splits.json`` and train with it (``src.distributed``).
     """
     validate(cfg)  # every config error before any data is read
     out = run_folder(cfg, run_dir)
-    resumed = check_resume(cfg, out)  # a differing config or a live run: refused before anything runs
-    if resumed is not None and resumed.complete:
-        return resumed.report_complete()
-    sweep = job_sweep_info()
-    if resumed is not None:
-        resumed.start()
-    else:
-        write_status(out, "running", **({"sweep": sweep} if sweep else {}))
+    if not is_main():  # a DDP rank > 0: trains with rank 0, writes nothing (see src.distributed)
+        return _run(cfg, out, sweep=job_sweep_info())
+    token = run_token()  # before Lightning starts the other ranks: they inherit it
+    with run_lock(out):  # jobs of one run join its folder one at a time
+        resumed = check_resume(cfg, out)  # a differing config or a live run: refused before anything runs
+        if resumed is not None and resumed.complete:
+            if world_size() > 1:  # ranks started with this one (SLURM, torchrun) have nothing to do either
+                write_attempt(out, token, "completed")
+            return resumed.report_complete()
+        sweep = job_sweep_info()
+        jobs = joined(read_status(out), asked_folds(cfg), out)
+        write_attempt(out, token, "running")
+        if resumed is not None:
+            resumed.start(jobs=jobs)
+        else:
+            write_status(out, "running", jobs=jobs, **({"sweep": sweep} if sweep else {}))
+            atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # a resume keeps its own
     try:
-        metric = _run(cfg, out, resumed, sweep)
+        metric = _run(cfg, out, resumed, sweep, token)
     except TrialPrunedError as error:  # stopped by its study's pruner: its completed folds are in the log
-        write_status(out, "pruned", reason=str(error))
+        with run_lock(out):
+            write_status(out, "pruned", jobs=left(read_status(out), out), reason=str(error))
+        write_attempt(out, token, "failed", error_type=type(error).__name__, error=str(error))
         raise
     except BaseException as error:  # also KeyboardInterrupt: the folder must not look like a good run
-        write_status(out, "failed", **failure_fields(error))
+        with run_lock(out):
+            write_status(out, "failed", jobs=left(read_status(out), out), **failure_fields(error))
+        write_attempt(out, token, "failed", **failure_fields(error))
         raise
-    write_status(out, "completed", optimized_metric=cfg.optimized_metric, value=json_safe(metric))
     return metric
 
 
-def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict | None = None) -> float:
-    if resumed is None:  # a resumed run keeps the config.yaml it was checked against
-        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+def _finish(cfg: DictConfig, out: Path, metric: float) -> None:
+    """This job's status once its folds are done: ``running`` while other jobs of the run still train."""
+    others = left(read_status(out), out)
+    if others:
+        write_status(out, "running", jobs=others)
+        return
+    incomplete = incomplete_folds(out)
+    if incomplete:  # a job of the run failed or was killed
+        previous = read_status(out) or {}
+        error = f"{', '.join(incomplete)} did not complete: run its job again with the same run_dir"
+        write_status(out, "failed", jobs=[], incomplete_folds=incomplete, error=previous.get("error") or error)
+        return
+    write_status(
+        out,
+        "completed",
+        clear=("error_type", "error", "traceback", "incomplete_folds"),
+        jobs=[],
+        optimized_metric=cfg.optimized_metric,
+        value=json_safe(metric),
+    )
+
+
+def _prepare(cfg: DictConfig, out: Path, resumed: Resume | None) -> tuple[Dataset, SlideLabels, SplitPlan]:
+    """Rank 0: config, demo, labels, folds, tiles and ``splits.json`` (everything the ranks train on)."""
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
     dataset = ensure_tiles(cfg, dataset)
@@ -88,7 +122,6 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict 
     if resumed is not None:
         check_same_folds(out, plan.to_dict(dataset.annotations))
     plan.write(out / "splits.json", dataset.annotations)
-    folds = plan.trained_folds()
     log.info(
         "Validation: %s, %d fold(s) (%s splits%s)",
         plan.strategy,
@@ -96,10 +129,50 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict 
         plan.source,
         f" {plan.path}" if plan.path else "",
     )
+    return dataset, labels, plan
 
+
+def _read_prepared(
+    cfg: DictConfig, out: Path, timeout_s: float = 24 * 3600.0
+) -> tuple[Dataset, SlideLabels, SplitPlan] | None:
+    """A rank > 0: wait until rank 0 has prepared this attempt, then read its slides, tiles and ``splits.json``.
+
+    Returns None when rank 0 found the run already completed (ranks started together by SLURM or torchrun).
+    """
+    token = run_token()
+
+    def ready() -> bool:
+        attempt = read_attempt(out, token) or {}  # this attempt's only: other jobs of the run have their own
+        if attempt.get("state") == "failed":
+            raise RuntimeError(f"rank {rank()}: rank 0 failed ({attempt.get('error_type')}: {attempt.get('error')})")
+        return attempt.get("state") in ("prepared", "completed")
+
+    wait_until(ready, f"prepare the run in {out}", timeout_s=timeout_s)
+    if (read_attempt(out, token) or {}).get("state") == "completed":
+        log.info("rank %d: the run in %s is already completed", rank(), out)
+        return None
+    dataset, labels = load_project(cfg, prepare=False)  # reads the demo and annotations rank 0 made
+    plan = SplitPlan.read(out / "splits.json")
+    dataset = ensure_tiles(cfg, dataset, extract=False)  # every shard is there: rank 0 extracted them
+    return dataset, labels, plan
+
+
+def _run(
+    cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict | None = None, token: str | None = None
+) -> float:
+    if is_main():
+        dataset, labels, plan = _prepare(cfg, out, resumed)
+        write_attempt(out, token or run_token(), "prepared")  # the other ranks may read now
+    else:
+        prepared = _read_prepared(cfg, out)
+        if prepared is None:  # rank 0 found the run completed: nothing to do here either
+            return float("nan")
+        dataset, labels, plan = prepared
+    folds = plan.trained_folds()
     sweep = sweep or {}
-    run_id = f"{sweep['sweep_id']}-{sweep['sweep_job']}" if sweep else out.name  # unique across sweeps
-    rows = []
+    # unique across sweeps; jobs of one run (one run_dir) share its name
+    run_id = f"{sweep['sweep_id']}-{sweep['sweep_job']}" if sweep and not cfg.get("run_dir") else out.name
+    rows = []  # this job's folds so far, for the study's pruner
     pruner = fold_pruner(str(cfg.optimized_metric))  # None unless a trial of a study with a pruner
     for number, fold in enumerate(folds, 1):
         kept = completed_fold_rows(out / fold.name)  # None in a new run
@@ -121,37 +194,23 @@ def _run(cfg: DictConfig, out: Path, resumed: Resume | None = None, sweep: dict 
         resume_from = last_checkpoint(out / fold.name)  # the interrupted fold of a resumed run
         results = trainer.train(dataset.select_patients(fold.train_patients), val_ds, resume_from=resume_from)
         fold_rows = list(results["epochs"].values())
-        # now, not after the last fold; a fold re-done after a kill replaces its rows
-        append_results(Path(cfg.results_log), fold_rows, replace={"run_id": run_id, "fold": fold.name})
-        mark_fold_completed(out / fold.name, fold_rows)  # after its rows are in the log
+        if is_main():  # now, not after the last fold; a fold re-done after a kill replaces its rows
+            append_results(Path(cfg.results_log), fold_rows, replace={"run_id": run_id, "fold": fold.name})
+            mark_fold_completed(out / fold.name, fold_rows)  # after its rows are in the log
         rows.extend(fold_rows)
-        if pruner is not None and number < len(folds):
+        if pruner is not None and number < len(folds) and is_main():  # rank 0 has the rows
             pruner.report(rows, number)  # raises TrialPrunedError when the study's pruner stops this trial
-    summary = summarize(rows, bounds=metric_bounds(labels.outcomes))
+    if not is_main():  # the summary, its print and the status are rank 0's
+        return float("nan")
     last = max(int(e) for e in cfg.epochs)
-    final = epoch_summary(summary, last)
-    (out / "summary.json").write_text(
-        json.dumps(
-            json_safe(
-                {
-                    "run_id": run_id,
-                    "strategy": plan.strategy,
-                    "folds": [f.name for f in folds],
-                    "patients": {f.name: {"train": len(f.train_patients), "val": len(f.val_patients)} for f in folds},
-                    "dropped_patients": plan.dropped_patients,
-                    "epoch": last,
-                    "interval": INTERVAL_METHOD,
-                    "metrics": final,
-                    "by_epoch": summary.to_dict("records"),
-                }
-            ),
-            indent=2,
-        )
-    )
+    with run_lock(out):  # every fold the folder completed, this job's and those of other jobs of the run
+        summary, record = write_summary(out, last, metric_bounds(labels.outcomes), run_id)
+        final = record["metrics"]
+        metric = (final.get(cfg.optimized_metric) or {}).get("mean")
+        metric = float("nan") if metric is None else float(metric)
+        _finish(cfg, out, metric)
     print_summary(summary, last, plan.strategy)
-    metric = (final.get(cfg.optimized_metric) or {}).get("mean")
-    metric = float("nan") if metric is None else float(metric)
-    print(f"\n{cfg.optimized_metric} (mean over {len(folds)} fold(s), epoch {last}): {metric:.4f}")
+    print(f"\n{cfg.optimized_metric} (mean over {len(record['folds'])} fold(s), epoch {last}): {metric:.4f}")
     print(f"Run folder: {out}")
     return metric
 

@@ -22,21 +22,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
+from src.data.sources import tile_source
 from src.data.splits import Fold, SplitPlan, plan_splits, study_slides
 from src.errors import AnnotationError
-from src.extraction.extract import extract_slides
-from src.extraction.shards import read_index
 from src.losses.outcome_losses import loss_kinds
 from src.outcomes import check_targets
-from src.slides.mpp import MppChoice
 
 log = logging.getLogger(__name__)
 
 
-def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
+def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideLabels]:
     """The study's slides (``dataset.filters``, plus ``validation.filters`` for external validation) and labels.
 
-    Generates the demo project when configured. Slides with a blank outcome (or event) are left out and
+    Generates the demo project when configured and ``prepare`` (a DDP rank other than 0 passes ``False``:
+    it reads the project rank 0 made). Slides with a blank outcome (or event) are left out and
     logged per column, or stop the run with ``outcome_blank=error``.
 
     Raises:
@@ -45,7 +44,7 @@ def load_project(cfg: DictConfig) -> tuple[Dataset, SlideLabels]:
             a ``project.mpp_column`` value that is not a positive number, a blank outcome with
             ``outcome_blank=error`` (the message names the column, slide or patient).
     """
-    if cfg.project.get("demo"):
+    if cfg.project.get("demo") and prepare:
         instantiate(cfg.project.demo).ensure()
     dataset = Dataset(
         cfg.project.annotations,
@@ -117,47 +116,40 @@ def check_fold_targets(folds: Sequence[Fold], dataset: Dataset, labels: SlideLab
             check_targets(labels.outcomes, labels.parts(slides), fold.name, training)
 
 
-def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
-    """Extract the shards that are missing; returns the dataset without slides that have no tissue tile.
+def ensure_tiles(cfg: DictConfig, dataset: Dataset, extract: bool = True) -> Dataset:
+    """Prepare the tile source's data that is missing; returns the dataset without slides that have no tissue tile.
 
-    A shard counts as there when it is complete, its slide file unchanged, and it was extracted at
-    the MPP the slide gets now (``project.mpp_column``, the file's own, ``project.mpp_override``).
+    The source (``dataset.tile_source``, `src.data.sources`) extracts missing shards (``dataset=shards``,
+    ``shards_stream``) or caches missing tile locations (``dataset=wsi``). A shard or cache counts as there
+    when it is complete, its slide file unchanged, and it was made at the MPP the slide gets now
+    (``project.mpp_column``, the file's own, ``project.mpp_override``). With ``extract=False`` (a DDP rank
+    other than 0, after rank 0 prepared) nothing is written: every shard or cache (and feature bag) must be
+    there already.
     Nothing is read or extracted for clinical-only models (``model.drop_images``). Patients who lose
     all their slides are named in the log. With ``dataset.bags`` (``dataset=features``), the feature bags
     that are missing are extracted after the shards; the encoder's weights file is checked before any tile
     is read.
 
     Raises:
-        RuntimeError: extraction failed for some slides (each named with its reason).
+        RuntimeError: extraction failed for some slides (each named with its reason); with ``extract=False``,
+            a shard or bag that is missing (naming the slides).
         FileNotFoundError: the encoder's weights file is missing (``dataset=features``; saying where to put it).
     """
     if cfg.model.drop_images:
         return dataset
     bags = instantiate(cfg.dataset.bags) if cfg.dataset.get("bags") else None  # checks the encoder first
-    paths = dataset.slide_paths()
-    mpps = dataset.slide_mpps()
-
-    def current(slide: str, path: Path) -> bool:
-        return (
-            read_index(dataset.shard_dir, slide, path, mpp=MppChoice(mpps.get(slide), dataset.mpp_override)) is not None
-        )
-
-    todo = {s: p for s, p in paths.items() if not current(s, p)}
-    if todo:
-        report = extract_slides(
-            todo,
-            Path(cfg.project.shards_dir),
-            dataset.tiles,
-            workers=int(cfg.dataset.extraction_workers),
-            mpp_override=dataset.mpp_override,
-            backend=cfg.dataset.get("backend"),
-            mpp_by_slide=mpps,
-        )
-        failed = report[report.status == "failed"]
-        if len(failed):
-            reasons = "; ".join(f"{r.slide}: {r.error}" for r in failed.itertuples())
-            raise RuntimeError(f"Tile extraction failed for {len(failed)} slide(s): {reasons}")
-    empty = [s for s in dataset.slides() if (read_index(dataset.shard_dir, s) or {}).get("num_tiles", 0) == 0]
+    source = tile_source(cfg.dataset)  # dataset.tile_source: shards (default), shards_stream, wsi
+    if extract:
+        source.prepare(dataset, workers=int(cfg.dataset.get("extraction_workers", 1)))
+    else:
+        missing = [s for s in dataset.slides() if source.slide_record(dataset, s) is None]
+        if missing:
+            raise RuntimeError(
+                f"{len(missing)} slide(s) without {source.name} tiles that the main process should have prepared: "
+                f"{missing[:10]}"
+            )
+    counts = source.tile_counts(dataset)
+    empty = [s for s in dataset.slides() if counts.get(s, 0) == 0]
     if empty:
         log.warning("Skipping %d slide(s) without any tissue tile: %s", len(empty), empty[:10])
         patients = set(dataset.patients().values())
@@ -169,7 +161,9 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset) -> Dataset:
                 len(lost),
                 lost[:20],
             )
-    return bags.ensure(dataset) if bags is not None else dataset
+    if bags is not None and not extract:
+        return bags.check(dataset, source)
+    return bags.ensure(dataset, source) if bags is not None else dataset
 
 
 def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels) -> SplitPlan:

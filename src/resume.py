@@ -5,7 +5,8 @@ A folder that already holds a run (its ``config.yaml``) is resumed, never overwr
 - the config composed now must equal the saved ``config.yaml`` except for :data:`RESUME_FREE_KEYS`
   (else :func:`check_resume` refuses, listing the differing keys, before anything runs);
 - a run whose ``status.json`` says ``completed`` is left as it is ("nothing to do");
-- a run still running on this host (its PID alive) is refused;
+- a run still running on this host (its PID alive) is refused, unless that job trains other folds: jobs of one
+  run, one fold each, share its folder (``src.run_jobs``);
 - folds with ``fold_status.json`` are kept, the interrupted fold continues from its ``last.ckpt``, later
   folds are trained (``src.training.resume``); the folds planned now must equal the saved ``splits.json``.
 
@@ -28,14 +29,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.processes import pid_alive
+from src.run_jobs import asked_folds, busy_jobs, missing_folds
 from src.run_status import read_status, write_status
 
 log = logging.getLogger(__name__)
 
-#: Keys that may differ between the saved config and a resume: they say where the run is, not what it does.
+#: Keys that may differ between the saved config and a resume: they say where the run is, not what it does, and
+#: which of its folds this job trains (jobs of one run, one fold each, share the folder: ``src.run_jobs``).
 #: Everything else must match, paths included (they name the data, the tiles and the results log).
-RESUME_FREE_KEYS = ("resume", "run_dir")
+RESUME_FREE_KEYS = ("resume", "run_dir", "validation.folds")
 #: Fields of a previous attempt's status that no longer hold once the run runs again.
 STALE_STATUS_FIELDS = ("error_type", "error", "traceback", "optimized_metric", "value")
 
@@ -96,11 +98,16 @@ class Resume:
 
     folder: Path
     status: dict[str, Any] | None
+    folds: list[int] | None = None
 
     @property
     def complete(self) -> bool:
-        """Whether the run had completed (then there is nothing to do)."""
-        return (self.status or {}).get("status") == "completed"
+        """Whether the run had completed, with every fold this job asks for (then there is nothing to do)."""
+        return (self.status or {}).get("status") == "completed" and not missing_folds(self.folder, self.folds)
+
+    def joins(self, jobs: list[dict[str, Any]]) -> bool:
+        """Whether ``jobs`` (this one last) hold another live job: this job joins a running run, not a dead one."""
+        return len(jobs) > 1
 
     def report_complete(self) -> float:
         """Say that the completed run is left as it is; returns its saved metric (NaN if none)."""
@@ -113,11 +120,18 @@ class Resume:
         print(f"{status.get('optimized_metric', 'metric')}: {value:.4f} (from its status.json)")
         return value
 
-    def start(self) -> None:
-        """Mark the run as running again: a ``resumed`` timestamp, this process's PID, old errors dropped."""
+    def start(self, **fields: Any) -> None:
+        """Mark the run as running again: a ``resumed`` timestamp, this process's PID, old errors dropped.
+
+        Args:
+            **fields: More status fields (the run's ``jobs``).
+        """
         previous = self.status or {}
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        log.info("Resuming run %s (it was %s)", self.folder, previous.get("status", "without status"))
+        if self.joins(fields.get("jobs") or []):
+            log.info("Joining run %s: its other jobs train %s", self.folder, [j["folds"] for j in fields["jobs"][:-1]])
+        else:
+            log.info("Resuming run %s (it was %s)", self.folder, previous.get("status", "without status"))
         write_status(
             self.folder,
             "running",
@@ -125,6 +139,7 @@ class Resume:
             resumed=[*previous.get("resumed", []), now],
             pid=os.getpid(),
             host=socket.gethostname(),
+            **fields,
         )
 
 
@@ -133,7 +148,7 @@ def check_resume(cfg: DictConfig, folder: Path) -> Resume | None:
 
     Raises:
         ConfigError: ``resume`` names a folder without a run; the config differs from the saved one (the
-            differing keys are listed); the run is still running on this host.
+            differing keys are listed); a live job of the run on this host trains one of the folds asked for.
     """
     saved_config = folder / "config.yaml"
     if not saved_config.exists():
@@ -151,14 +166,16 @@ def check_resume(cfg: DictConfig, folder: Path) -> Resume | None:
             "may differ. Use the run's own settings to resume it, or another run_dir for a new run."
         )
     status = read_status(folder)
-    if status and status.get("status") == "running" and status.get("host") == socket.gethostname():
-        pid = int(status.get("pid") or 0)
-        if pid and pid != os.getpid() and pid_alive(pid):  # our own pid: an in-process retry
-            raise ConfigError(
-                f"Cannot resume the run in {folder}: it is still running (pid {pid} on {status['host']}); "
-                "stop that process first"
-            )
-    return Resume(folder, status)
+    folds = asked_folds(cfg)
+    busy = busy_jobs(status, folds)  # our own pid is not busy: an in-process retry
+    if busy:
+        job = busy[0]
+        trains = "every fold" if job.get("folds") is None else f"validation.folds={job['folds']}"
+        raise ConfigError(
+            f"Cannot resume the run in {folder}: it is still running (pid {job['pid']} on {job['host']}, "
+            f"training {trains}); stop that process first, or train other folds (validation.folds)"
+        )
+    return Resume(folder, status, folds)
 
 
 def check_same_folds(folder: Path, splits: Mapping[str, Any]) -> None:

@@ -88,6 +88,7 @@ class TrainConfig:
     trainer: Any = MISSING
     logger: Any = MISSING
     callbacks: Any = MISSING
+    progress: Any = None  # src.training.progress.PlainProgress: progress lines in logs that are not a terminal
 
     name: str = MISSING
     seed: int = MISSING
@@ -101,6 +102,7 @@ class TrainConfig:
     training_balance: Balance = MISSING
     validation_balance: Balance = MISSING
     l1: float = MISSING
+    channels_last: Any = MISSING  # auto | true | false (src.training.module.channels_last_setting)
     dataloader: DataloaderConfig = field(default_factory=DataloaderConfig)
     run_dir: str | None = MISSING
     resume: str | None = MISSING
@@ -122,6 +124,7 @@ class ExtractConfig:
     workers: int = MISSING
     thumbnails: bool = MISSING
     progress: bool = MISSING
+    part: str | None = None  # i/n: the i-th of n parts of the slides (src.extraction.parts)
 
 
 @dataclass

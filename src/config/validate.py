@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +27,7 @@ from src.data.augment import check_augment_config
 from src.errors import ConfigError
 from src.extraction.settings import TileSettings
 from src.losses.outcome_losses import loss_kinds
+from src.models.memory_format import channels_last_setting
 from src.models.scaling import check_input_stats
 from src.optim.schedulers import build_scheduler
 from src.outcomes import LEVELS, outcome_kind
@@ -61,6 +64,8 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
     with _as_config_error():
         check_input_stats(backbone.get("mean"), backbone.get("std"))  # model.backbone.mean/std
     with _as_config_error():
+        channels_last_setting(cfg.get("channels_last", "auto"), (cfg.get("trainer") or {}).get("accelerator"))
+    with _as_config_error():
         kinds = loss_kinds(cfg.loss, list(cfg.outcomes))
     _check_balance(cfg, kinds)
     sample_level(cfg)
@@ -70,6 +75,70 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
         _check_optimized_metric(cfg, kinds)
     _check_optimizer_and_scheduler(cfg)
     _build(cfg.validation.get("splitter"), "validation.splitter", instantiate)
+    check_multirun_ddp(cfg.get("trainer") or {})
+
+
+def check_multirun_ddp(trainer: Mapping[str, Any]) -> None:
+    """Refuse DDP that Lightning would launch itself inside a Hydra multirun (``-m``) on the basic launcher.
+
+    Lightning starts ranks 1..N-1 as copies of the command line, ``-m`` and the sweep included, so every
+    copy would run the whole sweep again (lightning-hydra-template #393, Hydra #2070). Under a submitit
+    launcher SLURM starts the ranks, and ``ddp_spawn``/``ddp_fork`` re-run nothing: those are allowed.
+
+    Raises:
+        ConfigError: saying what to use instead (the SLURM launcher, runs without ``-m``, or one device).
+    """
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or "submitit" in str((hydra_cfg.launcher or {}).get("_target_", "")):
+        return
+    processes = _relaunched_processes(trainer)
+    if processes <= 1:
+        return
+    raise ConfigError(
+        f"trainer.strategy={_strategy_name(trainer)} with {processes} processes cannot run in a Hydra multirun (-m) "
+        "with the basic launcher: Lightning starts every extra rank as a copy of this command, -m included, so "
+        "each copy would run the whole sweep again. Run each job as its own SLURM job instead: add "
+        "hydra/launcher=slurm_gpu (conf/hydra/launcher/: one task per GPU, tasks_per_node = gpus_per_node = "
+        "trainer.devices; README 'Clusters and many GPUs'), or run the jobs one by one without -m, or sweep with "
+        "trainer.devices=1."
+    )
+
+
+def _strategy_name(trainer: Mapping[str, Any]) -> str:
+    strategy = trainer.get("strategy")
+    if isinstance(strategy, Mapping):
+        return str(strategy.get("_target_", "?")).rsplit(".", 1)[-1] + (
+            f"(start_method={strategy['start_method']})" if strategy.get("start_method") else ""
+        )
+    return str(strategy or "auto")
+
+
+def _relaunched_processes(trainer: Mapping[str, Any]) -> int:
+    """How many processes a DDP trainer config makes Lightning start by re-running the script (0: none)."""
+    strategy = trainer.get("strategy")
+    if isinstance(strategy, Mapping):
+        if "DDPStrategy" not in str(strategy.get("_target_", "")):
+            return 0
+        if strategy.get("start_method", "popen") != "popen":  # spawn / fork: nothing is re-run
+            return 0
+    elif (
+        not isinstance(strategy, str)
+        or not strategy.startswith("ddp")
+        or any(word in strategy for word in ("spawn", "fork", "notebook"))
+    ):
+        return 0
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, str) and "," in devices:
+        count = len([d for d in devices.split(",") if d.strip()])
+    elif isinstance(devices, Sequence) and not isinstance(devices, str):
+        count = len(devices)
+    elif str(devices) in ("-1", "auto"):
+        count = torch.cuda.device_count() if str(trainer.get("accelerator", "auto")) != "cpu" else 1
+    else:
+        count = int(devices)
+    return count * int(trainer.get("num_nodes", 1) or 1)
 
 
 def check_label_columns(kinds: dict[str, str], event_header: str | None, input_header: list[str]) -> None:

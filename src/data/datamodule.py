@@ -1,8 +1,13 @@
 """The data of one fold as a LightningDataModule: tile datasets, normalizer fit, samplers, loaders.
 
+The tiles come from the source ``dataset.tile_source`` names (`src.data.sources`: shards, streamed shards or
+the slides themselves); whichever it is, the items, the transform hook, the samplers and the validation index
+are the same.
+
 Everything fitted here is fitted on the fold's training slides only: the clinical encoder, the stain
 normalizer (``normalizer.source=dataset``) and the sampler. Validation tiles are normalized but never
-augmented, and are read exactly once per evaluation.
+augmented, and are read exactly once per evaluation. Workers return uint8 tiles; the normalizer and most
+augmentations run on the batch on the training device (``normalizer``, ``augment``; see ``src.data.transforms``).
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from torch.utils.data import Dataset as TorchDataset
 from src.data.clinical import ClinicalEncoder, fold_clinical
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
-from src.data.tiles import SlideFeatureDataset, TileDataset, TileIndex
+from src.data.sources import SourceTiles, TileSource, tile_source
+from src.data.tiles import SlideFeatureDataset
 from src.data.transforms import tile_transform
 from src.outcomes import check_targets
+from src.samplers.shards import training_sampler, validation_sampler
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +111,12 @@ class FoldDataModule(pl.LightningDataModule):
         self._datasets = (train_ds, val_ds)
         self.encoder = ClinicalEncoder([])
         self.normalizer: StainNormalizer | None = None
+        self.augment = None  # the training augmentations; with the normalizer, run on the device by the module
         self.train: SlideSet | None = None
         self.val: SlideSet | None = None
         self.val_index: ValidationIndex | None = None
+        self.source: TileSource = tile_source(hp.get("dataset"))  # dataset.tile_source: shards, wsi, ...
+        self._train_tiles: SourceTiles | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Fit the clinical encoder and normalizer, build datasets and the validation index (once)."""
@@ -150,22 +160,28 @@ class FoldDataModule(pl.LightningDataModule):
             data = SlideFeatureDataset(slides, targets, clinical)
             slide_idx, locs = np.arange(n), np.zeros((n, 2), np.int64)
         else:
-            index = TileIndex.from_shards(dataset.shard_dir, slides)
-            data = TileDataset(index, targets, clinical)
+            tiles = self.source.tiles(dataset, slides, targets, clinical)
+            data = tiles.data
             if train and self.hp.get("normalizer"):  # fitted on training tiles (or a reference tile) only
                 normalizer = instantiate(self.hp.normalizer)
                 self.normalizer = normalizer.fit_source(data.read_image, len(data), int(self.hp.seed))
                 log.info("Stain normalizer fitted: %s", self.normalizer.get_fit())
             augment = instantiate(self.hp.augment) if train and self.hp.augment else None
-            data.transform = tile_transform(augment, self.normalizer, train)
-            slide_idx, locs = index.slide_idx, index.loc
+            self.augment = augment if train else self.augment
+            data.transform = tile_transform(augment, self.normalizer, train)  # the worker-side part (j)
+            slide_idx, locs = tiles.slide_idx, tiles.locs
+            if train:
+                self._train_tiles = tiles
         return SlideSet(
             dataset, slides, [patients[s] for s in slides], self.labels.layout.split(targets), data, slide_idx, locs
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Training batches, drawn by the first outcome's sampler (``training_balance``)."""
+        """Training batches, drawn by the first outcome's sampler (``training_balance``), or the source's stream."""
         hp = self.hp
+        stream = self._training_stream()
+        if stream is not None:  # a streaming source draws (and batches) in its loader processes
+            return self._loader(stream, None, sampler=None, shuffle=False)
         sampler = self.outcomes[0].sampler(
             hp.training_balance,
             self.train.slide_idx,
@@ -175,17 +191,30 @@ class FoldDataModule(pl.LightningDataModule):
             int(hp.seed),
             hp.loss,
         )
-        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=sampler is None)
+        sampler, shuffle = training_sampler(sampler, len(self.train.data), int(hp.seed))  # per rank under DDP
+        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=shuffle)
+
+    def _training_stream(self) -> TorchDataset | None:
+        """The source's training stream (None: sample ``train.data``), slides weighted by ``training_balance``."""
+        train = self.train
+        if self._train_tiles is None:
+            return None
+        weights = self.outcomes[0].tile_weights(
+            self.hp.training_balance, train.slide_idx, train.patients, train.target_parts[0], "training_balance"
+        )
+        slide_weights = None if weights is None else np.bincount(train.slide_idx, weights, len(train.slides))
+        return self.source.training_stream(self._train_tiles, slide_weights, int(self.hp.batch_size), int(self.hp.seed))
 
     def val_dataloader(self) -> DataLoader | list:
         """Every validation tile once, in order."""
         if self.val is None:
             return []
-        return self._loader(self.val.data, int(self.hp.dataloader.eval_batch_size), sampler=None, shuffle=False)
+        sampler = validation_sampler(len(self.val.data))  # under DDP: this rank's share, no padding
+        return self._loader(self.val.data, int(self.hp.dataloader.eval_batch_size), sampler=sampler, shuffle=False)
 
-    def _loader(self, data: TorchDataset, batch_size: int, sampler, shuffle: bool) -> DataLoader:
+    def _loader(self, data: TorchDataset, batch_size: int | None, sampler, shuffle: bool) -> DataLoader:
         workers = int(self.hp.dataloader.num_workers)
-        train = data is self.train.data
+        train = data is self.train.data and batch_size is not None
         return DataLoader(
             data,
             batch_size=batch_size,

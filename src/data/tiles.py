@@ -109,13 +109,71 @@ def _image_members(path: Path) -> tuple[list[int], list[int]]:
     return offsets, sizes
 
 
-class TileDataset(TorchDataset):
-    """Tiles of a set of slides, with the slide's targets and clinical inputs joined on the fly.
+class TileItems(TorchDataset):
+    """What every tile source yields: a decoded tile joined with its slide's targets and clinical inputs.
 
     Each item is a dict: ``image`` (uint8 CxHxW RGB after ``transform``, which must map uint8 tiles to
     uint8 tiles; the model scales them), ``target`` (float vector of the slide's encoded outcomes),
-    ``clinical`` (float vector, may be empty), ``slide`` (int index into ``index.slides``) and ``tile``
-    (int index into the tile index).
+    ``clinical`` (float vector, may be empty), ``slide`` (int index into the source's slides) and ``tile``
+    (int index into its tiles). Subclasses implement ``read_image`` and ``__len__``; ``slide_idx`` is the
+    (n_tiles,) slide of each tile.
+
+    Args:
+        slide_idx: (n_tiles,) slide of each tile.
+        targets: (n_slides, n_targets) encoded outcomes.
+        clinical: (n_slides, n_clinical) clinical inputs (None: none).
+        transform: uint8 tile → uint8 tile (stain normalizer, augmentations), or None.
+    """
+
+    def __init__(
+        self,
+        slide_idx: np.ndarray,
+        targets: np.ndarray,
+        clinical: np.ndarray | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.slide_idx = np.asarray(slide_idx)
+        self.targets = torch.as_tensor(targets, dtype=torch.float32)
+        n = len(self.targets)
+        self.clinical = torch.as_tensor(
+            clinical if clinical is not None else np.zeros((n, 0), np.float32), dtype=torch.float32
+        )
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.slide_idx)
+
+    def read_image(self, tile: int) -> torch.Tensor:
+        """Tile ``tile`` as a uint8 CxHxW RGB tensor, before ``transform``."""
+        raise NotImplementedError
+
+    def item(self, image: torch.Tensor, slide: int, tile: int) -> dict[str, torch.Tensor | int]:
+        """The item of a decoded tile of slide ``slide`` (``transform`` applied here)."""
+        if self.transform is not None:
+            image = self.transform(image)
+            if image.dtype != torch.uint8:
+                raise TypeError(f"The tile transform {self.transform!r} returned {image.dtype}; it must return uint8")
+        return {
+            "image": image,  # uint8: 4x less to move to the GPU than floats; TileNet scales it
+            "target": self.targets[slide],
+            "clinical": self.clinical[slide],
+            "slide": slide,
+            "tile": tile,
+        }
+
+    def __getitem__(self, tile: int) -> dict[str, torch.Tensor | int]:
+        return self.item(self.read_image(tile), int(self.slide_idx[tile]), tile)
+
+
+class TileDataset(TileItems):
+    """Tiles of a set of slides read from their shards (one ``pread`` per tile), as :class:`TileItems`.
+
+    Args:
+        index: Where the tiles are.
+        targets: (n_slides, n_targets) encoded outcomes.
+        clinical: (n_slides, n_clinical) clinical inputs (None: none).
+        transform: uint8 tile → uint8 tile, or None.
+        max_open_files: Shard files kept open per process.
     """
 
     def __init__(
@@ -126,19 +184,11 @@ class TileDataset(TorchDataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         max_open_files: int = 64,
     ) -> None:
+        super().__init__(index.slide_idx, targets, clinical, transform)
         self.index = index
-        self.targets = torch.as_tensor(targets, dtype=torch.float32)
-        n = len(index.slides)
-        self.clinical = torch.as_tensor(
-            clinical if clinical is not None else np.zeros((n, 0), np.float32), dtype=torch.float32
-        )
-        self.transform = transform
         self.max_open_files = max_open_files
         self._files: OrderedDict[int, int] = OrderedDict()
         self._pid = -1
-
-    def __len__(self) -> int:
-        return len(self.index)
 
     def _fd(self, slide: int) -> int:
         if self._pid != os.getpid():  # opened in a parent process: never share descriptors
@@ -158,21 +208,6 @@ class TileDataset(TorchDataset):
         slide = int(self.index.slide_idx[tile])
         data = os.pread(self._fd(slide), int(self.index.size[tile]), int(self.index.offset[tile]))
         return decode_tile(data)
-
-    def __getitem__(self, tile: int) -> dict[str, torch.Tensor | int]:
-        image = self.read_image(tile)
-        if self.transform is not None:
-            image = self.transform(image)
-            if image.dtype != torch.uint8:
-                raise TypeError(f"The tile transform {self.transform!r} returned {image.dtype}; it must return uint8")
-        slide = int(self.index.slide_idx[tile])
-        return {
-            "image": image,  # uint8: 4x less to move to the GPU than floats; TileNet scales it
-            "target": self.targets[slide],
-            "clinical": self.clinical[slide],
-            "slide": slide,
-            "tile": tile,
-        }
 
     def __del__(self) -> None:
         if getattr(self, "_pid", None) == os.getpid():

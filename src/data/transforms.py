@@ -1,7 +1,17 @@
-"""The tile transform chain, in Slideflow's order: stain normalizer (+ ``n``) → augmentations.
+"""The tile transform chain, in Slideflow's order: stain normalizer (+ ``n``) → augmentations → input scaling.
 
-Both take and return uint8 CxHxW tiles; the model scales them (``TileNet``, with its backbone's mean and
-std). Validation tiles are normalized but never augmented.
+It runs in two places, each operation in one of them only:
+
+- **workers** (:func:`tile_transform`, the datasets' ``transform`` hook): per uint8 tile, the CPU-only steps:
+  JPEG recompression (``j``), or a custom augmentation callable. Workers return uint8 tiles (4x fewer bytes
+  through the inter-process queues than float32).
+- **training device** (:class:`BatchTransform`, called by ``TileModule.on_after_batch_transfer``): on the uint8
+  batch, the stain normalizer (+ ``n``), flips, rotations, blur, colour jitter (training only), then the
+  model's input scaling (``(x / 255 - mean) / std`` with the backbone's mean and std) and, optionally, the
+  ``channels_last`` memory layout. Validation batches are normalized and scaled, never augmented.
+
+Flips and rotations commute with the normalizers (their statistics are per tile, not per position), so
+``x y r`` after the normalizer equals Slideflow's order exactly; ``j`` now comes before it.
 """
 
 from __future__ import annotations
@@ -14,51 +24,99 @@ from src.data.augment import Augment
 from src.data.normalizers import StainNormalizer
 
 
-class TileTransform:
-    """Applies a fitted stain normalizer, then augmentations, to a uint8 CxHxW tile; returns a uint8 tile.
+class WorkerTransform:
+    """The per-tile part of the chain, run in the data-loading workers: uint8 CxHxW tile → uint8 tile.
+
+    Args:
+        augment: An :class:`Augment` (its worker codes run here) or any callable on uint8 tiles (run here
+            whole, before the device-side normalizer).
+    """
+
+    def __init__(self, augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.augment = augment
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """The worker-side augmentations of one tile."""
+        if isinstance(self.augment, Augment):
+            return self.augment.worker(image)
+        return self.augment(image)
+
+    def __repr__(self) -> str:
+        return f"WorkerTransform({self.augment!r})"
+
+
+def tile_transform(
+    augment: Callable[[torch.Tensor], torch.Tensor] | None, normalizer: StainNormalizer | None, train: bool
+) -> WorkerTransform | None:
+    """The worker-side transform of training (``train=True``) or validation tiles; ``None`` when there is none.
+
+    The normalizer itself runs on the device (:class:`BatchTransform`); it is passed here to check that stain
+    augmentation (``n``) has one.
+
+    Raises:
+        TypeError: ``augment`` is not callable.
+        ValueError: ``n`` without a stain normalizer.
+    """
+    augment = augment if train else None
+    if augment is not None and not callable(augment):
+        raise TypeError("augment must instantiate a callable on uint8 CxHxW tiles")
+    if getattr(augment, "stain", False) and normalizer is None:
+        raise ValueError("Stain augmentation ('n') needs a stain normalizer (normalizer=reinhard|macenko)")
+    if augment is None or (isinstance(augment, Augment) and not augment.worker_codes):
+        return None
+    return WorkerTransform(augment)
+
+
+class BatchTransform:
+    """The device-side part of the chain: uint8 (B, C, H, W) batch → model input, on the batch's device.
 
     Args:
         normalizer: A fitted stain normalizer, or ``None``.
-        augment: The augmentation callable (training only), or ``None``.
-        stain_augment: Normalize towards a randomly perturbed target (Slideflow's ``n``; training only).
+        augment: The training augmentations (``None`` for validation: never augmented). Its batch codes run
+            here; ``n`` makes the normalizer draw a perturbed target per tile. A custom callable (not an
+            :class:`Augment`) runs in the workers instead.
+        scale: The model's input scaling of uint8 batches (``TileNet.scale``), or ``None`` to return uint8.
+        channels_last: Return the batch in channels-last memory layout.
     """
 
     def __init__(
         self,
         normalizer: StainNormalizer | None = None,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        stain_augment: bool = False,
+        augment: Callable | None = None,
+        scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        channels_last: bool = False,
     ) -> None:
-        if stain_augment and normalizer is None:
-            raise ValueError("Stain augmentation ('n') needs a stain normalizer (normalizer=reinhard|macenko)")
         self.normalizer = normalizer
-        self.augment = augment
-        self.stain_augment = stain_augment
+        self.augment = augment if isinstance(augment, Augment) else None
+        self.stain = bool(self.augment is not None and self.augment.stain)
+        if self.stain and normalizer is None:
+            raise ValueError("Stain augmentation ('n') needs a stain normalizer (normalizer=reinhard|macenko)")
+        self.scale = scale
+        self.channels_last = channels_last
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalize (and stain-augment), then augment a uint8 CxHxW tile."""
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalize (+ ``n``), augment, scale and lay out a uint8 batch.
+
+        Args:
+            images: uint8 (B, C, H, W) tiles on the training device.
+            generator: CPU generator of the per-tile draws (``None``: torch's global one, which
+                ``src.training.resume.EpochSeeds`` seeds at every epoch start, so a seed and an epoch give
+                the same tiles, resumed or not, whatever the device and ``num_workers``).
+        """
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise TypeError(f"BatchTransform takes uint8 (B, C, H, W) tiles; got {images.dtype} {tuple(images.shape)}")
         if self.normalizer is not None:
-            image = self.normalizer(image, augment=self.stain_augment)
-        if self.augment is not None:
-            image = self.augment(image)
-        return image
+            images = self.normalizer.normalize(images, augment=self.stain, generator=generator)
+        if self.augment is not None and self.augment.batch_codes:
+            images = self.augment.batch(images, generator)
+        if self.scale is not None:
+            images = self.scale(images)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def __repr__(self) -> str:
-        return f"TileTransform(normalizer={self.normalizer!r}, augment={self.augment!r}, n={self.stain_augment})"
-
-
-def tile_transform(
-    augment: Callable[[torch.Tensor], torch.Tensor] | None, normalizer: StainNormalizer | None, train: bool
-) -> TileTransform | None:
-    """The transform of training (``train=True``) or validation tiles; ``None`` when there is nothing to do."""
-    augment = augment if train else None
-    if augment is not None and not callable(augment):
-        raise TypeError("augment must instantiate a callable on uint8 CxHxW tiles")
-    stain = bool(train and getattr(augment, "stain", False))
-    if isinstance(augment, Augment) and not augment.codes.replace("n", ""):
-        augment = None  # nothing left for the augmenter to do
-    if normalizer is None and augment is None:
-        if stain:
-            raise ValueError("Stain augmentation ('n') needs a stain normalizer (normalizer=reinhard|macenko)")
-        return None
-    return TileTransform(normalizer, augment, stain)
+        return (
+            f"BatchTransform(normalizer={self.normalizer!r}, augment={self.augment!r}, n={self.stain}, "
+            f"scale={self.scale is not None}, channels_last={self.channels_last})"
+        )

@@ -1,8 +1,9 @@
-"""Command line: ``python -m src.extraction [project=...] [tiles=...] [workers=N] [slides=all] [dataset.backend=...]``.
+"""Command line: ``python -m src.extraction [project=...] [tiles=...] [workers=N] [slides=all] [part=i/n] [...]``.
 
 Builds the demo project when the project config has a ``demo`` generator, extracts the slides
 of ``project.slides_dir`` (those named in ``project.annotations`` by default) into
-``project.shards_dir``, prints a summary and exits 1 when any slide failed. ``project.mpp_column``
+``project.shards_dir``, prints a summary and exits 1 when any slide failed. ``part=i/n`` extracts only
+the i-th of n disjoint parts of the slides (one job per part: ``src.extraction.parts``). ``project.mpp_column``
 (an annotation column of per-slide MPPs) is read and checked before any tile is extracted.
 """
 
@@ -21,7 +22,8 @@ from src.config.schema import SlideChoice
 from src.data.annotations import read_annotations
 from src.errors import AnnotationError
 from src.extraction.extract import extract_slides
-from src.extraction.report import REPORT_NAME, summarize
+from src.extraction.parts import parse_part, slide_part
+from src.extraction.report import REPORT_NAME, read_report, summarize
 from src.extraction.settings import TileSettings
 from src.slides.discover import find_slides, unreadable_slides
 from src.slides.mpp import parse_mpp_column
@@ -81,13 +83,17 @@ def slide_mpps(project: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> None:
     """Run extraction for the composed config; exit with status 1 when a slide failed."""
     validate(cfg)  # fail on bad settings before any I/O
+    parse_part(cfg.get("part"))
     settings = TileSettings.from_config(cfg.tiles)
     backend = cfg.dataset.get("backend")
     reader_class(backend)  # and on an unknown backend
     project = cfg.project
     if project.get("demo") is not None:
         instantiate(project.demo).ensure()
-    slides = select_slides(project, str(cfg.slides), backend)
+    every = select_slides(project, str(cfg.slides), backend)
+    slides = slide_part(every, cfg.get("part"))
+    if cfg.get("part"):
+        print(f"Part {cfg.part}: {len(slides)} of {len(every)} slides")
     mpps = slide_mpps(project)  # bad values stop here, before any tile is extracted
     start = time.perf_counter()
     report = extract_slides(
@@ -103,6 +109,8 @@ def main(cfg: DictConfig) -> None:
     )
     folder = Path(project.shards_dir) / settings.key
     print(f"Shards: {folder}\nReport: {folder / REPORT_NAME}")
+    if cfg.get("part"):  # every part merges its rows into the one report
+        print(f"The report lists {len(read_report(folder))} slide(s) of the parts that ran so far")
     print(summarize(report, seconds=time.perf_counter() - start))
     if (report["status"] == "failed").any():
         sys.exit(1)  # SystemExit passes through Hydra's error handling

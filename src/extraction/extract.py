@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from src.extraction import tempfiles
+from src.extraction.locations import tile_plan
 from src.extraction.locks import FileLock
 from src.extraction.report import (
     THUMBNAIL_DIR,
@@ -49,10 +50,9 @@ from src.extraction.shards import (
 )
 from src.extraction.workers import die_with_parent
 from src.slides.discover import reads_format, unsupported_format
-from src.slides.grid import tile_grid
 from src.slides.mpp import MppChoice, mpp_source
 from src.slides.reader import SlideError, backend_name, open_slide, reader_class
-from src.slides.tiles import iter_tiles, qc_keep
+from src.slides.tiles import iter_tiles
 
 __all__ = ["encode_tile", "extract_slide", "extract_slides", "summarize"]
 
@@ -171,16 +171,9 @@ def _extract(
         mpp, mpp_override = choice.mpp, choice.override
         with open_slide(path, mpp_override=mpp_override, backend=backend, mpp=mpp) as reader:
             row.update(mpp=reader.mpp, mpp_source=mpp_source(reader.mpp, reader.properties, mpp, mpp_override))
-            grid = tile_grid(
-                reader,
-                settings.tile_px,
-                settings.tile_um,
-                stride_div=settings.stride_div,
-                use_edge_tiles=settings.use_edge_tiles,
-            )
+            grid, keep = tile_plan(reader, settings)  # the grid and Otsu mask every tile source uses
             row.update(level=grid.level, grid_tiles=len(grid))
             tissue = settings.tissue_filter()
-            keep = qc_keep(reader, grid, tissue)
             pause_after = int(os.environ.get(PAUSE_ENV, "0") or 0)
 
             def encode(tile: np.ndarray) -> bytes:
@@ -203,6 +196,7 @@ def _extract(
                     mpp_source=row["mpp_source"],
                     level=grid.level,
                     extract_px=grid.extract_px,
+                    full_extract_px=grid.full_extract_px,
                     backend=row["backend"],
                 )
         row.update(status="done", kept_tiles=index["num_tiles"])

@@ -94,6 +94,16 @@ def report_frame(rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFra
     return frame
 
 
+def read_report(shard_folder: str | Path) -> pd.DataFrame:
+    """The shard folder's report (every run's and every part's rows); empty when it has none."""
+    try:
+        return report_frame(
+            pd.read_csv(Path(shard_folder) / REPORT_NAME, dtype={"slide": str}, keep_default_na=False, na_values=[""])
+        )
+    except (OSError, ValueError):
+        return report_frame([])
+
+
 def update_report(shard_folder: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Merge this run's rows into the folder's report CSV (same slide: the new row wins).
 
@@ -108,10 +118,7 @@ def update_report(shard_folder: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     path = Path(shard_folder) / REPORT_NAME
     with FileLock(path.with_name(path.name + LOCK_SUFFIX)):
         tempfiles.remove_leftovers(tempfiles.find_leftovers(path.parent).get(path.name, []))
-        try:
-            old = report_frame(pd.read_csv(path, dtype={"slide": str}, keep_default_na=False, na_values=[""]))
-        except (OSError, ValueError):
-            old = report_frame([])
+        old = read_report(path.parent)
         old = old[~old["slide"].isin(set(rows["slide"]))]
         frames = [frame for frame in (old, report_frame(rows)) if len(frame)]
         merged = pd.concat(frames, ignore_index=True) if frames else report_frame(rows)

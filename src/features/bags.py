@@ -32,9 +32,9 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from src.data.dataset import Dataset
-from src.data.tiles import TileDataset, TileIndex
+from src.data.sources import ShardSource, TileSource
+from src.data.tiles import TileItems
 from src.errors import ConfigError
-from src.extraction.shards import read_index
 from src.extraction.tempfiles import atomic_path
 from src.features.encoders import PRECISIONS, Encoder
 
@@ -103,24 +103,31 @@ class FeatureBags:
             self._sha256 = self.encoder.weights_sha256(cache)
         return self._sha256
 
-    def config(self, dataset: Dataset) -> dict[str, Any]:
-        """What decides the bags: tile settings, encoder description, weights SHA-256, stored dtype."""
-        return {
+    def config(self, dataset: Dataset, source: TileSource | None = None) -> dict[str, Any]:
+        """What decides the bags: tile settings, encoder description, weights SHA-256, stored dtype.
+
+        Bags of tiles read live from the slides add ``pixels: slide`` (they differ from the shards' by their JPEG
+        error, so they never share a folder).
+        """
+        config = {
             "tile_settings": dataset.tiles.to_dict(),
             "encoder": self.encoder.describe(),
             "weights_sha256": self.weights_sha256,
             "dtype": self.dtype,
         }
+        if source is not None and getattr(source, "name", "") == "wsi":
+            config["pixels"] = "slide"
+        return config
 
-    def folder(self, dataset: Dataset) -> Path:
+    def folder(self, dataset: Dataset, source: TileSource | None = None) -> Path:
         """``{root}/{tile settings key}/{encoder}-{key}``: any change in :meth:`config` gives a new folder."""
-        payload = json.dumps(self.config(dataset), sort_keys=True, default=str).encode()
+        payload = json.dumps(self.config(dataset, source), sort_keys=True, default=str).encode()
         key = hashlib.sha256(payload).hexdigest()[:12]
         return self.features_root(dataset) / dataset.tiles.key / f"{self.encoder.name}-{key}"
 
     # ------------------------------------------------------------- extraction
     def is_complete(self, folder: Path, slide: str, index: Mapping[str, Any]) -> bool:
-        """Whether ``slide``'s bag is there and made from the shard ``index`` describes."""
+        """Whether ``slide``'s bag is there and made from the tiles ``index`` describes (a source's slide record)."""
         path = folder / f"{slide}{BAG_SUFFIX}"
         if not path.is_file():
             return False
@@ -128,27 +135,50 @@ class FeatureBags:
             with h5py.File(path, "r") as bag:
                 return int(bag.attrs["num_tiles"]) == int(index["num_tiles"]) and json.loads(
                     bag.attrs["shard"]
-                ) == json.loads(json.dumps(index.get("tar"), default=str))
+                ) == json.loads(json.dumps(index.get("fingerprint"), default=str))
         except (OSError, KeyError, ValueError):
             return False
 
-    def ensure(self, dataset: Dataset) -> Dataset:
-        """Extract the missing bags of ``dataset``'s slides (their shards must be complete); returns ``dataset``.
+    def check(self, dataset: Dataset, source: TileSource | None = None) -> Dataset:
+        """What :meth:`ensure` returns, writing nothing: for a DDP rank other than 0, after rank 0 extracted.
 
         Raises:
-            FileNotFoundError: a slide without a complete shard (naming it).
+            RuntimeError: a slide whose bag is missing or stale (naming the slides).
         """
-        folder = self.folder(dataset)
+        source = source or ShardSource()
+        folder = self.folder(dataset, source)
+        missing = []
+        for slide in dataset.slides():
+            index = source.slide_record(dataset, slide)
+            if index is None or not self.is_complete(folder, slide, index):
+                missing.append(slide)
+        if missing:
+            raise RuntimeError(f"{len(missing)} feature bag(s) missing in {folder}: {missing[:10]}")
+        return dataset
+
+    def ensure(self, dataset: Dataset, source: TileSource | None = None) -> Dataset:
+        """Extract the missing bags of ``dataset``'s slides; returns ``dataset``.
+
+        Args:
+            dataset: The slides.
+            source: Where their tiles are read (``dataset.tile_source``: shards by default, or ``wsi`` for live
+                slides); they must be prepared (``source.prepare``).
+
+        Raises:
+            FileNotFoundError: a slide whose tiles are not prepared (naming it).
+        """
+        source = source or ShardSource()
+        folder = self.folder(dataset, source)
         folder.mkdir(parents=True, exist_ok=True)
         config_file = folder / "bags_config.json"
         if not config_file.exists():
             with atomic_path(config_file) as tmp:
-                tmp.write_text(json.dumps(self.config(dataset), indent=2, default=str))
+                tmp.write_text(json.dumps(self.config(dataset, source), indent=2, default=str))
         todo = []
         for slide in dataset.slides():
-            index = read_index(dataset.shard_dir, slide)
+            index = source.slide_record(dataset, slide)
             if index is None:
-                raise FileNotFoundError(f"No complete tile shard for slide '{slide}' in {dataset.shard_dir}")
+                raise FileNotFoundError(f"No prepared tiles ({source.name}) for slide '{slide}'")
             if not self.is_complete(folder, slide, index):
                 todo.append((slide, index))
         log.info(
@@ -164,7 +194,7 @@ class FeatureBags:
         transform = self.encoder.transform().to(self.device)
         start, tiles = time.perf_counter(), 0
         for number, (slide, index) in enumerate(todo, 1):
-            tiles += self.extract_slide(model, transform, dataset, folder, slide, index)
+            tiles += self.extract_slide(model, transform, dataset, folder, slide, index, source)
             elapsed = time.perf_counter() - start
             log.info("Bag %d/%d: %s (%d tiles so far, %.0f tiles/s)", number, len(todo), slide, tiles, tiles / elapsed)
         return dataset
@@ -186,12 +216,12 @@ class FeatureBags:
         folder: Path,
         slide: str,
         index: Mapping[str, Any],
+        source: TileSource | None = None,
     ) -> int:
-        """Encode every tile of ``slide``'s shard and write its bag (temporary name, then renamed); returns tiles."""
-        tile_index = TileIndex.from_shards(dataset.shard_dir, [slide])
-        tiles = TileDataset(tile_index, np.zeros((1, 0), np.float32))
+        """Encode every tile of ``slide`` and write its bag (temporary name, then renamed); returns tiles."""
+        tiles = (source or ShardSource()).tiles(dataset, [slide], np.zeros((1, 0), np.float32), None)
         loader = DataLoader(
-            _Images(tiles),
+            _Images(tiles.data),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
@@ -203,7 +233,7 @@ class FeatureBags:
                 f"encoder={self.encoder.name} returned {features.shape[1]} features per tile, but its preset says "
                 f"num_features={self.encoder.num_features}; fix encoder.num_features (or its pooling)"
             )
-        coords = np.asarray(tile_index.loc, np.int64)
+        coords = np.asarray(tiles.locs, np.int64)
         mpp = float(index.get("mpp") or 0.0)
         with atomic_path(folder / f"{slide}{BAG_SUFFIX}") as tmp, h5py.File(tmp, "w") as bag:
             bag.create_dataset("features", data=features.numpy().astype(self.dtype))
@@ -229,11 +259,11 @@ class FeatureBags:
             "tile_um": str(dataset.tiles.tile_um),
             "tile_settings": json.dumps(dataset.tiles.to_dict()),
             "mpp": mpp,
-            "patch_size_level0": int(index.get("extract_px") or 0),
+            "patch_size_level0": int(index.get("extent_px") or 0),
             "coords_unit": "level-0 px (tile centres); coords_um: microns",
             "feat_type": "tile",
             "num_tiles": int(index["num_tiles"]),
-            "shard": json.dumps(index.get("tar"), default=str),
+            "shard": json.dumps(index.get("fingerprint"), default=str),  # what the tiles were read from
             "versions": json.dumps({name: _version(name) for name in PACKAGES}),
         }
         for key, value in attrs.items():
@@ -241,9 +271,9 @@ class FeatureBags:
 
 
 class _Images(torch.utils.data.Dataset):
-    """The decoded uint8 tiles of a :class:`TileDataset`, without targets."""
+    """The decoded uint8 tiles of a source's items, without targets."""
 
-    def __init__(self, tiles: TileDataset) -> None:
+    def __init__(self, tiles: TileItems) -> None:
         self.tiles = tiles
 
     def __len__(self) -> int:

@@ -25,9 +25,11 @@ from torch.utils.data import Dataset as TorchDataset
 
 from src.data.clinical import ClinicalEncoder, fold_clinical
 from src.data.dataset import Dataset, SlideLabels
+from src.data.sources import tile_source
 from src.errors import ConfigError
 from src.features.bags import BAG_SUFFIX
 from src.outcomes import check_targets
+from src.samplers.shards import training_sampler, validation_sampler
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +195,7 @@ class BagDataModule(pl.LightningDataModule):
             return
         columns = list(self.hp.input_header or [])
         train_ds, val_ds, self.encoder = fold_clinical(*self._datasets, columns, self.hp.clinical_blank, self.where)
-        self.folder = instantiate(self.hp.dataset.bags).folder(train_ds)
+        self.folder = instantiate(self.hp.dataset.bags).folder(train_ds, tile_source(self.hp.dataset))
         bag_size = self.hp.dataset.get("bag_size")
         self.train = self._bag_set(train_ds, int(bag_size) if bag_size else None)
         if not self.train.names:
@@ -267,13 +269,15 @@ class BagDataModule(pl.LightningDataModule):
             int(hp.seed),
             hp.loss,
         )
-        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=sampler is None)
+        sampler, shuffle = training_sampler(sampler, len(self.train.data), int(hp.seed))  # per rank under DDP
+        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=shuffle)
 
     def val_dataloader(self) -> DataLoader | list:
         """Every validation bag once, in order, ``dataset.eval_bags`` per batch."""
         if self.val is None:
             return []
-        return self._loader(self.val.data, int(self.hp.dataset.get("eval_bags", 1)), sampler=None, shuffle=False)
+        sampler = validation_sampler(len(self.val.data))  # under DDP: this rank's share, no padding
+        return self._loader(self.val.data, int(self.hp.dataset.get("eval_bags", 1)), sampler=sampler, shuffle=False)
 
     def _loader(self, data: TorchDataset, batch_size: int, sampler, shuffle: bool) -> DataLoader:
         workers = int(self.hp.dataloader.num_workers)

@@ -18,10 +18,11 @@ import torch
 
 from src.data.tiles import decode_tile
 from src.extraction.extract import encode_tile
+from src.extraction.locations import tile_plan
 from src.extraction.settings import TileSettings
-from src.slides.grid import TileGrid, tile_grid
+from src.slides.grid import TileGrid
 from src.slides.reader import SlideReader
-from src.slides.tiles import iter_tiles, qc_keep
+from src.slides.tiles import iter_tiles
 
 
 @dataclass
@@ -71,11 +72,7 @@ class LiveTiles:
     def open(cls, reader: SlideReader, settings: TileSettings) -> LiveTiles:
         """Lay the grid and compute the tissue mask of ``reader``'s slide."""
         start = time.perf_counter()
-        grid = tile_grid(
-            reader, settings.tile_px, settings.tile_um, stride_div=settings.stride_div,
-            use_edge_tiles=settings.use_edge_tiles,
-        )  # fmt: skip
-        keep = qc_keep(reader, grid, settings.tissue_filter())
+        grid, keep = tile_plan(reader, settings)  # extraction's grid and Otsu mask
         tiles = cls(reader, settings, grid, keep)
         tiles.times.reading += time.perf_counter() - start
         return tiles

@@ -157,8 +157,8 @@ class ModelSet:
         total: dict[str, np.ndarray] = {}
         for member, inputs in zip(self.members, clinical, strict=True):
             batch = images
-            if member.normalizer is not None:
-                batch = torch.stack([member.normalizer(image) for image in images])
+            if member.normalizer is not None:  # the batched normalizer, as training's validation batches
+                batch = member.normalizer.normalize(images)
             batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 outputs = member.model.net(batch, inputs.expand(len(images), -1))

@@ -102,18 +102,22 @@ class TileNet(nn.Module):
         # the buffers' dtype: float32, or half/bf16 when the whole module was cast (precision=16-true)
         return (image.to(self.input_mean.dtype) / 255 - self.input_mean) / self.input_std
 
-    def forward(self, image: torch.Tensor | None, clinical: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor | None, clinical: torch.Tensor | None = None, *, scaled: bool = False
+    ) -> list[torch.Tensor]:
         """Return one logit/score tensor per outcome, each (batch, outcome_size).
 
         Args:
             image: uint8 (batch, 3, H, W) tiles, as read (after stain normalization and augmentation);
                 not read when ``drop_images``.
             clinical: (batch, n_clinical) encoded clinical inputs, or ``None``.
+            scaled: ``image`` is already :meth:`scale`'d (training's device-side transform does it on the
+                batch, ``src.data.transforms.BatchTransform``).
         """
         if self.drop_images:
             features = clinical
         else:
-            features = self.backbone(self.scale(image))
+            features = self.backbone(image if scaled else self.scale(image))
             if clinical is not None and clinical.shape[-1]:
                 features = torch.cat([features, clinical.to(features.dtype)], dim=1)
         features = self.hidden(self.dropout(features))

@@ -6,12 +6,14 @@ Which strategies an outcome accepts, and what ``auto`` means for it, is the outc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
 
+from src.distributed import rank, world_size
 from src.samplers.epochs import EpochSeeded
 
 
@@ -67,19 +69,39 @@ def _equal_groups(groups: np.ndarray, present: np.ndarray) -> np.ndarray:
 class EpochWeightedSampler(EpochSeeded, WeightedRandomSampler):
     """``WeightedRandomSampler`` whose draws of epoch ``e`` depend only on ``(seed, e)`` (resumable).
 
+    Under DDP every rank draws the same stream of ``ceil(n / ranks) × ranks`` tiles and keeps every
+    ``ranks``-th one from its own rank on: each rank's draws are still independent draws from the balance
+    weights (so the balance holds exactly, on each rank and overall), the ranks together draw one
+    process's epoch (rounded up to a multiple of the ranks), and every rank has as many batches.
+
     Args:
         weights: (n_tiles,) sampling weights.
         seed: Random seed.
+        num_replicas: Ranks that train together (default: the running ones, ``src.distributed``).
+        rank: This process's rank (default: its own).
     """
 
-    def __init__(self, weights: np.ndarray, seed: int) -> None:
-        super().__init__(weights, num_samples=len(weights), replacement=True, generator=torch.Generator())
+    def __init__(
+        self, weights: np.ndarray, seed: int, num_replicas: int | None = None, rank: int | None = None
+    ) -> None:
+        self.num_replicas = int(num_replicas or world_size())
+        self.rank = _rank(rank, self.num_replicas)
+        per_rank = math.ceil(len(weights) / self.num_replicas)
+        super().__init__(weights, num_samples=per_rank, replacement=True, generator=torch.Generator())
         self.seed = int(seed)
         self.epoch = 0
 
     def __iter__(self) -> Iterator[int]:
         self.generator.manual_seed(self.next_epoch_seed())
-        yield from super().__iter__()
+        draws = torch.multinomial(self.weights, self.num_samples * self.num_replicas, True, generator=self.generator)
+        yield from draws[self.rank :: self.num_replicas].tolist()
+
+
+def _rank(value: int | None, num_replicas: int) -> int:
+    value = rank() if value is None else int(value)
+    if not 0 <= value < num_replicas:
+        raise ValueError(f"rank {value} is not in [0, {num_replicas})")
+    return value
 
 
 def weighted_sampler(weights: np.ndarray | None, seed: int) -> EpochWeightedSampler | None:

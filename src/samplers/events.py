@@ -16,11 +16,14 @@ the slide's tiles.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
 
+from src.distributed import rank as own_rank
+from src.distributed import world_size
 from src.samplers.epochs import EpochSeeded
 
 
@@ -30,8 +33,12 @@ class EventBatchSampler(EpochSeeded, Sampler[int]):
     Each block holds ``min(batch_size, n_patients)`` distinct patients, at least
     ``min(min_events, n_event_patients, n_patients_in_block)`` of them with an observed event, and
     splits its tile slots evenly between them. Use with ``DataLoader(batch_size=batch_size)`` and no
-    shuffling; the length is a whole number of blocks. Under DDP Lightning splits the index stream between
-    ranks, so the per-batch guarantee then holds only approximately.
+    shuffling; the length is a whole number of blocks.
+
+    Under DDP every rank draws the same stream of ``ceil(num_batches / ranks) × ranks`` blocks from
+    ``(seed, epoch)`` and keeps every ``ranks``-th block from its own rank on: each rank's every batch is a
+    whole block, so the guarantees above hold for every batch on every rank, the ranks never share a block,
+    and they have as many batches each (no rank waits for another).
 
     Args:
         slide_idx: (n_tiles,) slide of each tile (for slide-level datasets, ``arange(n_slides)``).
@@ -42,6 +49,8 @@ class EventBatchSampler(EpochSeeded, Sampler[int]):
         num_batches: Batches per epoch; default ``max(1, n_tiles // batch_size)`` (one pass's worth).
         seed: Random seed; epoch ``e`` is drawn from a stream seeded with ``(seed, e)`` (see
             ``src.samplers.epochs``), so a resumed fit draws what an uninterrupted one would.
+        num_replicas: Ranks that train together (default: the running ones, ``src.distributed``).
+        rank: This process's rank (default: its own).
     """
 
     def __init__(
@@ -53,6 +62,8 @@ class EventBatchSampler(EpochSeeded, Sampler[int]):
         min_events: int = 4,
         num_batches: int | None = None,
         seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
     ) -> None:
         slide_idx = np.asarray(slide_idx, dtype=np.int64)
         if batch_size < 1:
@@ -75,7 +86,12 @@ class EventBatchSampler(EpochSeeded, Sampler[int]):
         self.n_patients = len(names)
         self.batch_size = int(batch_size)
         self.min_events = int(min_events)
-        self.num_batches = int(num_batches) if num_batches else max(1, len(slide_idx) // self.batch_size)
+        self.num_replicas = int(num_replicas or world_size())
+        self.rank = own_rank() if rank is None else int(rank)
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank {self.rank} is not in [0, {self.num_replicas})")
+        total = int(num_batches) if num_batches else max(1, len(slide_idx) // self.batch_size)
+        self.num_batches = math.ceil(total / self.num_replicas)  # this rank's batches per epoch
         self.seed = int(seed)
         self.epoch = 0
         self.rng = np.random.default_rng(seed)
@@ -110,5 +126,7 @@ class EventBatchSampler(EpochSeeded, Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         self.rng = np.random.default_rng(self.next_epoch_seed())
-        for _ in range(self.num_batches):
-            yield from self.batch().tolist()
+        for block in range(self.num_batches * self.num_replicas):
+            tiles = self.batch()  # every rank draws every block, so the stream is the same on all
+            if block % self.num_replicas == self.rank:
+                yield from tiles.tolist()

@@ -60,15 +60,16 @@ class EpochOutputs(pl.Callback):
         if epoch in self._saved:
             return
         self._saved.add(epoch)
-        trainer.save_checkpoint(self.outdir / "checkpoints" / f"epoch{epoch}.ckpt")
+        trainer.save_checkpoint(self.outdir / "checkpoints" / f"epoch{epoch}.ckpt", weights_only=False)  # + optimizer
+        metrics = trainer.callback_metrics  # on every rank: it reduces the sync_dist metrics (a collective)
         if trainer.global_rank != 0:
             return
         row = {**self.row_info, "epoch": epoch, "early_stop": int(early_stop)}
         for key in ("train/loss_epoch", "val/loss"):
-            value = trainer.callback_metrics.get(key)
+            value = metrics.get(key)
             if value is not None:
                 row[key.replace("_epoch", "")] = float(value)
-        for key, value in trainer.callback_metrics.items():
+        for key, value in metrics.items():
             if key.startswith("train/accuracy"):
                 row[key] = float(value)
         evaluation = getattr(module, "last_evaluation", None)

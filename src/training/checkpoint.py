@@ -177,7 +177,8 @@ def predict(model: LoadedModel, images: torch.Tensor, annotations: pd.DataFrame 
         model: From :func:`load_model`.
         images: uint8 (batch, 3, tile_px, tile_px) RGB tiles as ``TileDataset`` gives them (the model scales
             them itself); stain-normalize them first if the model was trained with a normalizer
-            (``model.params["norm_fit"]``). Ignored by ``drop_images`` models.
+            (``from_fit(model.params["norm_fit"]).normalize(images)``, as training and ``predict.py`` do).
+            Ignored by ``drop_images`` models.
         annotations: One row per tile with the ``input_header`` columns, or ``None`` for no clinical inputs.
 
     Returns:

@@ -18,12 +18,15 @@ from src.config import validate
 from src.data.datamodule import FoldDataModule
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
+from src.distributed import is_main
 from src.losses.outcome_losses import OutcomeLoss, build_losses, check_loss_fits, fit_losses
+from src.models.memory_format import channels_last_setting
 from src.training.callbacks import EpochOutputs
 from src.training.checkpoint import ParamsInCheckpoint
-from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers, sweep_tags
+from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers, logger_group, sweep_tags
 from src.training.module import TileModule
 from src.training.params import fold_params, write_fold_files
+from src.training.quiet import quiet_console
 from src.training.resume import EpochSeeds, LastCheckpoint, fold_logger_id, set_aside_csv_metrics
 
 log = logging.getLogger(__name__)
@@ -76,7 +79,8 @@ class FoldTrainer:
         losses = build_losses(self.hp.loss, [o.name for o in self.outcomes])
         self.module = self._module(losses)
         params = fold_params(self.hp, self.data, self.module.net, self.row_info)
-        write_fold_files(self.outdir, params, self.data, self.labels)
+        if is_main():  # under DDP rank 0 writes the fold's files (src.distributed)
+            write_fold_files(self.outdir, params, self.data, self.labels)
         epochs = sorted(int(e) for e in self.hp.epochs)
         saver = EpochOutputs(epochs, self.outdir, self.row_info)
         trainer, loggers = self._lightning(epochs, saver, params, resume=resume_from is not None)
@@ -86,8 +90,9 @@ class FoldTrainer:
         try:  # weights_only: a checkpoint from a run folder is data, never code
             trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from, weights_only=True)
             status = "success"
-        finally:
-            finish_loggers(loggers, status)
+        finally:  # always: a W&B run is finished even when the fit fails
+            final = _final_metrics(saver.rows) if status == "success" else None
+            finish_loggers(loggers, status, final, OmegaConf.to_container(self.hp, resolve=True))
         return {"epochs": {f"epoch{row['epoch']}": row for row in saver.rows}}
 
     def _module(self, losses: list[OutcomeLoss]) -> TileModule:
@@ -110,6 +115,7 @@ class FoldTrainer:
             scheduler=instantiate(hp.scheduler.fn) if hp.scheduler.get("fn") else None,
             scheduler_interval=hp.scheduler.get("interval", "step"),
             l1=float(hp.l1),
+            channels_last=channels_last_setting(hp.get("channels_last", False), hp.trainer.get("accelerator")),
         )
 
     def _lightning(
@@ -119,16 +125,21 @@ class FoldTrainer:
         hp = self.hp
         callbacks = [EpochSeeds(int(hp.seed)), saver, ParamsInCheckpoint(params)]
         callbacks += [instantiate(c) for c in (hp.callbacks or {}).values()]
+        if hp.get("progress"):
+            callbacks.append(instantiate(hp.progress))
         callbacks.append(LastCheckpoint(self.outdir))  # a Checkpoint: Lightning runs it after the others
-        if resume:
+        main = is_main()
+        if resume and main:
             set_aside_csv_metrics(self.outdir)
+        group, job_type = logger_group(self.row_info)
         loggers = build_loggers(
             hp.logger,
             self.outdir,
             name=self.name,
-            group=self.row_info.get("run_id"),
+            group=group,
+            job_type=job_type,
             hparams=OmegaConf.to_container(hp, resolve=True),
-            run_id=fold_logger_id(self.outdir, resume),
+            run_id=fold_logger_id(self.outdir, resume) if main else None,  # the other ranks log nothing
             tags=sweep_tags(self.row_info),
         )
         trainer = instantiate(
@@ -139,9 +150,18 @@ class FoldTrainer:
             default_root_dir=str(self.outdir),
             enable_checkpointing=True,  # our LastCheckpoint; Lightning adds none of its own
             num_sanity_val_steps=0,
-            limit_val_batches=1.0 if self.data.val is not None else 0,
+            limit_val_batches=None if self.data.val is not None else 0,  # None: all (and no "100%" message)
+            use_distributed_sampler=False,  # the data modules shard by rank themselves (src.samplers.shards)
         )
         return trainer, loggers
+
+
+def _final_metrics(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last results row's metrics (``train/…``, ``val/…``) and its epoch as ``final_epoch``."""
+    if not rows:
+        return None
+    last = rows[-1]
+    return {"final_epoch": last.get("epoch"), **{k: v for k, v in last.items() if k.startswith(("train/", "val/"))}}
 
 
 def build_trainer(hp: DictConfig, outdir: str | Path, labels: SlideLabels, **kwargs: Any) -> FoldTrainer:
@@ -153,5 +173,6 @@ def build_trainer(hp: DictConfig, outdir: str | Path, labels: SlideLabels, **kwa
     validate(hp, sweep_metric=False)  # the Trainer does not use optimized_metric
     check_loss_fits(hp.loss, labels.outcomes)
     configure_wandb_env()  # as train.py: W&B offline unless a key is configured, so nothing blocks
+    quiet_console()  # no library advertisements or foreign deprecations on the console (src.training.quiet)
     pl.seed_everything(int(hp.seed), workers=True, verbose=False)
     return FoldTrainer(hp, outdir, labels, **kwargs)

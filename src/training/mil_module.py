@@ -46,7 +46,8 @@ class MilModule(TileModule):
         auxiliary = getattr(self.net, "auxiliary_loss", None)
         if auxiliary is not None:
             extra = auxiliary(batch["features"], batch["mask"], self.layout.split(batch["target"])[0])
-            self.log("train/auxiliary_loss", extra, on_step=False, on_epoch=True, batch_size=len(batch["target"]))
+            size = len(batch["target"])
+            self.log("train/auxiliary_loss", extra, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
             loss = loss + extra
         return loss
 

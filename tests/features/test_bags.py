@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from src.config import REPO_ROOT
+from src.data.sources import tile_source
 from src.data.tiles import TileDataset
 from src.extraction.shards import read_index
 from src.features.bags import FeatureBags, read_bag
@@ -111,3 +112,28 @@ def test_every_encoder_preset_builds_with_its_feature_width(preset: str) -> None
         size = cfg.transform.center_crop or 64
         out = model(transform(torch.zeros(2, 3, size, size, dtype=torch.uint8)))
     assert tuple(out.shape) == (2, cfg.num_features)
+
+
+def test_bags_from_live_slides_have_the_shards_tiles_in_their_own_folder(tiny_cfg) -> None:
+    """``dataset.tile_source`` = the wsi source: the same tiles, read from the slides, in a folder of their own."""
+    live = ["experiment=demo_mil", "dataset.tile_source={_target_:src.data.sources.wsi.WsiSource}"]
+    cfg = tiny_cfg(*live)
+    dataset, _ = load_project(cfg)
+    dataset = ensure_tiles(cfg, dataset)
+    bags = instantiate(cfg.dataset.bags)
+    source = tile_source(cfg.dataset)
+    folder = bags.folder(dataset, source)
+    assert folder != bags.folder(dataset)  # live pixels differ from the shards' by their JPEG error
+    assert json.loads((folder / "bags_config.json").read_text())["pixels"] == "slide"
+    shards = tile_source(tiny_cfg("experiment=demo_mil").dataset)
+    shard_bags = bags.folder(dataset)
+    bags.ensure(dataset, shards)
+    for slide in dataset.slides()[:3]:
+        bag, shard_bag = read_bag(folder / f"{slide}.h5"), read_bag(shard_bags / f"{slide}.h5")
+        np.testing.assert_array_equal(bag["coords"], shard_bag["coords"])
+        assert bag["attrs"]["patch_size_level0"] == shard_bag["attrs"]["patch_size_level0"] > 0
+        # features of the slide's own pixels vs of their JPEG round trip: close, not equal
+        assert np.corrcoef(bag["features"].ravel(), shard_bag["features"].ravel())[0, 1] > 0.99
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.h5")}
+    bags.ensure(dataset, source)  # a rerun skips complete bags
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.h5")} == before

@@ -1,5 +1,6 @@
 """What the real Trainer feeds the model: balanced training proportions, the validation_balance loss,
-augmentation in training only, and the stain normalizer (fitted on training tiles, saved with the model)."""
+augmentation in training only, and the stain normalizer (fitted on training tiles, saved with the model, run on
+the device)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from src.data.normalizers import Reinhard, from_fit
 from src.data.tiles import TileDataset, TileIndex
+from src.data.transforms import WorkerTransform
 from src.samplers.balance import tile_weights
 from src.training.checkpoint import PARAMS_KEY
 from tests.training.recorder import recorder_of
@@ -88,19 +90,22 @@ def test_normalizer_and_augmentation_in_the_tile_stream(fit) -> None:
     lightning = trainer.module.trainer
     normalizer = trainer.normalizer
     recorder = recorder_of(trainer)
+    net = trainer.module.net
 
-    # validation tiles: normalized, never augmented; uint8 all the way to the model (which scales them)
+    # workers return uint8 tiles: only the CPU-only JPEG step ('j') runs there
     val_data = lightning.val_dataloaders.dataset
-    assert recorder.val_images
-    assert {image.dtype for _, image in recorder.val_images + recorder.train_images} == {torch.uint8}
-    for tile, image in recorder.val_images:
-        assert torch.equal(image, normalizer(val_data.read_image(tile)))
-
-    # training tiles: normalized with a perturbed target ('n'), then augmented: never the plain normalized tile
     train_data = lightning.train_dataloader.dataset
-    assert train_data.transform.stain_augment
-    for tile, image in recorder.train_images:
-        assert not torch.equal(image, normalizer(train_data.read_image(tile)))
+    assert val_data.transform is None and isinstance(train_data.transform, WorkerTransform)
+    assert train_data[0]["image"].dtype == torch.uint8
+    # the model sees them normalized (+ augmented in training) and scaled, on the device (on_after_batch_transfer)
+    assert recorder.val_images and recorder.train_images
+    assert {image.dtype for _, image in recorder.val_images + recorder.train_images} == {torch.float32}
+    for tile, image in recorder.val_images:  # validation: normalized, never augmented
+        expected = net.scale(normalizer.normalize(val_data.read_image(tile)[None]))[0]
+        torch.testing.assert_close(image, expected, rtol=0, atol=0)
+    for tile, image in recorder.train_images:  # training: a perturbed target ('n'), augmented: never the plain tile
+        plain = net.scale(normalizer.normalize(train_data.read_image(tile)[None]))[0]
+        assert not torch.equal(image, plain)
 
     # the fit comes from training tiles only, and is saved in params.json and every checkpoint
     index = TileIndex.from_shards(train_ds.shard_dir, train_ds.slides())
@@ -114,4 +119,4 @@ def test_normalizer_and_augmentation_in_the_tile_stream(fit) -> None:
     assert checkpoint[PARAMS_KEY]["norm_fit"] == params["norm_fit"]
     rebuilt = from_fit(checkpoint[PARAMS_KEY]["norm_fit"])
     tile, image = recorder.val_images[0]
-    assert torch.equal(rebuilt(val_data.read_image(tile)), image)
+    assert torch.equal(net.scale(rebuilt.normalize(val_data.read_image(tile)[None]))[0], image)

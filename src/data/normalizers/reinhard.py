@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from src.data.normalizers.base import StainNormalizer
-from src.data.normalizers.color import lab_to_rgb, rgb_to_lab
+from src.data.normalizers.color import LabSpace, lab_to_rgb, rgb_to_lab
 
 
 class Reinhard(StainNormalizer):
@@ -18,6 +18,11 @@ class Reinhard(StainNormalizer):
     """
 
     method = "reinhard"
+    cpu_chunk = 1  # measured on one core (benchmarks/stain_normalizers.py)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lab = LabSpace()
 
     def target_stats(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-channel L*a*b* means and sds of the target pixels."""
@@ -25,15 +30,32 @@ class Reinhard(StainNormalizer):
         return {"means": lab.mean(0), "stds": lab.std(0, unbiased=False)}
 
     def apply(self, pixels: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Match the pixels' L*a*b* means and sds to the target's."""
+        """Match the pixels' L*a*b* means and sds to the target's (one tile, OpenCV)."""
         lab = rgb_to_lab(pixels)
         mean, sd = lab.mean(0), lab.std(0, unbiased=False).clamp_min(1e-3)
         return lab_to_rgb((lab - mean) / sd * target["stds"] + target["means"])
 
-    def perturb(self, target: dict[str, torch.Tensor], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-        """A randomly perturbed target (stain augmentation)."""
-        noise = torch.randn(2, 3, generator=generator) * self.augment_sd
+    def apply_batch(self, images: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Batched :meth:`apply` on (B, 3, N) uint8 pixels.
+
+        L*a*b* is affine in ``f`` (``Lab = A f + c``, see ``LabSpace``), so the result is
+        ``f' = A⁻¹ (gain ⊙ A (f - mean f)) + A⁻¹ (target_mean - c)``: two 3x3 maps per tile.
+        """
+        tables = self.lab.tables(images.device)
+        f = self.lab.f_space(images)
+        centred = torch.matmul(tables["lab_from_f"], f.sub_(f.mean(dim=-1, keepdim=True)))  # Lab - its mean
+        sd = torch.linalg.vector_norm(centred, dim=-1) / centred.shape[-1] ** 0.5  # as std(unbiased=False)
+        gain = target["stds"] / sd.clamp_min(1e-3)  # (B, 3)
+        from_lab = tables["f_from_lab"]
+        shift = (target["means"] - tables["lab_offset"]) @ from_lab.T
+        return self.lab.f_to_uint8(torch.baddbmm(shift[:, :, None], from_lab * gain[:, None, :], centred))
+
+    def perturb(
+        self, target: dict[str, torch.Tensor], n: int, generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
+        """``n`` randomly perturbed targets (stain augmentation), stacked."""
+        noise = torch.randn(n, 2, 3, generator=generator) * self.augment_sd
         return {
-            "means": target["means"] + noise[0] * target["stds"],
-            "stds": target["stds"] * torch.exp(noise[1]),
+            "means": target["means"] + noise[:, 0] * target["stds"],
+            "stds": target["stds"] * torch.exp(noise[:, 1]),
         }

@@ -102,6 +102,22 @@ class SplitPlan:
             "folds": folds,
         }
 
+    @classmethod
+    def read(cls, path: str | Path) -> SplitPlan:
+        """The plan a run wrote with :meth:`write` (its folds, trained folds and dropped patients)."""
+        data = json.loads(Path(path).read_text())
+        return cls(
+            str(data["strategy"]),
+            int(data["seed"]),
+            dict(data.get("params") or {}),
+            list(data.get("outcomes") or []),
+            [Fold.from_dict(f) for f in data["folds"]],
+            list(data.get("trained") or []),
+            str(data.get("source") or "file"),
+            Path(data["path"]) if data.get("path") else None,
+            list(data.get("dropped_patients") or []),
+        )
+
     def write(self, path: str | Path, annotations: pd.DataFrame | None = None) -> None:
         """Write ``splits.json`` (patients and slides per fold)."""
         _write_json(Path(path), self.to_dict(annotations))

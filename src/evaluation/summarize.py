@@ -1,0 +1,68 @@
+"""Command line: ``python -m src.evaluation.summarize <run folder or name> [...]``: a run's summary of all its folds.
+
+Writes the run folder's ``summary.json`` again over every fold it completed, and prints it, as the run itself
+does when its last fold ends (``src.run_summary``). Use it for the folds of one run that ran as separate
+jobs (``validation.folds=[1],[2],[3]`` with one ``run_dir``), e.g. when one of them is re-run later, or to see
+the folds completed so far. A name that is not a folder is looked up in the repository's ``outputs/runs/``
+(``paths.output_dir``'s default; ``--runs`` for another folder): ``<runs>/<name>``, else the newest
+``<runs>/*_<name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from src.evaluation.results_log import format_summary
+
+DEFAULT_RUNS = Path(__file__).resolve().parents[2] / "outputs" / "runs"  # conf/paths/default.yaml's
+
+
+def find_run(name: str, runs: str | Path = DEFAULT_RUNS) -> Path:
+    """The run folder of ``name``: the folder itself, ``<runs>/<name>``, else the newest ``<runs>/*_<name>``.
+
+    Raises:
+        FileNotFoundError: no such run folder (names where it looked).
+    """
+    for candidate in (Path(name), Path(runs) / name):
+        if (candidate / "config.yaml").exists():
+            return candidate
+    stamped = sorted(p for p in Path(runs).glob(f"*_{name}") if (p / "config.yaml").exists())
+    if stamped:
+        return stamped[-1]
+    raise FileNotFoundError(
+        f"no run folder {name!r}: neither {name} nor {Path(runs) / name} nor {Path(runs)}/*_{name} holds a "
+        "config.yaml (give the folder of a run, or --runs for another runs folder)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Summarise each run named on the command line.
+
+    Returns:
+        The exit status: 0; 1 when a run has no completed fold; 2 when a run folder is not found.
+    """
+    from src.run_summary import write_summary  # the summary's code path (reads outcomes and fold files)
+
+    parser = argparse.ArgumentParser(prog="python -m src.evaluation.summarize", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", help="run folder(s), or run name(s) in --runs")
+    parser.add_argument("--runs", dest="runs_dir", default=str(DEFAULT_RUNS), help="folder of run folders")
+    args = parser.parse_args(argv)
+    status = 0
+    for name in args.runs:
+        try:
+            folder = find_run(name, args.runs_dir)
+        except FileNotFoundError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        summary, record = write_summary(folder)
+        print(f"{folder}: {len(record['folds'])} completed fold(s) ({', '.join(record['folds']) or 'none'})")
+        print(format_summary(summary, record["epoch"], record.get("strategy") or ""))
+        print(f"Summary: {folder / 'summary.json'}")
+        status = status or int(not record["folds"])
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
