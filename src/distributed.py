@@ -124,3 +124,16 @@ def read_attempt(run_folder: str | Path, token: str) -> dict | None:
         return json.loads((Path(run_folder) / ATTEMPTS_DIR / f"{token}.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+def from_main(value: object) -> object:
+    """Rank 0's ``value`` on every rank (a no-op without a process group, e.g. in one process).
+
+    For decisions only rank 0 can take between fits, such as a study's pruner stopping the trial: every rank
+    must stop, or the others would wait for rank 0 at the next fold's first collective.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -14,9 +14,18 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan
-from src.distributed import is_main, rank, read_attempt, run_token, wait_until, world_size, write_attempt
+from src.distributed import (
+    from_main,
+    is_main,
+    rank,
+    read_attempt,
+    run_token,
+    wait_until,
+    world_size,
+    write_attempt,
+)
 from src.evaluation.results_log import append_results, format_summary, json_safe
-from src.hpsearch.pruning import TrialPrunedError, fold_pruner
+from src.hpsearch.pruning import FoldPruner, TrialPrunedError, fold_pruner
 from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
@@ -198,8 +207,8 @@ def _run(
             append_results(Path(cfg.results_log), fold_rows, replace={"run_id": run_id, "fold": fold.name})
             mark_fold_completed(out / fold.name, fold_rows)  # after its rows are in the log
         rows.extend(fold_rows)
-        if pruner is not None and number < len(folds) and is_main():  # rank 0 has the rows
-            pruner.report(rows, number)  # raises TrialPrunedError when the study's pruner stops this trial
+        if pruner is not None and number < len(folds):
+            _report_fold(pruner, rows, number)  # raises TrialPrunedError when the study's pruner stops this trial
     if not is_main():  # the summary, its print and the status are rank 0's
         return float("nan")
     last = max(int(e) for e in cfg.epochs)
@@ -213,6 +222,19 @@ def _run(
     print(f"\n{cfg.optimized_metric} (mean over {len(record['folds'])} fold(s), epoch {last}): {metric:.4f}")
     print(f"Run folder: {out}")
     return metric
+
+
+def _report_fold(pruner: FoldPruner, rows: list[dict], folds_done: int) -> None:
+    """Rank 0 reports the running fold mean to the study; every rank stops if the study's pruner says so."""
+    reason = None
+    if is_main():  # rank 0 has the rows
+        try:
+            pruner.report(rows, folds_done)
+        except TrialPrunedError as error:
+            reason = str(error)
+    reason = from_main(reason)  # under DDP the other ranks stop too, instead of waiting at the next fold
+    if reason:
+        raise TrialPrunedError(reason)
 
 
 def print_summary(summary: pd.DataFrame, epoch: int, strategy: str = "") -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from src import distributed
 from src.distributed import write_attempt
+from src.hpsearch.pruning import TrialPrunedError
 from src.pipeline import _read_prepared
 from src.run_status import write_status
 
@@ -62,3 +63,44 @@ def test_rank_1_waits_for_this_attempt_of_rank_0(clean_env, tiny_cfg, tmp_path) 
         _read_prepared(cfg, out, timeout_s=5)
     write_attempt(out, "now", "completed")
     assert _read_prepared(cfg, out, timeout_s=5) is None  # rank 0 found the run completed: nothing to do
+
+
+class _StopAtOnce:
+    """A pruner stand-in that stops the trial (on rank 0, the only rank that reports)."""
+
+    def report(self, rows, folds_done) -> None:
+        raise TrialPrunedError(f"pruned after {folds_done} fold(s)")
+
+
+def _two_ranks(rank_: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from src.pipeline import _report_fold
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank_, world_size=2)
+    try:
+        value = distributed.from_main(f"from rank {rank_}")
+        try:
+            _report_fold(_StopAtOnce(), [], 1)
+            stopped = ""
+        except TrialPrunedError as error:
+            stopped = str(error)
+        results[rank_] = (value, stopped)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_rank_stops_when_rank_0_is_pruned() -> None:
+    """Under DDP only rank 0 asks the study; the decision reaches every rank (else they would wait forever)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_two_ranks, args=(port, results), nprocs=2, join=True)
+    assert dict(results) == {r: ("from rank 0", "pruned after 1 fold(s)") for r in (0, 1)}
+    assert distributed.from_main("alone") == "alone"  # no process group: a no-op
