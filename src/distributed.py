@@ -5,8 +5,8 @@ rank 0 reaches its first ``fit`` (with ``LOCAL_RANK``/``NODE_RANK``/``WORLD_SIZE
 ``torchrun`` every rank starts at once (``SLURM_PROCID``, ``RANK``). Either way each rank runs the whole
 pipeline, so every side effect must say who does it: only rank 0 (:func:`is_main`) generates the demo,
 extracts tiles, plans and writes the splits, and writes every file of the run folder; the other ranks wait
-until rank 0 says it is ready (:func:`wait_until` on its :func:`write_attempt` file, keyed by :func:`run_token`)
-and then read what it wrote.
+until rank 0 says it is ready (:func:`wait_until` on its attempt file, ``src.run_status.write_attempt``, keyed
+by :func:`run_token`) and then read what it wrote.
 
 Before Lightning's process group exists the rank comes from the environment, as Lightning reads it
 (``RANK``, then ``SLURM_PROCID`` when SLURM runs several tasks, then ``NODE_RANK`` and ``LOCAL_RANK``);
@@ -15,12 +15,10 @@ once it exists, from ``torch.distributed``.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import torch.distributed as dist
 
@@ -97,33 +95,6 @@ def wait_until(ready: Callable[[], bool], what: str, timeout_s: float = 24 * 360
         if time.monotonic() > deadline:
             raise TimeoutError(f"rank {rank()}: waited {timeout_s:.0f} s for rank 0 to {what}")
         time.sleep(poll_s)
-
-
-#: Folder of a run folder holding one small file per attempt (token): its state for the waiting ranks.
-ATTEMPTS_DIR = ".attempts"
-
-
-def write_attempt(run_folder: str | Path, token: str, state: str, **fields: object) -> Path:
-    """Rank 0: record this attempt's ``state`` (``running``, ``prepared``, ``failed``, ``completed``) for its ranks.
-
-    One file per attempt (``.attempts/<token>.json``), so jobs of one run that share a run folder (one fold
-    each, several ranks each) never read each other's state. Written through a temporary name and a rename.
-    """
-    folder = Path(run_folder) / ATTEMPTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{token}.json"
-    tmp = folder / f".{token}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"state": state, **fields}, default=str))
-    tmp.replace(path)
-    return path
-
-
-def read_attempt(run_folder: str | Path, token: str) -> dict | None:
-    """The state rank 0 recorded for attempt ``token`` (None: nothing yet)."""
-    try:
-        return json.loads((Path(run_folder) / ATTEMPTS_DIR / f"{token}.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def from_main(value: object) -> object:

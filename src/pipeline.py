@@ -14,16 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan
-from src.distributed import (
-    from_main,
-    is_main,
-    rank,
-    read_attempt,
-    run_token,
-    wait_until,
-    world_size,
-    write_attempt,
-)
+from src.distributed import from_main, is_main, rank, run_token, wait_until, world_size
 from src.evaluation.results_log import append_results, format_summary, json_safe
 from src.hpsearch.pruning import FoldPruner, TrialPrunedError, fold_pruner
 from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
@@ -31,7 +22,7 @@ from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 from src.resume import Resume, check_resume, check_same_folds, run_folder
 from src.run_jobs import asked_folds, incomplete_folds, joined, left, run_lock
-from src.run_status import failure_fields, read_status, write_status
+from src.run_status import failure_fields, read_attempt, read_status, write_attempt, write_status
 from src.run_summary import write_summary
 from src.training.fold_trainer import build_trainer
 from src.training.resume import completed_fold_rows, last_checkpoint, mark_fold_completed

@@ -39,10 +39,40 @@ def write_status(run_folder: Path, status: str, clear: tuple[str, ...] = (), **f
     for key in clear:
         record.pop(key, None)
     record.update({"status": status, "updated": _now(), **fields})
+    _write_json(path, record)
+    return record
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` through a temporary name and a rename (a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
     tmp.replace(path)
-    return record
+
+
+#: Folder of a run folder holding one small file per attempt (DDP token): its state for the waiting ranks.
+ATTEMPTS_DIR = ".attempts"
+
+
+def write_attempt(run_folder: str | Path, token: str, state: str, **fields: Any) -> Path:
+    """Rank 0: record this attempt's ``state`` (``running``, ``prepared``, ``failed``, ``completed``) for its ranks.
+
+    One file per attempt (``.attempts/<token>.json``), so jobs of one run that share a run folder (one fold
+    each, several ranks each) never read each other's state.
+    """
+    folder = Path(run_folder) / ATTEMPTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{token}.json"
+    _write_json(path, {"state": state, **fields})
+    return path
+
+
+def read_attempt(run_folder: str | Path, token: str) -> dict | None:
+    """The state rank 0 recorded for attempt ``token`` (None: nothing yet)."""
+    try:
+        return json.loads((Path(run_folder) / ATTEMPTS_DIR / f"{token}.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_status(run_folder: Path) -> dict[str, Any] | None:

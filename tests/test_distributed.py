@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from src import distributed
-from src.distributed import write_attempt
 from src.hpsearch.pruning import TrialPrunedError
 from src.pipeline import _read_prepared
-from src.run_status import write_status
+from src.run_status import write_attempt, write_status
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
 SLURM_VARIABLES = ("SLURM_NTASKS", "SLURM_PROCID", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT")

@@ -20,18 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from src.config.targets import group_targets, target_name, unsafe_nodes
 from src.errors import UnsafeFileError
 from src.evaluation.attention_heatmaps import save_attention_heatmap
 from src.extraction.tempfiles import atomic_path
+from src.features.bags import FeatureBags
 from src.features.encoders import Encoder
 from src.inference.inputs import SlideInput
-from src.inference.live_tiles import LiveTiles
 from src.inference.models import ModelSet, prediction_columns, truth_columns
-from src.inference.slide import TILE_TABLE, NoTissueError, PredictOptions, SlideResult
+from src.inference.slide import TILE_TABLE, PredictOptions, SlideResult, live_outputs, tile_table
 from src.models.mil.base import MilModel
 from src.slides.reader import open_slide
 
@@ -113,7 +112,7 @@ class MilPredictor:
         models: The members.
         encoder: Their bags' encoder.
         dtype: The bags' stored dtype (features are rounded to it, as training saw them).
-        device: Where the encoder runs.
+        device: Where the encoder runs: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
 
     models: ModelSet
@@ -122,14 +121,14 @@ class MilPredictor:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        self.device = torch.device("cuda" if self.device == "auto" and torch.cuda.is_available() else "cpu")
-        self._net = self.encoder.build().to(self.device)
-        self._transform = self.encoder.transform().to(self.device)
+        # the bag extractor's own encoding (device, autocast at the preset's precision), so features match training's
+        self._bags = FeatureBags(self.encoder, dtype=self.dtype, device=self.device)
+        self._net = self.encoder.build().to(self._bags.device)
+        self._transform = self.encoder.transform().to(self._bags.device)
 
-    @torch.inference_mode()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(n, n_features) float32 features of uint8 tiles, rounded to the bags' dtype."""
-        features = self._net(self._transform(images.to(self.device))).float().cpu()
+        features = self._bags.encode(self._net, self._transform, images).cpu()
         return features.to(getattr(torch, self.dtype)).float()
 
     @torch.inference_mode()
@@ -183,32 +182,18 @@ def predict_mil_slide(
         raise FileNotFoundError("no file for this slide among slides=")
     clinical = models.clinical(slide.row) if models.input_header else [torch.zeros(1, 0) for _ in models.members]
     with open_slide(slide.path, mpp_override=options.mpp_override, backend=options.backend) as reader:
-        live = LiveTiles.open(reader, options.settings)
+        live, locs, features = live_outputs(reader, options, predictor.features)
         times = live.times
-        locs, features = [], []
-        for images, batch_locs in live.batches(options.batch_size, options.threads, options.as_shards):
-            tick, cpu = time.perf_counter(), time.thread_time()
-            features.append(predictor.features(images))
-            times.model += time.perf_counter() - tick
-            times.model_cpu += time.thread_time() - cpu
-            locs.append(batch_locs)
-        if not locs:
-            raise NoTissueError(f"no tissue: none of its {len(live.grid)} grid tiles passed the tissue filters")
         tick = time.perf_counter()
-        locs = np.concatenate(locs)
         columns, attention = predictor.predict_bag(torch.cat(features), clinical)
         times.model += time.perf_counter() - tick
         tick = time.perf_counter()
         folder = outdir / "slides" / slide.name
         folder.mkdir(parents=True, exist_ok=True)
-        tiles = {"slide": [slide.name] * len(locs)}
-        if slide.patient is not None:
-            tiles["patient"] = [slide.patient] * len(locs)
-        tiles.update(loc_x=locs[:, 0], loc_y=locs[:, 1])
-        if attention is not None:
-            tiles["attention"] = attention.astype(np.float32)
+        per_tile = {} if attention is None else {"attention": attention.astype(np.float32)}
+        tiles = tile_table(slide, locs, per_tile, None, ())
         with atomic_path(folder / TILE_TABLE) as tmp:
-            pd.DataFrame(tiles).to_parquet(tmp, index=False)
+            tiles.to_parquet(tmp, index=False)
         if options.heatmaps and attention is not None:
             thumbnail = np.asarray(reader.get_thumbnail(options.heatmap_px))
             downsample = reader.dimensions[0] / thumbnail.shape[1]
@@ -217,7 +202,7 @@ def predict_mil_slide(
                 save_attention_heatmap(thumbnail, locs, attention, live.grid.full_extract_px, downsample, tmp, title)
         times.drawing += time.perf_counter() - tick
     row = slide_prediction_row(slide, len(locs), columns, targets, evaluated)
-    return SlideResult(pd.DataFrame(tiles), time.perf_counter() - start, times, row=row)
+    return SlideResult(tiles, time.perf_counter() - start, times, row=row)
 
 
 def slide_prediction_row(

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from src.extraction.tempfiles import atomic_path
 from src.inference.inputs import SlideInput
 from src.inference.live_tiles import LiveTiles, StageTimes
 from src.inference.models import ModelSet, truth_columns
-from src.slides.reader import open_slide
+from src.slides.reader import SlideReader, open_slide
 
 log = logging.getLogger(__name__)
 
@@ -106,23 +107,9 @@ def predict_slide(
         raise FileNotFoundError("no file for this slide among slides=")
     clinical = models.clinical(slide.row) if models.input_header else [torch.zeros(1, 0) for _ in models.members]
     with open_slide(slide.path, mpp_override=options.mpp_override, backend=options.backend) as reader:
-        live = LiveTiles.open(reader, options.settings)
+        live, locs, predictions = live_outputs(reader, options, lambda images: models.predict(images, clinical))
         times = live.times
-        locs, predictions = [], []
-        for images, batch_locs in live.batches(options.batch_size, options.threads, options.as_shards):
-            tick, cpu = time.perf_counter(), time.thread_time()
-            predictions.append(models.predict(images, clinical))
-            times.model += time.perf_counter() - tick
-            times.model_cpu += time.thread_time() - cpu
-            locs.append(batch_locs)
-        if not locs:
-            filters = options.settings.tissue_filter()
-            raise NoTissueError(
-                f"no tissue: none of its {len(live.grid)} grid tiles passed the tissue filters (qc={filters.qc}, "
-                f"grayspace_fraction={filters.grayspace_fraction}, whitespace_fraction={filters.whitespace_fraction})"
-            )
         tick = time.perf_counter()
-        locs = np.concatenate(locs)
         columns = {c: np.concatenate([p[c] for p in predictions]) for c in models.output_columns()}
         table = tile_table(slide, locs, columns, targets, evaluated)
         folder = outdir / "slides" / slide.name
@@ -138,6 +125,35 @@ def predict_slide(
             draw_heatmaps(reader.get_thumbnail(options.heatmap_px), grid, models, folder, slide.name)
         times.drawing += time.perf_counter() - tick
     return SlideResult(table, time.perf_counter() - start, times)
+
+
+def live_outputs(
+    reader: SlideReader, options: PredictOptions, step: Callable[[torch.Tensor], Any]
+) -> tuple[LiveTiles, np.ndarray, list[Any]]:
+    """``step`` on every batch of the slide's live tiles, timed as the model stage.
+
+    Returns:
+        ``(live, locs, outputs)``: the slide's tiles (with their stage times), the ``(n, 2)`` tile centres and
+        ``step``'s output per batch.
+
+    Raises:
+        NoTissueError: no tile passed the tissue filters.
+    """
+    live = LiveTiles.open(reader, options.settings)
+    locs, outputs = [], []
+    for images, batch_locs in live.batches(options.batch_size, options.threads, options.as_shards):
+        tick, cpu = time.perf_counter(), time.thread_time()
+        outputs.append(step(images))
+        live.times.model += time.perf_counter() - tick
+        live.times.model_cpu += time.thread_time() - cpu
+        locs.append(batch_locs)
+    if not locs:
+        filters = options.settings.tissue_filter()
+        raise NoTissueError(
+            f"no tissue: none of its {len(live.grid)} grid tiles passed the tissue filters (qc={filters.qc}, "
+            f"grayspace_fraction={filters.grayspace_fraction}, whitespace_fraction={filters.whitespace_fraction})"
+        )
+    return live, np.concatenate(locs), outputs
 
 
 def tile_table(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 from torch.utils.data import IterableDataset
 
 from src.data.dataset import Dataset
@@ -79,3 +80,15 @@ class TileSource(ABC):
             seed: Random seed.
         """
         return None
+
+
+def raise_failures(report: pd.DataFrame, what: str) -> None:
+    """Raise when a preparation report (one row per slide: ``slide``, ``status``, ``error``) has failed slides.
+
+    Raises:
+        RuntimeError: ``"<what> failed for N slide(s): <slide>: <error>; ..."``.
+    """
+    failed = report[report.status == "failed"]
+    if len(failed):
+        reasons = "; ".join(f"{r.slide}: {r.error}" for r in failed.itertuples())
+        raise RuntimeError(f"{what} failed for {len(failed)} slide(s): {reasons}")

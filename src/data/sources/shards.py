@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from src.data.dataset import Dataset
-from src.data.sources.base import SourceTiles, TileSource
+from src.data.sources.base import SourceTiles, TileSource, raise_failures
 from src.data.tiles import TileDataset, TileIndex
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
@@ -44,10 +44,7 @@ class ShardSource(TileSource):
             backend=dataset.backend,
             mpp_by_slide=dataset.slide_mpps(),
         )
-        failed = report[report.status == "failed"]
-        if len(failed):
-            reasons = "; ".join(f"{r.slide}: {r.error}" for r in failed.itertuples())
-            raise RuntimeError(f"Tile extraction failed for {len(failed)} slide(s): {reasons}")
+        raise_failures(report, "Tile extraction")
 
     def tile_counts(self, dataset: Dataset) -> dict[str, int]:
         """Slide → tiles in its complete shard (0 without one)."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from src.data.dataset import Dataset
-from src.data.sources.base import SourceTiles, TileSource
+from src.data.sources.base import SourceTiles, TileSource, raise_failures
 from src.data.tiles import TileItems
 from src.extraction.locations import cache_slides, locations_dir, read_locations
 from src.slides.mpp import MppChoice
@@ -76,10 +76,7 @@ class WsiSource(TileSource):
             backend=dataset.backend,
             mpp_by_slide=dataset.slide_mpps(),
         )
-        failed = report[report.status == "failed"]
-        if len(failed):
-            reasons = "; ".join(f"{r.slide}: {r.error}" for r in failed.itertuples())
-            raise RuntimeError(f"Tile locations failed for {len(failed)} slide(s): {reasons}")
+        raise_failures(report, "Tile locations")
 
     def tile_counts(self, dataset: Dataset) -> dict[str, int]:
         """Slide → cached tile count (0 without a complete cache)."""
