@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from src.data.normalizers import Macenko, Reinhard, from_fit, read_image
-from src.data.normalizers.color import LAB_FROM_F, LAB_OFFSET, RGB_TO_XYZ, WHITE, XYZ_TO_RGB
+from src.data.normalizers.color import LEVEL_SCALE, LabSpace, rgb_to_lab
 from tests.data.test_normalizers import TARGET, TILES, two_stain_image
 
-TISSUE = ("tissue-", "-nuclei-score-")  # tiles with tissue (the others: background, pen, lines)
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -58,45 +57,31 @@ def test_macenko_batched_equals_per_tile_on_every_real_tile(real_tiles) -> None:
         assert grey_levels(normalizer.normalize(tile[None])[0], normalizer(tile)).max() <= 1, name
 
 
-def exact_reinhard(tile: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Reinhard by the textbook formulas in float64, pixel by pixel (the oracle)."""
-    rgb = tile.reshape(3, -1).double() / 255
-    white = torch.tensor(WHITE, dtype=torch.float64)
-    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = (torch.tensor(RGB_TO_XYZ, dtype=torch.float64) / white[:, None]) @ linear
-    f = torch.where(xyz > 0.008856, xyz ** (1 / 3), 7.787 * xyz + 16 / 116)
-    to_lab, offset = torch.tensor(LAB_FROM_F, dtype=torch.float64), torch.tensor(LAB_OFFSET, dtype=torch.float64)
-    lab = to_lab @ f + offset[:, None]
-    mean, sd = lab.mean(1, keepdim=True), lab.std(1, unbiased=False, keepdim=True).clamp_min(1e-3)
-    lab = (lab - mean) / sd * target["stds"].double()[:, None] + target["means"].double()[:, None]
-    f = torch.linalg.solve(to_lab, lab - offset[:, None])
-    xyz = torch.where(f > 0.206893, f**3, (f - 16 / 116) / 7.787)
-    linear = ((torch.tensor(XYZ_TO_RGB, dtype=torch.float64) * white[None, :]) @ xyz).clamp(0, 1)
-    srgb = torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
-    return (srgb * 255).round().to(torch.uint8).reshape(tile[:3].shape)
+def test_the_lab_levels_are_opencvs_float_conversion() -> None:
+    """``LabSpace.lab`` against ``cv2.cvtColor(image / 255, COLOR_RGB2LAB)`` on 2^21 random colours and the extremes.
+
+    OpenCV interpolates in a 33³ integer grid; the table gives its result to one output step (100/2^14 in L*,
+    1/64 in a* and b*) on every colour, identically on ≥ 99.5 % of them (the rest: a grid node OpenCV's
+    software float rounds the other way).
+    """
+    colours = torch.randint(0, 256, (1, 3, 1 << 21), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    extremes = torch.tensor([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [1, 2, 254]])
+    colours = torch.cat([colours, extremes.T.to(torch.uint8)[None]], dim=-1)
+    ours = LabSpace().lab(colours)[0].T
+    theirs = rgb_to_lab(colours[0].T.float() / 255)
+    steps = torch.tensor(LEVEL_SCALE)
+    off = ((ours - theirs).abs() / steps).round()
+    assert off.max() <= 1
+    assert (off == 0).all(dim=1).float().mean() >= 0.995
 
 
-def test_reinhard_batched_equals_the_exact_formulas_on_every_real_tile(real_tiles) -> None:
+def test_reinhard_batched_equals_per_tile_on_every_real_tile(real_tiles) -> None:
+    """Tissue, background, pen and near-blank tiles: within one grey level of the per-tile (OpenCV) result."""
     normalizer = Reinhard().fit([read_image(TARGET)])
     batch = torch.stack(list(real_tiles.values()))
     out = normalizer.normalize(batch)
     for (name, tile), image in zip(real_tiles.items(), out, strict=True):
-        assert grey_levels(image, exact_reinhard(tile, normalizer.target)).max() <= 1, name
-
-
-def test_reinhard_batched_equals_per_tile_on_real_tissue_tiles(real_tiles) -> None:
-    """Within one grey level on ≥ 99.9 % of the pixels of tissue tiles (and never more than 3 levels).
-
-    The per-tile Reinhard converts with OpenCV, whose float RGB → L*a*b* is interpolated in a 3D table (up
-    to ~0.3 L*a*b* units off); Reinhard's gain magnifies that on low-contrast tiles. The batched one is
-    exact (previous test), so what remains is OpenCV's interpolation.
-    """
-    normalizer = Reinhard().fit([read_image(TARGET)])
-    tissue = {name: tile for name, tile in real_tiles.items() if any(key in name for key in TISSUE)}
-    assert tissue
-    for name, tile in tissue.items():
-        levels = grey_levels(normalizer.normalize(tile[None])[0], normalizer(tile))
-        assert (levels <= 1).float().mean() >= 0.999 and levels.max() <= 3, name
+        assert grey_levels(image, normalizer(tile)).max() <= 1, name
 
 
 @pytest.mark.parametrize("cls", [Reinhard, Macenko])

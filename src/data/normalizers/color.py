@@ -1,13 +1,16 @@
-"""sRGB ↔ CIE L*a*b* (D65, L in 0-100): OpenCV's float conversion for fits, the same formulas batched in torch.
+"""sRGB ↔ CIE L*a*b* (D65, L in 0-100) as OpenCV's float conversion computes it, per tile and batched in torch.
 
-The fit (pooled pixels, once per model) and the one-tile reference use OpenCV, so saved fits are unchanged.
-Batched tiles use :class:`LabSpace`: the same formulas in torch, on any device, with the sRGB decoding of
-uint8 tiles as a 256-entry table, in-place passes and no masks. OpenCV
-interpolates its float RGB → L*a*b* in a 3D table (errors up to ~0.3 L*a*b* units); the torch formulas are
-exact, so the two can differ by that much before normalization.
+The fit (pooled pixels, once per model) and the one-tile reference call OpenCV. Batched tiles use
+:class:`LabSpace`, on any device: uint8 RGB → L*a*b* is a lookup in a table of OpenCV's own result for every
+one of the 2^24 colours (OpenCV interpolates its float RGB → L*a*b* trilinearly in a 33³ grid, in integers:
+the table is built the same way, so the two agree to OpenCV's output step, 100/2^14 in L* and 1/64 in a*
+and b*, on all colours; the exact CIE formulas differ from both by up to ~0.3 units, which Reinhard's gain
+magnifies on pale tiles). L*a*b* → sRGB uses the CIE formulas, as OpenCV does (within 0.02 grey levels).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -20,9 +23,13 @@ WHITE = (0.950456, 1.0, 1.088754)
 #: L*a*b* = LAB_FROM_F @ (f(X/Xn), f(Y), f(Z/Zn)) + LAB_OFFSET, with f the CIE cube-root function
 LAB_FROM_F = ((0.0, 116.0, 0.0), (500.0, -500.0, 0.0), (0.0, 200.0, -200.0))
 LAB_OFFSET = (-16.0, 0.0, 0.0)
-_T0 = 0.008856  # CIE ε: f(t) is linear below it
-_F0 = 0.206893  # f(ε)
+_F0 = 0.206893  # f(ε), ε = 0.008856: f is linear below it
 _SRGB_T0 = 0.0031308  # linear light below which sRGB is linear
+# OpenCV's interpolated RGB → L*a*b*: a 33³ grid (LAB_LUT_DIM), inputs scaled to 2^14 (LAB_BASE), 16 steps per cell
+_GRID, _BASE, _STEPS = 33, 1 << 14, 16
+#: OpenCV's float L*a*b* output steps: L* = level * 100 / 2^14, a*, b* = level * 256 / 2^14 - 128
+LEVEL_SCALE = (100 / _BASE, 256 / _BASE, 256 / _BASE)
+LEVEL_SHIFT = (0.0, -128.0, -128.0)
 
 
 def _convert(values: torch.Tensor, code: int) -> torch.Tensor:
@@ -42,23 +49,66 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return _convert(lab, cv2.COLOR_LAB2RGB).clamp(0, 1)
 
 
-def srgb_to_linear(values: torch.Tensor) -> torch.Tensor:
-    """sRGB-encoded values in [0, 1] → linear light."""
-    return torch.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+def opencv_lab_grid() -> torch.Tensor:
+    """OpenCV's RGB → L*a*b* grid: (33, 33, 33, 3) int32 levels at R, G, B = i/32 (``initLUTforLABLUVs16``).
+
+    Float32 arithmetic in OpenCV's order (blue term first, its white-scaled coefficients rounded to float32),
+    the sRGB decoding in float64; levels are ``round(2^14 L / 100)``, ``round(2^14 (a + 128) / 256)``, ...
+    """
+    coeffs = torch.tensor(RGB_TO_XYZ, dtype=torch.float64)
+    white = torch.tensor(WHITE, dtype=torch.float32).double()
+    scaled = (coeffs / white[:, None]).float()  # (XYZ, RGB)
+    x = torch.arange(_GRID, dtype=torch.float64) / (_GRID - 1)
+    linear = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / (1 + 0.055)) ** 2.4).float()
+    r, g, b = torch.meshgrid(linear, linear, linear, indexing="ij")
+    xyz = [b * scaled[i, 2] + g * scaled[i, 1] + r * scaled[i, 0] for i in range(3)]
+    threshold, slope, bias = 216 / 24389, 841 / 108, 16 / 116
+    fx, fy, fz = (torch.where(t > threshold, t.double().pow(1 / 3), t.double() * slope + bias).float() for t in xyz)
+    light = torch.where(xyz[1] > threshold, 116 * fy - 16, xyz[1] * np.float32(24389 / 27))
+    levels = (light * _BASE / 100, (500 * (fx - fy) + 128) * _BASE / 256, (200 * (fy - fz) + 128) * _BASE / 256)
+    return torch.stack([level.round() for level in levels], dim=-1).int()
 
 
-# Each curve below has a linear toe joining it continuously; ``curve(max(x, x0)) + slope * (min(x, x0) - x0)``
-# is the curve above x0 and the toe below it, with no mask (same cost on any device, no data-dependent branch).
+def _axis_weights() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per uint8 value: the grid cell's two nodes and their integer weights (sum 16), as OpenCV computes them."""
+    scaled = (torch.arange(256, dtype=torch.float32) / 255 * _BASE).round().int()  # cvRound(v * LAB_BASE)
+    node = scaled >> 9  # 2^14 / 32 per cell
+    step = (scaled >> 5) & (_STEPS - 1)
+    return node, (node + 1).clamp_max(_GRID - 1), _STEPS - step, step
 
 
-def cie_f(t: torch.Tensor) -> torch.Tensor:
-    """The CIE L*a*b* function ``f``: cube root above ε, ``7.787 t + 16/116`` below (``t`` is not modified)."""
-    root = t.clamp_min(_T0).log_().div_(3).exp_()
-    return root.add_(t.clamp_max(_T0), alpha=7.787).sub_(7.787 * _T0)
+@lru_cache(maxsize=1)
+def opencv_lab_levels() -> torch.Tensor:
+    """(3, 2^24) int16: OpenCV's L*a*b* levels of every uint8 colour, at index ``R << 16 | G << 8 | B``.
+
+    OpenCV's trilinear interpolation in integers (``trilinearInterpolate``: weights are products of the
+    per-axis 16-step weights, the sum rounded at 2^12), one axis at a time: exact, so the same sums.
+    96 MB, built once per process (~1 s).
+    """
+    first, second, w_first, w_second = _axis_weights()
+
+    def along(grid: torch.Tensor, dim: int, values: slice = slice(None)) -> torch.Tensor:
+        shape = [1] * grid.dim()
+        shape[dim] = -1
+        low, high = first[values], second[values]
+        return grid.index_select(dim, low) * w_first[values].view(shape) + grid.index_select(dim, high) * w_second[
+            values
+        ].view(shape)
+
+    partial = along(along(opencv_lab_grid(), 2), 1)  # (33, 256, 256, 3): blue, then green interpolated
+    levels = torch.empty(3, 256, 256 * 256, dtype=torch.int16)
+    for red in range(0, 256, 32):
+        sums = along(partial, 0, slice(red, red + 32))  # (32, 256, 256, 3), at most 2^26
+        levels[:, red : red + 32] = ((sums + 2048) >> 12).permute(3, 0, 1, 2).reshape(3, 32, -1).short()
+    return levels.reshape(3, -1)
 
 
 def cie_f_inverse(f: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`cie_f` (``f`` is not modified)."""
+    """Inverse of the CIE L*a*b* function ``f`` (cube above f(ε), linear toe below; ``f`` is not modified).
+
+    ``curve(max(f, f0)) + slope * (min(f, f0) - f0)``: the curve above f0 and the toe below, with no mask
+    (same cost on any device, no data-dependent branch).
+    """
     top = f.clamp_min(_F0)
     cube = top.mul(top).mul_(top)
     return cube.add_(f.clamp_max(_F0), alpha=1 / 7.787).sub_(_F0 / 7.787)
@@ -74,36 +124,43 @@ class LabSpace:
     """Batched sRGB ↔ CIE L*a*b* for (B, 3, N) tiles on the tiles' device (tables cached per device).
 
     L*a*b* is affine in ``f = (f(X/Xn), f(Y), f(Z/Zn))`` (:attr:`tables` ``lab_from_f``, ``lab_offset``),
-    so a normalizer that is affine in L*a*b* can apply its map in ``f`` (Reinhard: one 3x3 map per tile).
+    so the way back goes through ``f``.
     """
 
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, torch.Tensor]] = {}
 
     def tables(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """Decoding table and matrices on ``device``."""
+        """OpenCV's colour levels, their scale and the matrices, on ``device``."""
         key = str(device)
         if key not in self._tables:
             white = torch.tensor(WHITE, dtype=torch.float64)
+            lab_from_f = torch.tensor(LAB_FROM_F, dtype=torch.float64)
             tables = {
-                "decode": srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255),
-                "to_xyz": torch.tensor(RGB_TO_XYZ, dtype=torch.float64) / white[:, None],
                 "to_rgb": torch.tensor(XYZ_TO_RGB, dtype=torch.float64) * white[None, :],
-                "lab_from_f": torch.tensor(LAB_FROM_F, dtype=torch.float64),
+                "lab_from_f": lab_from_f,
+                "f_from_lab": torch.linalg.inv(lab_from_f),
                 "lab_offset": torch.tensor(LAB_OFFSET, dtype=torch.float64),
+                "level_scale": torch.tensor(LEVEL_SCALE, dtype=torch.float64),
+                "level_shift": torch.tensor(LEVEL_SHIFT, dtype=torch.float64),
             }
-            tables["f_from_lab"] = torch.linalg.inv(tables["lab_from_f"])
-            self._tables[key] = {k: v.to(device=device, dtype=torch.float32) for k, v in tables.items()}
+            tables = {k: v.to(device=device, dtype=torch.float32) for k, v in tables.items()}
+            tables["levels"] = opencv_lab_levels().to(device)
+            self._tables[key] = tables
         return self._tables[key]
 
-    def f_space(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, N) uint8 sRGB → (B, 3, N) ``f`` values."""
+    def lab(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, N) uint8 sRGB → (B, 3, N) float32 L*a*b*, equal to OpenCV's float conversion of ``images / 255``."""
         t = self.tables(images.device)
-        linear = torch.index_select(t["decode"], 0, images.reshape(-1).int()).view(images.shape)
-        return cie_f(torch.matmul(t["to_xyz"], linear))
+        index = images[:, 0].int().bitwise_left_shift_(16)
+        index.bitwise_or_(images[:, 1].int().bitwise_left_shift_(8)).bitwise_or_(images[:, 2])
+        index = index.reshape(-1)
+        levels = [t["levels"][c].index_select(0, index).view(index.shape[0] // images.shape[-1], -1) for c in range(3)]
+        return torch.stack(levels, dim=1).float().mul_(t["level_scale"][:, None]).add_(t["level_shift"][:, None])
 
-    def f_to_uint8(self, f: torch.Tensor) -> torch.Tensor:
-        """(B, 3, N) ``f`` values → uint8 sRGB (linear RGB clipped to [0, 1], encoded, rounded)."""
-        t = self.tables(f.device)
+    def lab_to_uint8(self, lab: torch.Tensor) -> torch.Tensor:
+        """(B, 3, N) L*a*b* → uint8 sRGB (linear RGB clipped to [0, 1], encoded, rounded; ``lab`` is consumed)."""
+        t = self.tables(lab.device)
+        f = torch.matmul(t["f_from_lab"], lab.sub_(t["lab_offset"][:, None]))
         linear = torch.matmul(t["to_rgb"], cie_f_inverse(f)).clamp_(0, 1)
         return linear_to_srgb255(linear).add_(0.5).to(torch.uint8)  # +0.5 then truncate: round half up

@@ -36,19 +36,13 @@ class Reinhard(StainNormalizer):
         return lab_to_rgb((lab - mean) / sd * target["stds"] + target["means"])
 
     def apply_batch(self, images: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Batched :meth:`apply` on (B, 3, N) uint8 pixels.
-
-        L*a*b* is affine in ``f`` (``Lab = A f + c``, see ``LabSpace``), so the result is
-        ``f' = A⁻¹ (gain ⊙ A (f - mean f)) + A⁻¹ (target_mean - c)``: two 3x3 maps per tile.
-        """
-        tables = self.lab.tables(images.device)
-        f = self.lab.f_space(images)
-        centred = torch.matmul(tables["lab_from_f"], f.sub_(f.mean(dim=-1, keepdim=True)))  # Lab - its mean
+        """Batched :meth:`apply` on (B, 3, N) uint8 pixels (OpenCV's L*a*b* levels, see ``LabSpace``)."""
+        lab = self.lab.lab(images)
+        mean = lab.mean(dim=-1, keepdim=True)
+        centred = lab.sub_(mean)
         sd = torch.linalg.vector_norm(centred, dim=-1) / centred.shape[-1] ** 0.5  # as std(unbiased=False)
         gain = target["stds"] / sd.clamp_min(1e-3)  # (B, 3)
-        from_lab = tables["f_from_lab"]
-        shift = (target["means"] - tables["lab_offset"]) @ from_lab.T
-        return self.lab.f_to_uint8(torch.baddbmm(shift[:, :, None], from_lab * gain[:, None, :], centred))
+        return self.lab.lab_to_uint8(centred.mul_(gain[:, :, None]).add_(target["means"][:, :, None]))
 
     def perturb(
         self, target: dict[str, torch.Tensor], n: int, generator: torch.Generator | None
