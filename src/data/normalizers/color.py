@@ -106,61 +106,95 @@ def opencv_lab_levels() -> torch.Tensor:
 def cie_f_inverse(f: torch.Tensor) -> torch.Tensor:
     """Inverse of the CIE L*a*b* function ``f`` (cube above f(ε), linear toe below; ``f`` is not modified).
 
-    ``curve(max(f, f0)) + slope * (min(f, f0) - f0)``: the curve above f0 and the toe below, with no mask
-    (same cost on any device, no data-dependent branch).
+    ``max(f, f0)^3 + (min(f, f0) - f0) / 7.787``: the cube above f0 and the toe below, with no mask (same cost
+    on any device, no data-dependent branch). :data:`F_INVERSE_OFFSET` is left to the caller to add.
     """
-    top = f.clamp_min(_F0)
-    cube = top.mul(top).mul_(top)
-    return cube.add_(f.clamp_max(_F0), alpha=1 / 7.787).sub_(_F0 / 7.787)
+    return f.clamp_min(_F0).pow_(3).add_(f.clamp_max(_F0), alpha=1 / 7.787)
 
 
-def linear_to_srgb255(values: torch.Tensor) -> torch.Tensor:
-    """Linear light in [0, 1] → sRGB in 0-255 (``exp(log(x) / 2.4)``: cheaper than ``pow`` on a CPU)."""
-    curve = values.clamp_min(_SRGB_T0).log_().div_(2.4).exp_().mul_(1.055 * 255).sub_(0.055 * 255)
-    return curve.add_(values.clamp_max(_SRGB_T0), alpha=12.92 * 255).sub_(12.92 * 255 * _SRGB_T0)
+#: What :func:`cie_f_inverse` leaves out: ``- f0 / 7.787`` (``f0^3`` is its value at ``f0``, the toe's is 0)
+F_INVERSE_OFFSET = -_F0 / 7.787
+
+
+#: Linear light is encoded to uint8 sRGB by a table at this many steps per unit: the encoding's steepest slope
+#: (12.92 x 255 per unit) moves at most 0.002 grey levels within a step, so only pixels that close to a
+#: rounding boundary can round the other way.
+ENCODE_STEPS = 1 << 20
+
+
+def srgb_encoding_table() -> torch.Tensor:
+    """(ENCODE_STEPS + 1,) uint8: the sRGB encoding of linear light ``i / ENCODE_STEPS``, rounded half up."""
+    linear = torch.arange(ENCODE_STEPS + 1, dtype=torch.float64) / ENCODE_STEPS
+    srgb = torch.where(linear <= _SRGB_T0, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return (srgb * 255 + 0.5).floor().to(torch.uint8)
 
 
 class LabSpace:
     """Batched sRGB ↔ CIE L*a*b* for (B, 3, N) tiles on the tiles' device (tables cached per device).
 
-    L*a*b* is affine in ``f = (f(X/Xn), f(Y), f(Z/Zn))`` (:attr:`tables` ``lab_from_f``, ``lab_offset``),
-    so the way back goes through ``f``.
+    The way in gives OpenCV's L*a*b* *levels* (:meth:`levels`; L*a*b* = ``level_scale * level + level_shift``
+    per channel); the way back goes from ``f = (f(X/Xn), f(Y), f(Z/Zn))``, in which L*a*b* is affine
+    (``Lab = lab_from_f @ f + lab_offset``): a normalizer that is affine in L*a*b* maps levels to ``f`` with
+    one 3x3 matrix and offset per tile (:meth:`levels_to_uint8`).
     """
 
     def __init__(self) -> None:
         self._tables: dict[str, dict[str, torch.Tensor]] = {}
 
     def tables(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """OpenCV's colour levels, their scale and the matrices, on ``device``."""
+        """OpenCV's colour levels, their scale, the matrices and the encoding table, on ``device``."""
         key = str(device)
         if key not in self._tables:
             white = torch.tensor(WHITE, dtype=torch.float64)
             lab_from_f = torch.tensor(LAB_FROM_F, dtype=torch.float64)
             tables = {
-                "to_rgb": torch.tensor(XYZ_TO_RGB, dtype=torch.float64) * white[None, :],
+                "to_rgb": torch.tensor(XYZ_TO_RGB, dtype=torch.float64) * white[None, :] * ENCODE_STEPS,
                 "lab_from_f": lab_from_f,
                 "f_from_lab": torch.linalg.inv(lab_from_f),
                 "lab_offset": torch.tensor(LAB_OFFSET, dtype=torch.float64),
                 "level_scale": torch.tensor(LEVEL_SCALE, dtype=torch.float64),
                 "level_shift": torch.tensor(LEVEL_SHIFT, dtype=torch.float64),
             }
+            tables["rgb_offset"] = (tables["to_rgb"].sum(dim=1) * F_INVERSE_OFFSET + 0.5)[:, None]
             tables = {k: v.to(device=device, dtype=torch.float32) for k, v in tables.items()}
             tables["levels"] = opencv_lab_levels().to(device)
+            tables["encode"] = srgb_encoding_table().to(device)
             self._tables[key] = tables
         return self._tables[key]
 
-    def lab(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, N) uint8 sRGB → (B, 3, N) float32 L*a*b*, equal to OpenCV's float conversion of ``images / 255``."""
+    def levels(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, N) uint8 sRGB → (B, 3, N) float32 levels of OpenCV's float L*a*b* of ``images / 255``."""
         t = self.tables(images.device)
         index = images[:, 0].int().bitwise_left_shift_(16)
         index.bitwise_or_(images[:, 1].int().bitwise_left_shift_(8)).bitwise_or_(images[:, 2])
         index = index.reshape(-1)
-        levels = [t["levels"][c].index_select(0, index).view(index.shape[0] // images.shape[-1], -1) for c in range(3)]
-        return torch.stack(levels, dim=1).float().mul_(t["level_scale"][:, None]).add_(t["level_shift"][:, None])
+        out = torch.empty((3, index.shape[0]), dtype=torch.int16, device=images.device)
+        for channel in range(3):
+            torch.index_select(t["levels"][channel], 0, index, out=out[channel])
+        return out.view(3, len(images), -1).transpose(0, 1).float()
 
-    def lab_to_uint8(self, lab: torch.Tensor) -> torch.Tensor:
-        """(B, 3, N) L*a*b* → uint8 sRGB (linear RGB clipped to [0, 1], encoded, rounded; ``lab`` is consumed)."""
-        t = self.tables(lab.device)
-        f = torch.matmul(t["f_from_lab"], lab.sub_(t["lab_offset"][:, None]))
-        linear = torch.matmul(t["to_rgb"], cie_f_inverse(f)).clamp_(0, 1)
-        return linear_to_srgb255(linear).add_(0.5).to(torch.uint8)  # +0.5 then truncate: round half up
+    def lab(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, N) uint8 sRGB → (B, 3, N) float32 L*a*b*, equal to OpenCV's float conversion of ``images / 255``."""
+        t = self.tables(images.device)
+        return self.levels(images).mul_(t["level_scale"][:, None]).add_(t["level_shift"][:, None])
+
+    def levels_to_uint8(self, levels: torch.Tensor, lab_gain: torch.Tensor, lab_bias: torch.Tensor) -> torch.Tensor:
+        """uint8 sRGB of the L*a*b* ``lab_gain * (level_scale * levels + level_shift) + lab_bias`` per tile.
+
+        Args:
+            levels: (B, 3, N) levels from :meth:`levels`.
+            lab_gain: (B, 3) per tile and channel.
+            lab_bias: (B, 3) per tile and channel.
+
+        Linear RGB is clipped to [0, 1], encoded and rounded half up (:func:`srgb_encoding_table`).
+        """
+        t = self.tables(levels.device)
+        gain = lab_gain * t["level_scale"]
+        bias = lab_gain * t["level_shift"] + lab_bias - t["lab_offset"]
+        to_f = t["f_from_lab"]
+        f = torch.baddbmm((bias @ to_f.T)[:, :, None], to_f * gain[:, None, :], levels)
+        # linear light in encoding steps, + 0.5 (round to the nearest step), from f^-1 without its offset
+        to_rgb = t["to_rgb"].expand(len(levels), 3, 3)
+        steps = torch.baddbmm(t["rgb_offset"].expand(len(levels), 3, 1), to_rgb, cie_f_inverse(f))
+        index = steps.clamp_(0.5, ENCODE_STEPS + 0.5).to(torch.int32).view(-1)
+        return t["encode"].index_select(0, index).view(levels.shape)

@@ -36,13 +36,18 @@ class Reinhard(StainNormalizer):
         return lab_to_rgb((lab - mean) / sd * target["stds"] + target["means"])
 
     def apply_batch(self, images: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Batched :meth:`apply` on (B, 3, N) uint8 pixels (OpenCV's L*a*b* levels, see ``LabSpace``)."""
-        lab = self.lab.lab(images)
-        mean = lab.mean(dim=-1, keepdim=True)
-        centred = lab.sub_(mean)
-        sd = torch.linalg.vector_norm(centred, dim=-1) / centred.shape[-1] ** 0.5  # as std(unbiased=False)
-        gain = target["stds"] / sd.clamp_min(1e-3)  # (B, 3)
-        return self.lab.lab_to_uint8(centred.mul_(gain[:, :, None]).add_(target["means"][:, :, None]))
+        """Batched :meth:`apply` on (B, 3, N) uint8 pixels (OpenCV's L*a*b* levels, see ``LabSpace``).
+
+        With ``Lab = s * level + h`` per channel, the tile's mean and sd are ``s * mean(level) + h`` and
+        ``s * sd(level)``, and the result is ``gain * s * (level - mean(level)) + target mean``.
+        """
+        levels = self.lab.levels(images)
+        mean = levels.mean(dim=-1)  # (B, 3)
+        sd = torch.linalg.vector_norm(levels - mean[:, :, None], dim=-1) / levels.shape[-1] ** 0.5
+        tables = self.lab.tables(images.device)
+        gain = target["stds"] / (sd * tables["level_scale"]).clamp_min(1e-3)
+        tile_mean = tables["level_scale"] * mean + tables["level_shift"]
+        return self.lab.levels_to_uint8(levels, gain, target["means"] - gain * tile_mean)
 
     def perturb(
         self, target: dict[str, torch.Tensor], n: int, generator: torch.Generator | None
