@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from src.data.augment import Augment
 from src.data.clinical import ClinicalEncoder, fold_clinical
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
@@ -166,15 +167,29 @@ class FoldDataModule(pl.LightningDataModule):
                 normalizer = instantiate(self.hp.normalizer)
                 self.normalizer = normalizer.fit_source(data.read_image, len(data), int(self.hp.seed))
                 log.info("Stain normalizer fitted: %s", self.normalizer.get_fit())
-            augment = instantiate(self.hp.augment) if train and self.hp.augment else None
+            augment = self._augment() if train else None
             self.augment = augment if train else self.augment
-            data.transform = tile_transform(augment, self.normalizer, train)  # the worker-side part (j)
+            data.transform = tile_transform(augment, self.normalizer, train)  # the worker-side part (j, or None)
             slide_idx, locs = tiles.slide_idx, tiles.locs
             if train:
                 self._train_tiles = tiles
         return SlideSet(
             dataset, slides, [patients[s] for s in slides], self.labels.layout.split(targets), data, slide_idx, locs
         )
+
+    def _augment(self) -> object | None:
+        """The training augmentations, ``augment.jpeg_on=auto`` resolved for ``trainer.accelerator``.
+
+        ``auto`` puts ``j`` on the device only when training on CUDA (:func:`~src.data.augment.jpeg_on_device`);
+        the same object goes to the workers (``tile_transform``) and to the device side (``self.augment``), so
+        ``j`` runs in exactly one of them.
+        """
+        if not self.hp.get("augment"):
+            return None
+        augment = instantiate(self.hp.augment)
+        if isinstance(augment, Augment):
+            augment = augment.placed((self.hp.get("trainer") or {}).get("accelerator"))
+        return augment
 
     def train_dataloader(self) -> DataLoader:
         """Training batches, drawn by the first outcome's sampler (``training_balance``), or the source's stream."""
