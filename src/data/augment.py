@@ -34,6 +34,8 @@ import torch
 from torchvision.io import decode_jpeg, encode_jpeg
 from torchvision.transforms.v2 import functional as tvf
 
+from src.data.device import trains_on_cuda
+
 AUGMENT_CODES = "xyrjbdn"
 WORKER_CODES = "j"  # per tile, in the data-loading workers
 BATCH_CODES = "xyrbd"  # on the batch, on the training device (n: by the stain normalizer there)
@@ -95,18 +97,16 @@ def check_jpeg_on(value: object) -> str:
 def jpeg_on_device(jpeg_on: str, accelerator: object) -> bool:
     """Whether ``j`` runs on the training device: ``device``, or ``auto`` when training on CUDA.
 
-    ``auto`` is conservative: only ``trainer.accelerator`` ``gpu``/``cuda``, or ``auto`` with CUDA available
-    (what Lightning then picks), count as CUDA; CPU (and any other accelerator) keeps ``j`` in the workers.
+    ``auto`` is conservative (:func:`~src.data.device.trains_on_cuda`): only ``trainer.accelerator``
+    ``gpu``/``cuda``, or ``auto`` with CUDA available, count as CUDA; CPU (and any other accelerator) keeps
+    ``j`` in the workers.
 
     Args:
         jpeg_on: ``auto``, ``workers`` or ``device``.
         accelerator: ``trainer.accelerator`` (``cpu``, ``gpu``, ``cuda``, ``auto``, ...; None: CPU).
     """
     jpeg_on = check_jpeg_on(jpeg_on)
-    if jpeg_on != "auto":
-        return jpeg_on == "device"
-    device = str(accelerator).lower()
-    return device in ("gpu", "cuda") or (device == "auto" and torch.cuda.is_available())
+    return jpeg_on == "device" if jpeg_on != "auto" else trains_on_cuda(accelerator)
 
 
 class Augment:

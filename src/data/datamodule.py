@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
@@ -25,7 +24,9 @@ from torch.utils.data import Dataset as TorchDataset
 
 from src.data.augment import Augment
 from src.data.clinical import ClinicalEncoder, fold_clinical
+from src.data.collate import TileCollate
 from src.data.dataset import Dataset, SlideLabels
+from src.data.device import trains_on_cuda
 from src.data.normalizers import StainNormalizer
 from src.data.sources import SourceTiles, TileSource, tile_source
 from src.data.tiles import SlideFeatureDataset
@@ -177,6 +178,15 @@ class FoldDataModule(pl.LightningDataModule):
             dataset, slides, [patients[s] for s in slides], self.labels.layout.split(targets), data, slide_idx, locs
         )
 
+    @property
+    def trains_on_cuda(self) -> bool:
+        """Whether the fit trains on CUDA (``trainer.accelerator``; :func:`~src.data.device.trains_on_cuda`).
+
+        It decides where ``augment.jpeg_on=auto`` recompresses, pinned memory, and the batches' memory
+        layout (channels-last for CUDA: see ``src.data.collate``).
+        """
+        return trains_on_cuda((self.hp.get("trainer") or {}).get("accelerator"))
+
     def _augment(self) -> object | None:
         """The training augmentations, ``augment.jpeg_on=auto`` resolved for ``trainer.accelerator``.
 
@@ -188,7 +198,7 @@ class FoldDataModule(pl.LightningDataModule):
             return None
         augment = instantiate(self.hp.augment)
         if isinstance(augment, Augment):
-            augment = augment.placed((self.hp.get("trainer") or {}).get("accelerator"))
+            augment = augment.placed((self.hp.get("trainer") or {}).get("accelerator"))  # auto: trains_on_cuda
         return augment
 
     def train_dataloader(self) -> DataLoader:
@@ -230,13 +240,15 @@ class FoldDataModule(pl.LightningDataModule):
     def _loader(self, data: TorchDataset, batch_size: int | None, sampler, shuffle: bool) -> DataLoader:
         workers = int(self.hp.dataloader.num_workers)
         train = data is self.train.data and batch_size is not None
+        on_cuda = self.trains_on_cuda
         return DataLoader(
             data,
             batch_size=batch_size,
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
+            collate_fn=TileCollate(channels_last=on_cuda) if batch_size is not None else None,
             persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=on_cuda,  # pinned batches only for a CUDA fit: a CPU fit on a GPU machine needs none
             drop_last=train and len(data) > int(self.hp.batch_size),
         )

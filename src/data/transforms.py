@@ -101,13 +101,15 @@ class BatchTransform:
         """Normalize (+ ``n``), augment, scale and lay out a uint8 batch.
 
         Args:
-            images: uint8 (B, C, H, W) tiles on the training device.
+            images: uint8 (B, C, H, W) tiles on the training device, in any memory layout (made contiguous
+                first, before the normalizer).
             generator: CPU generator of the per-tile draws (``None``: torch's global one, which
                 ``src.training.resume.EpochSeeds`` seeds at every epoch start, so a seed and an epoch give
                 the same tiles, resumed or not, whatever the device and ``num_workers``).
         """
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise TypeError(f"BatchTransform takes uint8 (B, C, H, W) tiles; got {images.dtype} {tuple(images.shape)}")
+        images = images.contiguous()  # batches for CUDA come channels-last-strided, as decoded (src.data.collate)
         if self.normalizer is not None:
             images = self.normalizer.normalize(images, augment=self.stain, generator=generator)
         if self.augment is not None and self.augment.batch_codes:
