@@ -8,6 +8,10 @@ Everything fitted here is fitted on the fold's training slides only: the clinica
 normalizer (``normalizer.source=dataset``) and the sampler. Validation tiles are normalized but never
 augmented, and are read exactly once per evaluation. Workers return uint8 tiles; the normalizer and most
 augmentations run on the batch on the training device (``normalizer``, ``augment``; see ``src.data.transforms``).
+
+The training device (``trainer.accelerator``: :attr:`FoldDataModule.trains_on_cuda`) decides where
+``augment.jpeg_on=auto`` recompresses (on the batch for CUDA, in the workers otherwise), whether the loaders pin
+memory (CUDA only), and the batches' memory layout (``src.data.collate``: as decoded, channels-last, for CUDA).
 """
 
 from __future__ import annotations
