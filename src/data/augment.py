@@ -261,8 +261,8 @@ def recompress_batch(images: torch.Tensor, chosen: torch.Tensor, quality: torch.
     """JPEG-recompress, in place, the tiles of a uint8 (B, C, H, W) batch where ``chosen``, tile i at ``quality[i]``.
 
     On CUDA with nvJPEG: one encode call per quality (the encoder takes one quality per call), one decode call
-    for all; the bitstreams cross to the CPU once (the decoder reads them there). On a CPU batch: libjpeg tile
-    by tile (:func:`recompress`, what the workers do).
+    for all; the bitstreams cross to the CPU once (the decoder reads them there). On any other batch: libjpeg
+    tile by tile on the CPU (:func:`recompress`, what the workers do).
 
     Args:
         images: The batch, changed in place.
@@ -273,9 +273,9 @@ def recompress_batch(images: torch.Tensor, chosen: torch.Tensor, quality: torch.
     if not picked:
         return
     qualities = quality.tolist()
-    if images.device.type != "cuda":
+    if images.device.type != "cuda":  # libjpeg on the CPU (a tile on another device goes there and back)
         for i in picked:
-            images[i] = recompress(images[i], qualities[i])
+            images[i] = recompress(images[i].cpu(), qualities[i]).to(images.device)
         return
     order, encoded = [], []
     for level in sorted({qualities[i] for i in picked}):
