@@ -14,7 +14,10 @@
 4. Bare decode: the shard's JPEG bytes of as many tiles, read into memory first, decoded with the loader's own
    decoder (``decode_tile``) in ``--workers`` processes, nothing else: the ceiling of a JPEG-shard loader.
 5. Also times the shard loader with ``augment=none``: per-tile CPU augmentation (``j`` re-encodes half the tiles
-   as JPEG) is most of the gap to the bare decode, and moves to the batch on the device (issue 12 part 4).
+   as JPEG) is most of the gap to the bare decode, and moves to the batch on the device (issue 12 part 4);
+   and the shard loader of a CUDA fit (``trainer=gpu``, ``xyrj`` with ``augment.jpeg_on=device``): what the
+   workers do when training on a GPU (read, decode, batch in channels-last order; ``j x y r`` then run on the
+   batch on the device, not timed here). Without CUDA its pinned memory is skipped (PyTorch warns, silenced).
 6. Prints tiles/s and the ratios against the goals: shards ≥ 0.9× bare decode, wsi ≥ 0.5× shards,
    streamed ≥ 0.8× shards. The machine is shared: the load average is printed with the figures.
 """
@@ -26,6 +29,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +49,7 @@ SOURCES = ("shards", "wsi", "shards_stream")
 GOALS = {"shards": ("bare decode", 0.9), "wsi": ("shards", 0.5), "shards_stream": ("shards", 0.8)}
 QUICK_SIZE = 12000
 BATCH_SIZE = 64
+GPU_FIT = ("trainer=gpu", "augment.jpeg_on=device")  # the loader of a CUDA fit (j on the device)
 
 
 def project(slide: Path) -> tuple[Path, Path]:
@@ -63,8 +68,8 @@ def project(slide: Path) -> tuple[Path, Path]:
     return root, annotations
 
 
-def config(root: Path, annotations: Path, source: str, workers: int, augment: str = "default"):
-    """The composed training config of ``source`` on the bench project (``augment=default``: xyrj)."""
+def config(root: Path, annotations: Path, source: str, workers: int, augment: str = "default", *extra: str):
+    """The composed training config of ``source`` on the bench project (``augment=default``: xyrj), + ``extra``."""
     return compose(
         [
             f"dataset={source}",
@@ -79,6 +84,7 @@ def config(root: Path, annotations: Path, source: str, workers: int, augment: st
             f"batch_size={BATCH_SIZE}",
             f"dataset.extraction_workers={workers}",
             f"paths.output_dir={root / 'outputs'}",
+            *extra,
         ]
     )
 
@@ -169,6 +175,11 @@ def main() -> None:
     print(
         f"{'shards, no aug':>14}: {unaugmented:7.0f} tiles/s (augment=none: the loader without the CPU augmentations)"
     )
+    cfg = config(root, annotations, "shards", args.workers, "default", *GPU_FIT)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pin_memory.*no accelerator is found")
+        on_gpu, _ = loader_rate(cfg, bench_dataset(cfg), batches)
+    print(f"{'shards, on GPU':>14}: {on_gpu:7.0f} tiles/s ({' '.join(GPU_FIT)}: j x y r on the device, not timed)")
     bare = bare_decode_rate(
         bench_dataset(config(root, annotations, "shards", args.workers)), batches * 64, args.workers
     )
@@ -189,6 +200,10 @@ def main() -> None:
     print(
         f"{'shards, no aug':>14} / bare decode = {unaugmented / bare:4.2f}x (what is left once the augmentations "
         "run on the batch, on the device: issue 12 part 4)"
+    )
+    print(
+        f"{'shards, on GPU':>14} / bare decode = {on_gpu / bare:4.2f}x (the loader of a CUDA fit, augment xyrj: "
+        "the workers only read, decode and batch)"
     )
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 

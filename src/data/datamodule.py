@@ -8,6 +8,10 @@ Everything fitted here is fitted on the fold's training slides only: the clinica
 normalizer (``normalizer.source=dataset``) and the sampler. Validation tiles are normalized but never
 augmented, and are read exactly once per evaluation. Workers return uint8 tiles; the normalizer and most
 augmentations run on the batch on the training device (``normalizer``, ``augment``; see ``src.data.transforms``).
+
+The training device (``trainer.accelerator``: :attr:`FoldDataModule.trains_on_cuda`) decides where
+``augment.jpeg_on=auto`` recompresses (on the batch for CUDA, in the workers otherwise), whether the loaders pin
+memory (CUDA only), and the batches' memory layout (``src.data.collate``: as decoded, channels-last, for CUDA).
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from src.data.augment import Augment
 from src.data.clinical import ClinicalEncoder, fold_clinical
+from src.data.collate import TileCollate
 from src.data.dataset import Dataset, SlideLabels
+from src.data.device import trains_on_cuda
 from src.data.normalizers import StainNormalizer
 from src.data.sources import SourceTiles, TileSource, tile_source
 from src.data.tiles import SlideFeatureDataset
@@ -166,15 +172,38 @@ class FoldDataModule(pl.LightningDataModule):
                 normalizer = instantiate(self.hp.normalizer)
                 self.normalizer = normalizer.fit_source(data.read_image, len(data), int(self.hp.seed))
                 log.info("Stain normalizer fitted: %s", self.normalizer.get_fit())
-            augment = instantiate(self.hp.augment) if train and self.hp.augment else None
+            augment = self._augment() if train else None
             self.augment = augment if train else self.augment
-            data.transform = tile_transform(augment, self.normalizer, train)  # the worker-side part (j)
+            data.transform = tile_transform(augment, self.normalizer, train)  # the worker-side part (j, or None)
             slide_idx, locs = tiles.slide_idx, tiles.locs
             if train:
                 self._train_tiles = tiles
         return SlideSet(
             dataset, slides, [patients[s] for s in slides], self.labels.layout.split(targets), data, slide_idx, locs
         )
+
+    @property
+    def trains_on_cuda(self) -> bool:
+        """Whether the fit trains on CUDA (``trainer.accelerator``; :func:`~src.data.device.trains_on_cuda`).
+
+        It decides where ``augment.jpeg_on=auto`` recompresses, pinned memory, and the batches' memory
+        layout (channels-last for CUDA: see ``src.data.collate``).
+        """
+        return trains_on_cuda((self.hp.get("trainer") or {}).get("accelerator"))
+
+    def _augment(self) -> object | None:
+        """The training augmentations, ``augment.jpeg_on=auto`` resolved for ``trainer.accelerator``.
+
+        ``auto`` puts ``j`` on the device only when training on CUDA (:func:`~src.data.augment.jpeg_on_device`);
+        the same object goes to the workers (``tile_transform``) and to the device side (``self.augment``), so
+        ``j`` runs in exactly one of them.
+        """
+        if not self.hp.get("augment"):
+            return None
+        augment = instantiate(self.hp.augment)
+        if isinstance(augment, Augment):
+            augment = augment.placed((self.hp.get("trainer") or {}).get("accelerator"))  # auto: trains_on_cuda
+        return augment
 
     def train_dataloader(self) -> DataLoader:
         """Training batches, drawn by the first outcome's sampler (``training_balance``), or the source's stream."""
@@ -215,13 +244,15 @@ class FoldDataModule(pl.LightningDataModule):
     def _loader(self, data: TorchDataset, batch_size: int | None, sampler, shuffle: bool) -> DataLoader:
         workers = int(self.hp.dataloader.num_workers)
         train = data is self.train.data and batch_size is not None
+        on_cuda = self.trains_on_cuda
         return DataLoader(
             data,
             batch_size=batch_size,
             shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
+            collate_fn=TileCollate(channels_last=on_cuda) if batch_size is not None else None,
             persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=on_cuda,  # pinned batches only for a CUDA fit: a CPU fit on a GPU machine needs none
             drop_last=train and len(data) > int(self.hp.batch_size),
         )

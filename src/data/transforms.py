@@ -2,16 +2,19 @@
 
 It runs in two places, each operation in one of them only:
 
-- **workers** (:func:`tile_transform`, the datasets' ``transform`` hook): per uint8 tile, the CPU-only steps:
-  JPEG recompression (``j``), or a custom augmentation callable. Workers return uint8 tiles (4x fewer bytes
-  through the inter-process queues than float32).
+- **workers** (:func:`tile_transform`, the datasets' ``transform`` hook): per uint8 tile, JPEG recompression
+  (``j``) with ``augment.jpeg_on=workers`` (``auto`` on a CPU), or a custom augmentation callable. Nothing
+  else: without these the hook is ``None``. Workers return uint8 tiles (4x fewer bytes through the
+  inter-process queues than float32).
 - **training device** (:class:`BatchTransform`, called by ``TileModule.on_after_batch_transfer``): on the uint8
-  batch, the stain normalizer (+ ``n``), flips, rotations, blur, colour jitter (training only), then the
-  model's input scaling (``(x / 255 - mean) / std`` with the backbone's mean and std) and, optionally, the
-  ``channels_last`` memory layout. Validation batches are normalized and scaled, never augmented.
+  batch, the stain normalizer (+ ``n``), JPEG recompression with ``augment.jpeg_on=device`` (``auto`` on CUDA),
+  flips, rotations, blur, colour jitter (training only), then the model's input scaling
+  (``(x / 255 - mean) / std`` with the backbone's mean and std) and, optionally, the ``channels_last`` memory
+  layout. Validation batches are normalized and scaled, never augmented.
 
 Flips and rotations commute with the normalizers (their statistics are per tile, not per position), so
-``x y r`` after the normalizer equals Slideflow's order exactly; ``j`` now comes before it.
+``x y r`` after the normalizer equals Slideflow's order exactly; ``j`` on the device does too (normalizer, then
+``j``), ``j`` in the workers comes before the normalizer.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ class WorkerTransform:
     """The per-tile part of the chain, run in the data-loading workers: uint8 CxHxW tile → uint8 tile.
 
     Args:
-        augment: An :class:`Augment` (its worker codes run here) or any callable on uint8 tiles (run here
-            whole, before the device-side normalizer).
+        augment: An :class:`Augment` (its worker codes run here: ``j`` unless ``jpeg_on=device``) or any
+            callable on uint8 tiles (run here whole, before the device-side normalizer).
     """
 
     def __init__(self, augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -73,8 +76,8 @@ class BatchTransform:
     Args:
         normalizer: A fitted stain normalizer, or ``None``.
         augment: The training augmentations (``None`` for validation: never augmented). Its batch codes run
-            here; ``n`` makes the normalizer draw a perturbed target per tile. A custom callable (not an
-            :class:`Augment`) runs in the workers instead.
+            here (``j`` among them with ``jpeg_on=device``); ``n`` makes the normalizer draw a perturbed target
+            per tile. A custom callable (not an :class:`Augment`) runs in the workers instead.
         scale: The model's input scaling of uint8 batches (``TileNet.scale``), or ``None`` to return uint8.
         channels_last: Return the batch in channels-last memory layout.
     """
@@ -98,13 +101,15 @@ class BatchTransform:
         """Normalize (+ ``n``), augment, scale and lay out a uint8 batch.
 
         Args:
-            images: uint8 (B, C, H, W) tiles on the training device.
+            images: uint8 (B, C, H, W) tiles on the training device, in any memory layout (made contiguous
+                first, before the normalizer).
             generator: CPU generator of the per-tile draws (``None``: torch's global one, which
                 ``src.training.resume.EpochSeeds`` seeds at every epoch start, so a seed and an epoch give
                 the same tiles, resumed or not, whatever the device and ``num_workers``).
         """
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise TypeError(f"BatchTransform takes uint8 (B, C, H, W) tiles; got {images.dtype} {tuple(images.shape)}")
+        images = images.contiguous()  # batches for CUDA come channels-last-strided, as decoded (src.data.collate)
         if self.normalizer is not None:
             images = self.normalizer.normalize(images, augment=self.stain, generator=generator)
         if self.augment is not None and self.augment.batch_codes:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from src.data.augment import recompress
 from src.data.normalizers import Reinhard, from_fit
 from src.data.tiles import TileDataset, TileIndex
 from src.data.transforms import WorkerTransform
@@ -120,3 +121,15 @@ def test_normalizer_and_augmentation_in_the_tile_stream(fit) -> None:
     rebuilt = from_fit(checkpoint[PARAMS_KEY]["norm_fit"])
     tile, image = recorder.val_images[0]
     assert torch.equal(net.scale(rebuilt.normalize(val_data.read_image(tile)[None]))[0], image)
+
+
+def test_jpeg_on_the_device_in_the_tile_stream(fit) -> None:
+    """``augment.jpeg_on=device`` on a CPU fit: the workers return the stored tiles, the batch is recompressed."""
+    trainer, *_ = fit("epochs=[1]", "augment.codes=j", "augment.jpeg_p=1.0", "augment.jpeg_on=device")
+    train_data = trainer.module.trainer.train_dataloader.dataset
+    assert train_data.transform is None  # no JPEG in the workers
+    recorder, net = recorder_of(trainer), trainer.module.net
+    for tile, image in recorder.train_images[:4]:  # each one recompressed once, at a quality in 50-100
+        stored = train_data.read_image(tile)
+        candidates = [net.scale(recompress(stored, q)[None])[0] for q in range(50, 101)]
+        assert any(torch.equal(image, c) for c in candidates)
