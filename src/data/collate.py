@@ -89,10 +89,7 @@ class TileCollate:
 
     def _images(self, images: list) -> torch.Tensor:
         """The images stacked (into shared memory in a loader process, as ``default_collate`` does)."""
-        decoded = all(
-            isinstance(i, torch.Tensor) and i.ndim == 3 and i.permute(1, 2, 0).is_contiguous() for i in images
-        )
-        if self.channels_last and decoded:
+        if self.channels_last and all(_hwc_ordered(image) for image in images):
             return default_collate([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
         return default_collate(images)
 
