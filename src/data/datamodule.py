@@ -183,13 +183,18 @@ class FoldDataModule(pl.LightningDataModule):
         )
 
     @property
+    def accelerator(self) -> object:
+        """``trainer.accelerator`` of the fit (``None`` when the config has no trainer group)."""
+        return (self.hp.get("trainer") or {}).get("accelerator")
+
+    @property
     def trains_on_cuda(self) -> bool:
         """Whether the fit trains on CUDA (``trainer.accelerator``; :func:`~src.data.device.trains_on_cuda`).
 
         It decides where ``augment.jpeg_on=auto`` recompresses, pinned memory, and the batches' memory
         layout (channels-last for CUDA: see ``src.data.collate``).
         """
-        return trains_on_cuda((self.hp.get("trainer") or {}).get("accelerator"))
+        return trains_on_cuda(self.accelerator)
 
     def _augment(self) -> object | None:
         """The training augmentations, ``augment.jpeg_on=auto`` resolved for ``trainer.accelerator``.
@@ -202,7 +207,7 @@ class FoldDataModule(pl.LightningDataModule):
             return None
         augment = instantiate(self.hp.augment)
         if isinstance(augment, Augment):
-            augment = augment.placed((self.hp.get("trainer") or {}).get("accelerator"))  # auto: trains_on_cuda
+            augment = augment.placed(self.accelerator)  # auto: trains_on_cuda
         return augment
 
     def train_dataloader(self) -> DataLoader:

@@ -134,7 +134,7 @@ class LabSpace:
 
     The way in gives OpenCV's L*a*b* *levels* (:meth:`levels`; L*a*b* = ``level_scale * level + level_shift``
     per channel); the way back goes from ``f = (f(X/Xn), f(Y), f(Z/Zn))``, in which L*a*b* is affine
-    (``Lab = lab_from_f @ f + lab_offset``): a normalizer that is affine in L*a*b* maps levels to ``f`` with
+    (``Lab = LAB_FROM_F @ f + LAB_OFFSET``): a normalizer that is affine in L*a*b* maps levels to ``f`` with
     one 3x3 matrix and offset per tile (:meth:`levels_to_uint8`).
     """
 
@@ -142,14 +142,13 @@ class LabSpace:
         self._tables: dict[str, dict[str, torch.Tensor]] = {}
 
     def tables(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """OpenCV's colour levels, their scale, the matrices and the encoding table, on ``device``."""
+        """OpenCV's colour levels, their scale, the matrices back to sRGB and the encoding table, on ``device``."""
         key = str(device)
         if key not in self._tables:
             white = torch.tensor(WHITE, dtype=torch.float64)
             lab_from_f = torch.tensor(LAB_FROM_F, dtype=torch.float64)
             tables = {
                 "to_rgb": torch.tensor(XYZ_TO_RGB, dtype=torch.float64) * white[None, :] * ENCODE_STEPS,
-                "lab_from_f": lab_from_f,
                 "f_from_lab": torch.linalg.inv(lab_from_f),
                 "lab_offset": torch.tensor(LAB_OFFSET, dtype=torch.float64),
                 "level_scale": torch.tensor(LEVEL_SCALE, dtype=torch.float64),

@@ -41,10 +41,10 @@ class Reinhard(StainNormalizer):
         With ``Lab = s * level + h`` per channel, the tile's mean and sd are ``s * mean(level) + h`` and
         ``s * sd(level)``, and the result is ``gain * s * (level - mean(level)) + target mean``.
         """
+        tables = self.lab.tables(images.device)
         levels = self.lab.levels(images)
         mean = levels.mean(dim=-1)  # (B, 3)
         sd = torch.linalg.vector_norm(levels - mean[:, :, None], dim=-1) / levels.shape[-1] ** 0.5
-        tables = self.lab.tables(images.device)
         gain = target["stds"] / (sd * tables["level_scale"]).clamp_min(1e-3)
         tile_mean = tables["level_scale"] * mean + tables["level_shift"]
         return self.lab.levels_to_uint8(levels, gain, target["means"] - gain * tile_mean)
