@@ -39,10 +39,11 @@ def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideL
     logged per column, or stop the run with ``outcome_blank=error``.
 
     Raises:
-        AnnotationError: a missing column, an outcome that does not fit its loss, a patient with
-            conflicting labels, a slide file that is not there or in a format the backend does not read,
-            a ``project.mpp_column`` value that is not a positive number, a blank outcome with
-            ``outcome_blank=error`` (the message names the column, slide or patient).
+        AnnotationError: no slides (an annotations file without rows, or filters that keep none), a missing
+            column, an outcome that does not fit its loss, a patient with conflicting labels, a slide file that
+            is not there or in a format the backend does not read, a ``project.mpp_column`` value that is not a
+            positive number, a blank outcome with ``outcome_blank=error`` (the message names the column, slide
+            or patient).
     """
     if cfg.project.get("demo") and prepare:
         instantiate(cfg.project.demo).ensure()
@@ -55,7 +56,7 @@ def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideL
         backend=cfg.dataset.get("backend"),
         mpp_column=cfg.project.get("mpp_column"),
     )
-    dataset = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, validation_filters(cfg))})
+    dataset = study_dataset(cfg, dataset)
     outcomes = list(cfg.outcomes)
     kinds = loss_kinds(cfg.loss, outcomes)
     event = cfg.get("event_header")
@@ -70,6 +71,25 @@ def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideL
     if not cfg.model.drop_images:
         dataset.slide_paths()  # every slide file must be there before folds are planned
     return dataset, labels
+
+
+def study_dataset(cfg: DictConfig, dataset: Dataset) -> Dataset:
+    """The slides passing ``dataset.filters`` (plus ``validation.filters`` for external validation).
+
+    Raises:
+        AnnotationError: the filters keep no slide (naming the annotations file and the filters).
+    """
+    extra = validation_filters(cfg)
+    kept = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, extra)})
+    if not len(kept):
+        filters = cfg.dataset.filters
+        filters = OmegaConf.to_container(filters, resolve=True) if isinstance(filters, DictConfig) else filters
+        raise AnnotationError(
+            f"{dataset.source}: no slides left: dataset.filters={filters}"
+            f"{f' and validation.filters={extra}' if extra else ''} keep none of its {len(dataset)} slide(s); "
+            "check the filter columns and values (they are compared as text)"
+        )
+    return kept
 
 
 def validation_filters(cfg: DictConfig) -> dict | None:

@@ -113,3 +113,16 @@ def test_fit_plan_to_tiles_rejects_a_fold_left_without_validation_patients() -> 
     dataset, labels = _dataset(["p1", "p2", "p4", "p5"])
     with pytest.raises(AnnotationError, match=r"fold1: every validation patient lost all their slides.*'p3'"):
         fit_plan_to_tiles(plan, dataset, labels)
+
+
+def test_filters_that_keep_no_slide_say_so_naming_the_file_and_the_filters(tiny_cfg, tmp_path: Path) -> None:
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=2)
+    cfg = tiny_cfg(
+        f"project.annotations={annotations}",
+        f"project.slides_dir={slides_dir}",
+        "dataset.filters={tumor_type: [mesothelioma]}",
+    )
+    with pytest.raises(
+        AnnotationError, match=rf"{annotations}: no slides left: dataset.filters=.*mesothelioma.* 2 slide"
+    ):
+        load_project(cfg)
