@@ -118,7 +118,8 @@ def _prepare(cfg: DictConfig, out: Path, resumed: Resume | None) -> tuple[Datase
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
     dataset = ensure_tiles(cfg, dataset)
-    plan = fit_plan_to_tiles(plan, dataset, labels)  # fold sizes count only patients that still have slides
+    # fold sizes count only patients that still have slides; their classes are checked again
+    plan = fit_plan_to_tiles(plan, dataset, labels, cfg.validation.get("small_classes", "warn"))
     if resumed is not None:
         check_same_folds(out, plan.to_dict(dataset.annotations))
     plan.write(out / "splits.json", dataset.annotations)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config.predict_rules import validate_predict
 from src.data.augment import check_augment_config
+from src.data.splits import small_classes_policy
 from src.errors import ConfigError
 from src.extraction.settings import TileSettings
 from src.losses.outcome_losses import loss_kinds
@@ -75,6 +76,8 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
         _check_optimized_metric(cfg, kinds)
     _check_optimizer_and_scheduler(cfg)
     _build(cfg.validation.get("splitter"), "validation.splitter", instantiate)
+    with _as_config_error():
+        small_classes_policy(cfg.validation.get("small_classes", "warn"))
     check_multirun_ddp(cfg.get("trainer") or {})
 
 

@@ -59,6 +59,7 @@ BAD_CONFIGS = {
     "scheduler_setting": (["scheduler=exponential", "scheduler.fn.decay=2"], r"scheduler\.fn\.decay=2 .*\(0, 1\]"),
     "scheduler_interval": (["scheduler=cosine", "scheduler.interval=batch"], r"scheduler\.interval='batch'.*'epoch'"),
     "splitter_setting": (["validation.k=1"], r"validation\.k must be an integer >= 2, got 1"),
+    "small_classes_word": (["validation.small_classes=drop"], r"validation\.small_classes='drop'.*\['warn', 'error'\]"),
     "no_outcome": (["outcomes=[]"], r"outcomes=.*at least one annotation column"),
     "zero_epoch": (["epochs=[0,2]"], r"epochs=\[0, 2\] must list positive epochs"),
     "zero_batch": (["batch_size=0"], r"batch_size=0 must be a positive number"),
