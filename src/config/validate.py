@@ -32,6 +32,7 @@ from src.models.memory_format import channels_last_setting
 from src.models.scaling import check_input_stats
 from src.optim.schedulers import build_scheduler
 from src.outcomes import LEVELS, outcome_kind
+from src.processes import thread_setting
 
 SCHEDULER_INTERVALS = ("step", "epoch")
 LOSS_METRICS = ("val/loss", "train/loss")
@@ -58,6 +59,8 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
     if "outcomes" not in cfg:  # the extraction config: its other keys are typed by the schema
         return
     _check_plain_keys(cfg)
+    with _as_config_error():
+        thread_setting(cfg.get("torch_threads", "auto"))
     with _as_config_error():
         check_augment_config(cfg.get("augment"), cfg.get("normalizer"))
     _check_normalizer_source(cfg.get("normalizer"))
