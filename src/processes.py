@@ -172,6 +172,7 @@ def thread_choice(
     workers: int = 0,
     environ: Mapping[str, str] | None = None,
     allocation: CpuAllocation | None = None,
+    what: str = "loader workers",
 ) -> ThreadChoice:
     """This process's intra-op threads: ``OMP_NUM_THREADS``, else ``setting``, else the allocation less ``workers``.
 
@@ -180,6 +181,7 @@ def thread_choice(
         workers: Loader workers (or reader threads) that run beside this process's compute.
         environ: The environment (default ``os.environ``).
         allocation: The job's CPUs (default :func:`cpu_allocation`).
+        what: How to name ``workers`` in the reason (e.g. ``dataloader.num_workers``).
     """
     environ = os.environ if environ is None else environ
     number = thread_setting(setting)
@@ -190,7 +192,7 @@ def thread_choice(
     if number is not None:
         return ThreadChoice(number, f"torch_threads={number}")
     allocation = allocation or cpu_allocation(environ)
-    less = f" less {workers} loader worker(s)" if workers else ""
+    less = f" less {what}={workers}" if workers else ""
     return ThreadChoice(max(1, allocation.cpus - workers), f"{allocation.cpus} CPU(s) from {allocation.source}{less}")
 
 
@@ -206,7 +208,7 @@ def use_threads(setting: object = "auto", workers: int = 0, what: str = "loader 
     """
     global _last_choice
     allocation = cpu_allocation()
-    choice = thread_choice(setting, workers, allocation=allocation)
+    choice = thread_choice(setting, workers, allocation=allocation, what=what)
     torch = sys.modules.get("torch")
     if torch is not None and torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
@@ -241,7 +243,7 @@ def _check_load(allocation: CpuAllocation, choice: ThreadChoice) -> None:
         log.warning(
             "This machine is busy (load %.1f on %d CPU(s)) and gives this job no CPU allocation (no %s, no cgroup "
             "quota): %d threads per process will wait on each other. On a shared machine set torch_threads=1 "
-            "(or OMP_NUM_THREADS=1): at a load of 10-25 a fit took a fifth of the CPU time so, with the same losses",
+            "(or OMP_NUM_THREADS=1): at a load of 10-25 that cut a fit's CPU time five-fold, with the same losses",
             load,
             allocation.cpus,
             SLURM_VARIABLE,

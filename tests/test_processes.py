@@ -99,7 +99,7 @@ def test_the_thread_count_user_setting_wins_then_the_config_then_the_allocation(
     slurm = CpuAllocation(4, "SLURM_CPUS_PER_TASK=4")
     assert thread_choice("auto", 0, {}, slurm).threads == 4
     choice = thread_choice("auto", 3, {}, slurm)  # three loader workers run beside the main process
-    assert choice == ThreadChoice(1, "4 CPU(s) from SLURM_CPUS_PER_TASK=4 less 3 loader worker(s)")
+    assert choice == ThreadChoice(1, "4 CPU(s) from SLURM_CPUS_PER_TASK=4 less loader workers=3")
     assert thread_choice("auto", 9, {}, slurm).threads == 1
     assert thread_choice(6, 0, {}, slurm) == ThreadChoice(6, "torch_threads=6")
     user = thread_choice(6, 2, {"OMP_NUM_THREADS": "1"}, slurm)
@@ -125,8 +125,8 @@ def test_use_threads_sets_torch_logs_once_and_warns_about_too_many_workers(
             use_threads("auto", 2, "dataloader.num_workers")
         assert torch.get_num_threads() == 1
         lines = [r.getMessage() for r in caplog.records]
-        chosen = "CPU threads: 1 intra-op thread(s) in this process (1 CPU(s) from SLURM_CPUS_PER_TASK=1 less 2 loader"
-        assert len([m for m in lines if m.startswith(chosen)]) == 1  # logged once
+        chosen = "CPU threads: 1 intra-op thread(s) in this process (1 CPU(s) from SLURM_CPUS_PER_TASK=1 less %s=2)"
+        assert lines.count(chosen % "dataloader.num_workers") == 1  # logged once
         too_many = "dataloader.num_workers=2 exceeds the 1 CPU(s) this job has (SLURM_CPUS_PER_TASK=1)"
         assert any(too_many in m for m in lines)
     finally:
