@@ -120,6 +120,15 @@ def test_the_needed_patients_follow_the_design() -> None:
     assert needed_patients(KFold(k=4).split(table, ["y"], 0)) == 4
     assert needed_patients(Bootstrap(k=3).split(table, ["y"], 0)) == 2
     assert needed_patients(Fixed().split(table, ["y"], 0)) == 2
+    assert needed_patients(Bootstrap(k=2).split(table, ["y"], 0)) == 2  # two hold-outs are not two folds
+
+
+def test_the_advice_fits_the_design() -> None:
+    table = cohort({"common": 20, "rare": 1})
+    for splitter, advice in ((KFold(k=3), "use fewer folds"), (Bootstrap(k=2), "a larger validation.val_fraction")):
+        folds = splitter.split(table, ["y"], seed=0)
+        with pytest.raises(AnnotationError, match=advice):
+            check_class_sizes(folds, folds, table, ["y"], "error")
 
 
 def test_the_policy_is_warn_or_error() -> None:

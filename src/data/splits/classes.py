@@ -69,12 +69,16 @@ def small_classes_policy(value: object) -> str:
     return policy
 
 
-def needed_patients(folds: Sequence[Fold]) -> int:
-    """Patients a class needs: the number of folds when each patient is validated once (k-fold), else 2."""
+def validates_each_patient_once(folds: Sequence[Fold]) -> bool:
+    """Whether the folds are k-fold style: two or more, and every patient validated in exactly one."""
     validated = [p for fold in folds for p in fold.val_patients]
     everyone = {p for fold in folds for p in fold.train_patients + fold.val_patients}
-    partition = len(validated) == len(set(validated)) == len(everyone)
-    return len(folds) if partition and len(folds) > 1 else 2
+    return len(folds) > 1 and len(validated) == len(set(validated)) == len(everyone)
+
+
+def needed_patients(folds: Sequence[Fold]) -> int:
+    """Patients a class needs: the number of folds when each patient is validated once (k-fold), else 2."""
+    return len(folds) if validates_each_patient_once(folds) else 2
 
 
 def class_gaps(folds: Sequence[Fold], labels: pd.Series) -> list[ClassGap]:
@@ -146,13 +150,15 @@ def check_class_sizes(
 
 def _describe(outcome: str, gaps: list[ClassGap], folds: Sequence[Fold], strategy: str) -> str:
     needed = needed_patients(folds)
+    k_fold = validates_each_patient_once(folds)
     design = f"the {len(folds)} fold(s) of {strategy or 'this validation'}"
     shown = ", ".join(gap.describe() for gap in gaps[:SHOWN])
     more = f" and {len(gaps) - SHOWN} more" if len(gaps) > SHOWN else ""
+    fewer = "use fewer folds" if k_fold else "validate on more patients (e.g. a larger validation.val_fraction)"
     return (
         f"Outcome '{outcome}': {len(gaps)} class(es) too small for {design} (a class needs at least {needed} "
         f"patients, and patients on both sides of every fold): {shown}{more}. A fold that validates a class it was "
         "never trained on scores predictions its model cannot make, and one that validates no patient of a class "
-        "cannot score it: the fold mean misleads. Merge or leave out these classes (e.g. dataset.filters), use "
-        "fewer folds, or add patients"
+        f"cannot score it: the fold mean misleads. Merge or leave out these classes (e.g. dataset.filters), {fewer}, "
+        "or add patients"
     )
