@@ -19,6 +19,7 @@ from src.evaluation.results_log import append_results, format_summary, json_safe
 from src.hpsearch.pruning import FoldPruner, TrialPrunedError, fold_pruner
 from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
 from src.outcomes import metric_bounds
+from src.processes import use_threads
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 from src.resume import Resume, check_resume, check_same_folds, run_folder
 from src.run_jobs import asked_folds, incomplete_folds, joined, left, run_lock
@@ -58,6 +59,7 @@ def run(cfg: DictConfig) -> float:
     ranks wait for it, read its ``splits.json`` and train with it (``src.distributed``).
     """
     validate(cfg)  # every config error before any data is read
+    use_threads(cfg.get("torch_threads", "auto"), int(cfg.dataloader.num_workers), "dataloader.num_workers")
     out = run_folder(cfg, run_dir)
     if not is_main():  # a DDP rank > 0: trains with rank 0, writes nothing (see src.distributed)
         return _run(cfg, out, sweep=job_sweep_info())
@@ -118,7 +120,8 @@ def _prepare(cfg: DictConfig, out: Path, resumed: Resume | None) -> tuple[Datase
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
     dataset = ensure_tiles(cfg, dataset)
-    plan = fit_plan_to_tiles(plan, dataset, labels)  # fold sizes count only patients that still have slides
+    # fold sizes count only patients that still have slides; their classes are checked again
+    plan = fit_plan_to_tiles(plan, dataset, labels, cfg.validation.get("small_classes", "warn"))
     if resumed is not None:
         check_same_folds(out, plan.to_dict(dataset.annotations))
     plan.write(out / "splits.json", dataset.annotations)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.sources import tile_source
-from src.data.splits import Fold, SplitPlan, plan_splits, study_slides
+from src.data.splits import Fold, SplitPlan, check_class_sizes, plan_splits, study_slides
 from src.errors import AnnotationError
 from src.losses.outcome_losses import loss_kinds
 from src.outcomes import check_targets
@@ -39,10 +39,11 @@ def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideL
     logged per column, or stop the run with ``outcome_blank=error``.
 
     Raises:
-        AnnotationError: a missing column, an outcome that does not fit its loss, a patient with
-            conflicting labels, a slide file that is not there or in a format the backend does not read,
-            a ``project.mpp_column`` value that is not a positive number, a blank outcome with
-            ``outcome_blank=error`` (the message names the column, slide or patient).
+        AnnotationError: no slides (an annotations file without rows, or filters that keep none), a missing
+            column, an outcome that does not fit its loss, a patient with conflicting labels, a slide file that
+            is not there or in a format the backend does not read, a ``project.mpp_column`` value that is not a
+            positive number, a blank outcome with ``outcome_blank=error`` (the message names the column, slide
+            or patient).
     """
     if cfg.project.get("demo") and prepare:
         instantiate(cfg.project.demo).ensure()
@@ -55,7 +56,7 @@ def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideL
         backend=cfg.dataset.get("backend"),
         mpp_column=cfg.project.get("mpp_column"),
     )
-    dataset = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, validation_filters(cfg))})
+    dataset = study_dataset(cfg, dataset)
     outcomes = list(cfg.outcomes)
     kinds = loss_kinds(cfg.loss, outcomes)
     event = cfg.get("event_header")
@@ -72,6 +73,25 @@ def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideL
     return dataset, labels
 
 
+def study_dataset(cfg: DictConfig, dataset: Dataset) -> Dataset:
+    """The slides passing ``dataset.filters`` (plus ``validation.filters`` for external validation).
+
+    Raises:
+        AnnotationError: the filters keep no slide (naming the annotations file and the filters).
+    """
+    extra = validation_filters(cfg)
+    kept = dataset.filter({"slide": study_slides(dataset.annotations, cfg.dataset.filters, extra)})
+    if not len(kept):
+        filters = cfg.dataset.filters
+        filters = OmegaConf.to_container(filters, resolve=True) if isinstance(filters, DictConfig) else filters
+        raise AnnotationError(
+            f"{dataset.source}: no slides left: dataset.filters={filters}"
+            f"{f' and validation.filters={extra}' if extra else ''} keep none of its {len(dataset)} slide(s); "
+            "check the filter columns and values (they are compared as text)"
+        )
+    return kept
+
+
 def validation_filters(cfg: DictConfig) -> dict | None:
     """``validation.filters`` (external validation) as a plain dict, or ``None``."""
     filters = cfg.validation.get("filters")
@@ -84,7 +104,9 @@ def plan_folds(cfg: DictConfig, dataset: Dataset, labels: SlideLabels) -> SplitP
     Folds depend on the annotations only (not on which slides yield tiles), so they are made before any
     tile is extracted. The cache lives in ``validation.cache_dir``, by default ``splits/`` next to the
     project annotations. Folds are stratified on what each outcome kind names (classes, events), and every
-    trained fold is checked (e.g. a Cox fold without training events) before the first one trains.
+    trained fold is checked (e.g. a Cox fold without training events) before the first one trains. A class
+    that some trained fold cannot both train and validate on (fewer patients than folds) is logged, or stops
+    the run with ``validation.small_classes=error``.
     """
     validation = cfg.validation
     cache_dir = None
@@ -101,7 +123,20 @@ def plan_folds(cfg: DictConfig, dataset: Dataset, labels: SlideLabels) -> SplitP
         splits_file=validation.get("splits"),
     )
     check_fold_targets(plan.trained_folds(), dataset, labels)
+    check_plan_classes(plan, dataset, labels, validation.get("small_classes", "warn"))
     return plan
+
+
+def check_plan_classes(plan: SplitPlan, dataset: Dataset, labels: SlideLabels, policy: str = "warn") -> None:
+    """Warn about (``validation.small_classes=warn``) or refuse classes that a trained fold cannot train and score.
+
+    Raises:
+        AnnotationError: with ``policy="error"``, a class with too few patients for the folds (naming the
+            outcome, the classes with their patient counts, and the folds).
+    """
+    categorical = [outcome.name for outcome in labels.outcomes if outcome.classes]
+    annotations = dataset.annotations[dataset.annotations["slide"].isin(set(labels))]
+    check_class_sizes(plan.folds, plan.trained_folds(), annotations, categorical, policy, plan.strategy)
 
 
 def check_fold_targets(folds: Sequence[Fold], dataset: Dataset, labels: SlideLabels) -> None:
@@ -166,15 +201,19 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset, extract: bool = True) -> Dat
     return bags.ensure(dataset, source) if bags is not None else dataset
 
 
-def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels) -> SplitPlan:
+def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels, small_classes: str = "warn") -> SplitPlan:
     """The plan with only the patients that still have slides after :func:`ensure_tiles`, checked again.
 
     Fold sizes, ``splits.json`` and the run summary then count the patients that are trained and
     validated on; the others are the plan's ``dropped_patients``.
 
+    When patients were dropped, the classes are checked again as in :func:`plan_folds` (``small_classes`` is
+    ``validation.small_classes``).
+
     Raises:
         AnnotationError: a trained fold left without training or validation patients, or one that can no
-            longer train an outcome (e.g. a Cox fold without events), naming the fold.
+            longer train an outcome (e.g. a Cox fold without events), naming the fold; with
+            ``small_classes="error"``, a class left with too few patients for the folds.
     """
     fitted = plan.restrict(dataset.patients().values())
     for before, after in zip(plan.folds, fitted.folds, strict=True):
@@ -190,6 +229,8 @@ def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels) ->
                     "check the tile filters (tiles.*) or those slides"
                 )
     check_fold_targets(fitted.trained_folds(), dataset, labels)
+    if len(fitted.dropped_patients) > len(plan.dropped_patients):
+        check_plan_classes(fitted, dataset, labels, small_classes)
     return fitted
 
 

@@ -35,6 +35,7 @@ def tiny_overrides(data_dir: Path, out_dir: Path) -> list[str]:
         "batch_size=16",
         "logger=csv",
         "trainer.enable_progress_bar=false",
+        "torch_threads=1",  # a shared 2-core machine: see one_torch_thread
     ]
 
 

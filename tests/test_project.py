@@ -16,7 +16,8 @@ from src.data.splits.plan import SplitPlan
 from src.demo.svs import write_svs
 from src.errors import AnnotationError
 from src.extraction.shards import read_index
-from src.project import ensure_tiles, fit_plan_to_tiles, load_project
+from src.pipeline import run
+from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
 
 
 def small_project(tiny_cfg, tmp_path: Path, patients: int, blank_patient: str | None = None) -> tuple[Path, Path]:
@@ -113,3 +114,50 @@ def test_fit_plan_to_tiles_rejects_a_fold_left_without_validation_patients() -> 
     dataset, labels = _dataset(["p1", "p2", "p4", "p5"])
     with pytest.raises(AnnotationError, match=r"fold1: every validation patient lost all their slides.*'p3'"):
         fit_plan_to_tiles(plan, dataset, labels)
+
+
+def test_filters_that_keep_no_slide_say_so_naming_the_file_and_the_filters(tiny_cfg, tmp_path: Path) -> None:
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=2)
+    cfg = tiny_cfg(
+        f"project.annotations={annotations}",
+        f"project.slides_dir={slides_dir}",
+        "dataset.filters={tumor_type: [mesothelioma]}",
+    )
+    with pytest.raises(
+        AnnotationError, match=rf"{annotations}: no slides left: dataset.filters=.*mesothelioma.* 2 slide"
+    ):
+        load_project(cfg)
+
+
+def test_a_class_with_fewer_patients_than_folds_is_named_before_extraction(
+    tiny_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 20 item 10: a one-patient class exists only in validation; warned (default) or refused, before tiles."""
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=8)
+    table = pd.read_csv(annotations)
+    rare = table.patient.iloc[0]
+    table.loc[table.patient == rare, "tumor_type"] = "mesothelioma"
+    table.to_csv(annotations, index=False)
+    shards = tmp_path / "shards"
+    project = [f"project.annotations={annotations}", f"project.slides_dir={slides_dir}", f"project.shards_dir={shards}"]
+    cfg = tiny_cfg(*project, "validation.k=3", "validation.cache=false")
+    dataset, labels = load_project(cfg)
+    with caplog.at_level(logging.WARNING):
+        plan_folds(cfg, dataset, labels)
+    warning = caplog.text
+    assert "Outcome 'tumor_type': 1 class(es) too small for the 3 fold(s) of k_fold" in warning
+    assert "'mesothelioma': 1 patient (validated but never trained on in fold" in warning
+    with pytest.raises(AnnotationError, match=r"'mesothelioma': 1 patient .*validation.small_classes=error"):
+        run(tiny_cfg(*project, "validation.k=3", "validation.cache=false", "validation.small_classes=error"))
+    assert not shards.exists()  # refused before any tile was extracted
+
+
+def test_fit_plan_to_tiles_checks_the_classes_again_when_patients_were_dropped(caplog) -> None:
+    # p3 (no tissue tile) was fold2's only training patient of class b: without it fold2 validates b untrained
+    plan = _plan(Fold("fold1", ["p1", "p2", "p3"], ["p4", "p5"]), Fold("fold2", ["p4", "p3"], ["p1", "p2", "p5"]))
+    dataset, labels = _dataset(["p1", "p2", "p4", "p5"])  # classes a, b, a, b
+    with caplog.at_level(logging.WARNING):
+        fit_plan_to_tiles(plan, dataset, labels)
+    assert "'b': 2 patients (validated but never trained on in fold2)" in caplog.text
+    with pytest.raises(AnnotationError, match=r"'b': 2 patients .*small_classes=error"):
+        fit_plan_to_tiles(plan, dataset, labels, "error")

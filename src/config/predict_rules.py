@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 
 from src.errors import ConfigError
+from src.processes import thread_setting
 from src.slides.reader import reader_class
 
 MIN_HEATMAP_PX = 64
@@ -35,6 +36,10 @@ def validate_predict(cfg: DictConfig) -> None:
     for key in ("batch_size", "threads"):
         if cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]} must be at least 1")
+    try:
+        thread_setting(cfg.get("torch_threads", "auto"))
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
     for key, low in (("stride_div", 1), ("epoch", 1)):
         if cfg.get(key) is not None and cfg[key] < low:
             raise ConfigError(f"{key}={cfg[key]} must be null or at least {low}")

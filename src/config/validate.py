@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config.predict_rules import validate_predict
 from src.data.augment import check_augment_config
+from src.data.splits import small_classes_policy
 from src.errors import ConfigError
 from src.extraction.settings import TileSettings
 from src.losses.outcome_losses import loss_kinds
@@ -31,6 +32,7 @@ from src.models.memory_format import channels_last_setting
 from src.models.scaling import check_input_stats
 from src.optim.schedulers import build_scheduler
 from src.outcomes import LEVELS, outcome_kind
+from src.processes import thread_setting
 
 SCHEDULER_INTERVALS = ("step", "epoch")
 LOSS_METRICS = ("val/loss", "train/loss")
@@ -58,6 +60,8 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
         return
     _check_plain_keys(cfg)
     with _as_config_error():
+        thread_setting(cfg.get("torch_threads", "auto"))
+    with _as_config_error():
         check_augment_config(cfg.get("augment"), cfg.get("normalizer"))
     _check_normalizer_source(cfg.get("normalizer"))
     backbone = (cfg.get("model") or {}).get("backbone") or {}
@@ -75,6 +79,8 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
         _check_optimized_metric(cfg, kinds)
     _check_optimizer_and_scheduler(cfg)
     _build(cfg.validation.get("splitter"), "validation.splitter", instantiate)
+    with _as_config_error():
+        small_classes_policy(cfg.validation.get("small_classes", "warn"))
     check_multirun_ddp(cfg.get("trainer") or {})
 
 

@@ -8,7 +8,8 @@ through :func:`read_annotations`, so a file reads the same everywhere:
 - column names and text cells lose their surrounding spaces (``'adenocarcinoma '`` is ``'adenocarcinoma'``),
   with a warning that counts the changed cells; a cell of only spaces is blank, and a numeric column that
   had spaces around its numbers is numeric;
-- a header separated by semicolons or tabs (European Excel) gets a hint in the missing-column error.
+- a header separated by semicolons or tabs (European Excel) gets a hint in the missing-column error;
+- a file with a header but no rows is an error ("no slides"), not an empty study.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def load_annotations(path: str | Path) -> pd.DataFrame:
         The table with ``patient`` and ``slide`` as strings, in file order.
 
     Raises:
-        AnnotationError: missing or unreadable file, missing required column, blank or duplicated slide names.
+        AnnotationError: missing or unreadable file, missing required column, no rows, blank or duplicated
+            slide names.
     """
     return _check_keys(read_annotations(path), source=str(path))
 
@@ -66,8 +68,8 @@ def read_annotations(path: str | Path, required: Sequence[str] = REQUIRED_COLUMN
         The table, ``patient`` and ``slide`` read as strings, names and text cells stripped.
 
     Raises:
-        AnnotationError: the file is missing, not text in a known encoding, not a CSV, or lacks a required
-            column (each naming the file).
+        AnnotationError: the file is missing, not text in a known encoding, not a CSV, lacks a required
+            column, or has a header but no rows (each naming the file).
     """
     path = Path(path)
     if not path.is_file():
@@ -77,7 +79,9 @@ def read_annotations(path: str | Path, required: Sequence[str] = REQUIRED_COLUMN
         header = pd.read_csv(io.StringIO(text), nrows=0).columns
         as_text = {c: str for c in header if _clean_name(c) in REQUIRED_COLUMNS}  # '001' stays '001'
         table = pd.read_csv(io.StringIO(text), dtype=as_text, keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+    except pd.errors.EmptyDataError as error:
+        raise AnnotationError(f"{path}: no slides: the file is empty (no header, no rows)") from error
+    except pd.errors.ParserError as error:
         raise AnnotationError(f"{path}: not a readable CSV ({error})") from error
     return tidy_annotations(table, source=str(path), required=required)
 
@@ -131,7 +135,8 @@ def tidy_annotations(
         had spaces around its numbers is numeric (the required columns stay text).
 
     Raises:
-        AnnotationError: two column names equal once stripped, or a required column is missing.
+        AnnotationError: two column names equal once stripped, a required column is missing, or the table
+            has no rows ("no slides").
     """
     table = _clean_names(table, source)
     missing = [c for c in required if c not in table.columns]
@@ -139,6 +144,11 @@ def tidy_annotations(
         raise AnnotationError(
             f"{source}: missing required column(s) {missing} (an annotations file needs {list(required)}); "
             f"found columns {list(table.columns)}{_separator_hint(table.columns)}"
+        )
+    if not len(table):
+        raise AnnotationError(
+            f"{source}: no slides: it has the columns {list(table.columns)} but no rows; "
+            "add one row per slide (its patient, slide and outcome columns)"
         )
     return _strip_cells(table, source)
 

@@ -136,7 +136,7 @@ class Dataset:
 
         Raises:
             AnnotationError: ``outcome_blank`` is ``error`` and a slide has a blank outcome (naming the
-                file, the column and the slides).
+                file, the column and the slides), or every slide has one (no slides left).
             ValueError: ``outcome_blank`` is neither ``drop`` nor ``error``.
         """
         policy = str(getattr(outcome_blank, "value", outcome_blank))
@@ -145,6 +145,11 @@ class Dataset:
         kept = self.filter_blank(columns)
         if len(kept) == len(self):
             return kept
+        if not len(kept):
+            raise AnnotationError(
+                f"{self.source}: no slides left: every one of its {len(self)} slide(s) has a blank value in "
+                f"{list(columns)}; fill in the outcome (and event) column(s), or choose other outcomes"
+            )
         named = {}
         for column in columns:
             filled = set(self.filter_blank([column]).slides())

@@ -25,6 +25,7 @@ from src.extraction.extract import extract_slides
 from src.extraction.parts import parse_part, slide_part
 from src.extraction.report import REPORT_NAME, read_report, summarize
 from src.extraction.settings import TileSettings
+from src.processes import check_workers
 from src.slides.discover import find_slides, unreadable_slides
 from src.slides.mpp import parse_mpp_column
 from src.slides.reader import reader_class
@@ -84,6 +85,7 @@ def main(cfg: DictConfig) -> None:
     """Run extraction for the composed config; exit with status 1 when a slide failed."""
     validate(cfg)  # fail on bad settings before any I/O
     parse_part(cfg.get("part"))
+    check_workers(int(cfg.workers), "workers")  # more processes than the job's CPUs only wait on each other
     settings = TileSettings.from_config(cfg.tiles)
     backend = cfg.dataset.get("backend")
     reader_class(backend)  # and on an unknown backend

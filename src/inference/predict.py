@@ -26,6 +26,7 @@ from src.inference.mil import MilPredictor, feature_encoder, is_mil, predict_mil
 from src.inference.models import checkpoint_paths, load_members
 from src.inference.slide import PredictOptions, predict_slide
 from src.inference.tables import REPORT_COLUMNS, slide_row, summary, write_csv, write_evaluation, write_tables
+from src.processes import use_threads
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def output_dir(cfg: DictConfig) -> Path:
 def run(cfg: DictConfig) -> int:
     """Predict (and evaluate) the configured slides; returns the number of slides that failed."""
     validate(cfg)
+    use_threads(cfg.get("torch_threads", "auto"), int(cfg.threads), "threads")  # the tile readers run alongside
     start = time.perf_counter()
     models = load_members(
         checkpoint_paths(cfg.model_path, cfg.get("epoch")), list(cfg.allowed_targets), list(cfg.allowed_kinds)

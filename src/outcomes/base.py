@@ -206,13 +206,18 @@ def check_targets(outcomes: Sequence[Outcome], parts: Sequence[np.ndarray], wher
 
 
 def metric_bounds(outcomes: Sequence[Outcome]) -> dict[str, tuple[float, float]]:
-    """Bounds of every ``val/{level}_{metric}/{outcome}`` metric the outcomes declare."""
-    return {
-        f"val/{level}_{metric}/{outcome.name}": bounds
-        for outcome in outcomes
-        for metric, bounds in outcome.metric_bounds.items()
-        for level in LEVELS
-    }
+    """Bounds of every metric the outcomes declare, as validation and as training metric.
+
+    Each declared metric is bounded as ``val/{level}_{metric}/{outcome}`` and as ``train/{metric}/{outcome}``
+    (the batch metric of :meth:`Outcome.train_metrics`, e.g. ``train/accuracy/tumor_type``): a training
+    accuracy is a proportion too, so its fold interval must stay in [0, 1] as the validation one does.
+    """
+    bounds: dict[str, tuple[float, float]] = {}
+    for outcome in outcomes:
+        for metric, limits in outcome.metric_bounds.items():
+            bounds.update({f"val/{level}_{metric}/{outcome.name}": limits for level in LEVELS})
+            bounds[f"train/{metric}/{outcome.name}"] = limits
+    return bounds
 
 
 def available_kinds() -> list[str]:

@@ -59,6 +59,8 @@ BAD_CONFIGS = {
     "scheduler_setting": (["scheduler=exponential", "scheduler.fn.decay=2"], r"scheduler\.fn\.decay=2 .*\(0, 1\]"),
     "scheduler_interval": (["scheduler=cosine", "scheduler.interval=batch"], r"scheduler\.interval='batch'.*'epoch'"),
     "splitter_setting": (["validation.k=1"], r"validation\.k must be an integer >= 2, got 1"),
+    "torch_threads_word": (["torch_threads=many"], r"torch_threads='many' must be auto \(the job's CPUs\) or a"),
+    "small_classes_word": (["validation.small_classes=drop"], r"validation\.small_classes='drop'.*\['warn', 'error'\]"),
     "no_outcome": (["outcomes=[]"], r"outcomes=.*at least one annotation column"),
     "zero_epoch": (["epochs=[0,2]"], r"epochs=\[0, 2\] must list positive epochs"),
     "zero_batch": (["batch_size=0"], r"batch_size=0 must be a positive number"),
@@ -125,3 +127,12 @@ def test_extraction_cli_validates_before_reading_a_slide(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "tiles.qc must be one of" in result.stderr and "'bogus'" in result.stderr, result.stderr[-2000:]
     assert not shards.exists()
+
+
+def test_predict_checks_its_torch_threads_too(tmp_path: Path) -> None:
+    model = tmp_path / "model.ckpt"
+    model.write_bytes(b"")
+    cfg = compose([f"model_path={model}", "slides=[a.svs]", "torch_threads=0"], config_name="predict")
+    with pytest.raises(ConfigError, match=r"torch_threads=0 must be auto \(the job's CPUs\) or a positive number"):
+        validate(cfg)
+    validate(compose([f"model_path={model}", "slides=[a.svs]", "torch_threads=2"], config_name="predict"))

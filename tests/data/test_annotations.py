@@ -124,3 +124,24 @@ def test_the_trainer_api_logs_or_refuses_blank_outcomes(tmp_path: Path, caplog) 
         Dataset(path).labels("tumor_type", outcome_blank="error")
     with pytest.raises(ValueError, match=r"outcome_blank='keep'; choose one of \['drop', 'error'\]"):
         Dataset(path).labels("tumor_type", outcome_blank="keep")
+
+
+def test_an_annotations_file_without_rows_is_no_slides_naming_the_file(tmp_path: Path) -> None:
+    header_only = _write(tmp_path, "patient,slide,tumor_type\n")
+    for read in (load_annotations, Dataset):  # train.py, the Trainer API, predict and extraction read it so
+        with pytest.raises(AnnotationError, match=rf"{header_only}: no slides: .*\['patient', 'slide', 'tumor_type'\]"):
+            read(header_only)
+    project = OmegaConf.create({"slides_dir": str(tmp_path), "annotations": str(header_only)})
+    with pytest.raises(AnnotationError, match=rf"{header_only}: no slides"):
+        select_slides(project, "annotated")
+    empty = _write(tmp_path, "", name="empty.csv")
+    with pytest.raises(AnnotationError, match=rf"{empty}: no slides: the file is empty"):
+        load_annotations(empty)
+    with pytest.raises(AnnotationError, match=r"annotations: no slides"):
+        Dataset(pd.DataFrame(columns=["patient", "slide"]))
+
+
+def test_outcomes_blank_on_every_slide_leave_no_slides(tmp_path: Path) -> None:
+    path = _write(tmp_path, "patient,slide,tumor_type\np1,s1,\np2,s2, \n")
+    with pytest.raises(AnnotationError, match=rf"{path}: no slides left: every one of its 2 slide\(s\) has a blank"):
+        Dataset(path).labels("tumor_type")

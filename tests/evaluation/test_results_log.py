@@ -115,7 +115,25 @@ def test_every_kind_declares_bounds_for_its_metrics() -> None:
         cls = outcome_kind(kind)
         assert set(cls.metric_bounds) == set(cls.metric_names), kind
     bounds = metric_bounds([CategoricalOutcome("y", classes=["a", "b"])])
-    assert bounds["val/patient_auroc/y"] == (0.0, 1.0) and len(bounds) == 6
+    assert bounds["val/patient_auroc/y"] == (0.0, 1.0) and bounds["train/accuracy/y"] == (0.0, 1.0)
+    assert len(bounds) == 8  # auroc and accuracy at 3 levels, and both as training metric
+
+
+def test_the_training_accuracy_interval_stays_in_0_1_as_a_logit_t_interval() -> None:
+    """Issue 20 item 15: the interval of ``train/accuracy`` (upper 1.488) was Student-t on the raw values."""
+    values = [0.99, 1.0, 0.6]
+    rows = [
+        {"fold": f"fold{i}", "epoch": 3, "train/accuracy/y": v, "val/slide_auroc/y": 0.7 + i / 100}
+        for i, v in enumerate(values, start=1)
+    ]
+    summary = summarize(rows, bounds=metric_bounds([CategoricalOutcome("y", classes=["a", "b"])]))
+    row = summary[summary.metric == "train/accuracy/y"].iloc[0]
+    assert stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))[1] > 1  # what it printed
+    assert 0 <= row.ci95_low <= row["mean"] <= row.ci95_high <= 1
+    # reference: the 1.0 moved 1e-3 inside, scipy's t interval of the logits, mapped back through expit
+    logits = special.logit(np.clip(values, 1e-3, 1 - 1e-3))
+    expected = special.expit(stats.t.interval(0.95, 2, loc=logits.mean(), scale=stats.sem(logits)))
+    np.testing.assert_allclose([row.ci95_low, row.ci95_high], expected)
 
 
 def test_rows_written_again_replace_their_earlier_copies(tmp_path) -> None:

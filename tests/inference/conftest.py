@@ -41,7 +41,8 @@ def slide_files(data_dir: Path, slides: Sequence[str]) -> str:
 
 def predict_cfg(model_path: Path, outdir: Path, *overrides: str):
     """The composed prediction config."""
-    return compose([f"model_path={model_path}", f"outdir={outdir}", *overrides], config_name="predict")
+    overrides = [f"model_path={model_path}", f"outdir={outdir}", "torch_threads=1", *overrides]  # as run_predict
+    return compose(overrides, config_name="predict")
 
 
 def run_predict(model_path: Path, outdir: Path, *overrides: str) -> int:
