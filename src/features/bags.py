@@ -274,7 +274,8 @@ class FeatureBags:
                 f"encoder={self.encoder.name} returned {features.shape[1]} features per tile, but its preset says "
                 f"num_features={self.encoder.num_features}; fix encoder.num_features (or its pooling)"
             )
-        stored = features.numpy().astype(self.dtype)
+        with np.errstate(over="ignore"):  # values beyond float16 become inf: refused just below, by name
+            stored = features.numpy().astype(self.dtype)
         check_finite_features(features.numpy(), stored, slide, self.encoder.name, self.precision, self.dtype)
         coords = np.asarray(tiles.locs, np.int64)
         mpp = float(index.get("mpp") or 0.0)
