@@ -23,7 +23,6 @@ contents verify.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
@@ -45,8 +44,8 @@ from src.data.dataset import Dataset
 from src.data.sources import ShardSource, TileSource
 from src.data.tiles import TileItems
 from src.errors import ConfigError
-from src.extraction.tempfiles import write_atomic
 from src.features.encoders import PRECISIONS, Encoder
+from src.features.files import remove_old_leftovers, write_or_explain
 from src.features.integrity import (
     CHECKSUM_ATTR,
     DamagedBagError,
@@ -56,13 +55,13 @@ from src.features.integrity import (
     check_finite_features,
     features_sha256,
     remember_sound,
+    verify_bags,
 )
 
 log = logging.getLogger(__name__)
 
 BAG_SUFFIX = ".h5"
 PACKAGES = ("torch", "timm", "h5py", "numpy")
-DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
 class FeatureBags:
@@ -180,6 +179,7 @@ class FeatureBags:
         """
         source = source or ShardSource()
         folder = self.folder(dataset, source)
+        verify_bags([folder / f"{slide}{BAG_SUFFIX}" for slide in dataset.slides()])
         missing = []
         for slide in dataset.slides():
             index = source.slide_record(dataset, slide)
@@ -207,10 +207,12 @@ class FeatureBags:
         source = source or ShardSource()
         folder = self.folder(dataset, source)
         folder.mkdir(parents=True, exist_ok=True)
+        remove_old_leftovers(folder)
         config_file = folder / "bags_config.json"
         if not config_file.exists():
             text = json.dumps(self.config(dataset, source), indent=2, default=str)
-            _write_or_explain(config_file, text.encode(), f"the bag folder's {config_file.name}")
+            write_or_explain(config_file, text.encode(), f"the bag folder's {config_file.name}")
+        verify_bags([folder / f"{slide}{BAG_SUFFIX}" for slide in dataset.slides()], upgrade=True)
         todo = []
         for slide in dataset.slides():
             index = source.slide_record(dataset, slide)
@@ -289,7 +291,7 @@ class FeatureBags:
             bag.attrs[CHECKSUM_ATTR] = features_sha256(stored)
         path = folder / f"{slide}{BAG_SUFFIX}"
         with image.getbuffer() as data:
-            _write_or_explain(path, data, f"the feature bag of slide '{slide}'")
+            write_or_explain(path, data, f"the feature bag of slide '{slide}'")
         remember_sound(path)
         return len(features)
 
@@ -359,26 +361,6 @@ def read_bag(path: str | Path) -> dict[str, Any]:
 def bags_from_config(bags: DictConfig | Mapping[str, Any]) -> FeatureBags:
     """Instantiate ``dataset.bags`` (its encoder node stays a config until it is needed)."""
     return instantiate(bags)
-
-
-def _write_or_explain(path: Path, data: bytes | memoryview, what: str) -> None:
-    """Write ``data`` to ``path`` atomically; an OSError (a full disk) becomes one naming ``what`` and the file.
-
-    The temporary file is deleted on failure (`write_atomic`), so ``path`` is either complete or as it was.
-    """
-    try:
-        write_atomic(path, data)
-    except OSError as err:
-        reason = err.strerror or str(err)
-        if err.errno in DISK_FULL_ERRNOS:
-            fix = "Free disk space there (or set dataset.bags.root to another disk) and run again"
-        else:
-            fix = "Fix that and run again"
-        raise OSError(
-            err.errno,
-            f"Could not write {what} to {path}: {reason}. {fix}: the bags already complete are kept, and the rerun "
-            "extracts only the missing ones",
-        ) from err
 
 
 def _version(package: str) -> str:

@@ -28,7 +28,7 @@ from src.data.dataset import Dataset, SlideLabels
 from src.data.sources import tile_source
 from src.errors import ConfigError
 from src.features.bags import BAG_SUFFIX
-from src.features.integrity import DamagedBagError, bag_damage
+from src.features.integrity import DamagedBagError, bag_damage, verify_bags
 from src.outcomes import check_targets
 from src.samplers.shards import training_sampler, validation_sampler
 
@@ -232,7 +232,8 @@ class BagDataModule(pl.LightningDataModule):
                 f"{len(missing)} feature bag(s) missing in {self.folder}, e.g. {missing[0].name}; they are extracted "
                 "by train.py / src.project.ensure_tiles (dataset=features)"
             )
-        for slide, path in zip(slides, files, strict=True):  # once per bag and process: a memo after the first
+        verify_bags(files)  # once per bag and process (a memo hit after ensure_tiles in this process)
+        for slide, path in zip(slides, files, strict=True):
             damage = bag_damage(path)
             if damage is not None:
                 raise DamagedBagError(

@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CHECKSUM_ATTR = "features_sha256"
 BLOCK_ROWS = 4096  # rows read at a time when verifying (bounded memory for bags of any size)
+VERIFY_THREADS = 4  # bags verified at a time (SHA-256 and NumPy release the GIL; reads are serialised by h5py)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -76,9 +78,26 @@ def features_sha256(features: np.ndarray) -> str:
     return hashlib.sha256(_raw(features)).hexdigest()
 
 
+_EXPONENT = {np.dtype(np.float16): (np.uint16, 0x7C00), np.dtype(np.float32): (np.uint32, 0x7F800000)}
+
+
 def non_finite_rows(features: np.ndarray) -> int:
-    """How many rows (tiles) of ``features`` hold a NaN or an infinite value."""
-    return int((~np.isfinite(features)).any(axis=tuple(range(1, features.ndim))).sum()) if features.size else 0
+    """How many rows (tiles) of ``features`` hold a NaN or an infinite value.
+
+    For float16 and float32 a value is NaN or inf exactly when its exponent bits are all set: testing the bits
+    is ~2× faster than ``np.isfinite`` on float16, and the rows are counted only when there is one.
+    """
+    if not features.size:
+        return 0
+    features = np.ascontiguousarray(features)
+    if features.dtype in _EXPONENT:
+        unsigned, exponent = _EXPONENT[features.dtype]
+        bad = (features.view(unsigned) & exponent) == exponent
+    else:
+        bad = ~np.isfinite(features)
+    if not bad.any():
+        return 0
+    return int(bad.reshape(len(features), -1).any(axis=1).sum())
 
 
 def scan_features(dataset: h5py.Dataset) -> tuple[str, int]:
@@ -186,6 +205,19 @@ def bag_damage(path: str | Path, upgrade: bool = False) -> str | None:
         _add_checksum(path, digest)
     remember_sound(path)
     return None
+
+
+def verify_bags(paths: list[Path], upgrade: bool = False, threads: int = VERIFY_THREADS) -> None:
+    """Verify the bags at ``paths`` that exist, ``threads`` at a time (hashing releases the GIL), for the memo.
+
+    The results are read back with :func:`bag_damage` (a memo hit for a sound bag).
+    """
+    existing = [path for path in paths if path.is_file()]
+    workers = max(1, min(threads, len(existing), len(os.sched_getaffinity(0))))
+    if workers == 1:
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda path: bag_damage(path, upgrade=upgrade), existing))
 
 
 def _add_checksum(path: Path, digest: str) -> None:
