@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import hashlib
 import json
 import shlex
 import shutil
@@ -219,3 +220,20 @@ def test_a_real_full_disk_does_not_crash_the_process(bag_project, data_dir: Path
     assert "No space left on device" in done.stdout and "Could not write the feature bag of slide '" in done.stdout
     files = done.stdout.split("FILES:")[1]
     assert ".partial" not in files and "bags_config.json" in files
+
+
+def test_the_weights_hash_cache_is_plain_data_checked_before_use(tmp_path: Path) -> None:
+    weights = tmp_path / "tiny.pth"
+    torch.save(TinyRandomEncoder(64, seed=0).state_dict(), weights)
+    node = {"_target_": "src.features.encoders.tiny_random_encoder", "num_features": 64, "seed": 0}
+    encoder = Encoder("tiny_random", 64, node, weights_path=str(weights))
+    cache = tmp_path / "weights_sha256.json"
+    expected = encoder.weights_sha256(cache)
+    assert expected == hashlib.sha256(weights.read_bytes()).hexdigest()
+    (key,) = json.loads(cache.read_text())
+    for stored in ("0" * 64 + "; rm -rf /", ["list"], "ab" * 31):  # not a SHA-256 hex digest: hashed again
+        cache.write_text(json.dumps({key: stored}))
+        assert encoder.weights_sha256(cache) == expected
+    cache.write_text(json.dumps(["not", "a", "dict"]))
+    assert encoder.weights_sha256(cache) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pth", "weights_sha256.json"]  # no temporary file
