@@ -190,20 +190,23 @@ def bag_damage(path: str | Path, upgrade: bool = False) -> str | None:
         with h5py.File(path, "r") as bag:
             expected = stored_checksum(bag.attrs)
             features = bag["features"]
-            if features.ndim != 2:
-                return f"features has shape {features.shape}, not (tiles, features)"
+            if not isinstance(features, h5py.Dataset) or features.dtype.kind != "f" or features.ndim != 2:
+                return "features is not a 2-D (tiles, features) dataset of floats"
             if "num_tiles" in bag.attrs and attr_int(bag.attrs, "num_tiles") != features.shape[0]:
                 return f"{features.shape[0]} feature rows but num_tiles={attr_int(bag.attrs, 'num_tiles')}"
             digest, bad = scan_features(features)
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
         return f"unreadable: {err}"
+    non_finite = f"{bad} tile(s) with non-finite features (NaN or inf)"
     if expected is not None and digest != expected:
-        return f"features checksum mismatch (stored {expected[:12]}…, computed {digest[:12]}…)"
+        mismatch = f"features checksum mismatch (stored {expected[:12]}…, computed {digest[:12]}…)"
+        return f"{mismatch}; {non_finite}" if bad else mismatch
     if bad:
-        return f"{bad} tile(s) with non-finite features (NaN or inf)"
-    if expected is None and upgrade:
-        _add_checksum(path, digest)
-    remember_sound(path)
+        return non_finite
+    if expected is None and upgrade and _add_checksum(path, digest):
+        remember_sound(path)  # the rewritten file
+    else:
+        _SOUND.add(key)  # the file as it was before it was read (a bag replaced meanwhile is verified again)
     return None
 
 
@@ -220,21 +223,24 @@ def verify_bags(paths: list[Path], upgrade: bool = False, threads: int = VERIFY_
         list(pool.map(lambda path: bag_damage(path, upgrade=upgrade), existing))
 
 
-def _add_checksum(path: Path, digest: str) -> None:
-    """Rewrite an older bag with ``features_sha256`` added (computed again from the bytes that are rewritten)."""
+def _add_checksum(path: Path, digest: str) -> bool:
+    """Rewrite an older bag with ``features_sha256`` added (computed again from the bytes that are rewritten).
+
+    Returns:
+        Whether the bag was rewritten.
+    """
     try:
         image = io.BytesIO(path.read_bytes())
         with h5py.File(image, "r+") as bag:
-            if CHECKSUM_ATTR in bag.attrs:
-                return
-            if scan_features(bag["features"])[0] != digest:  # replaced since it was verified: leave it
-                return
+            if CHECKSUM_ATTR in bag.attrs or scan_features(bag["features"])[0] != digest:
+                return False  # replaced since it was verified: leave it to the next verification
             bag.attrs[CHECKSUM_ATTR] = digest
         write_atomic(path, image.getvalue())
     except OSError as err:
         log.info("Could not store the checksum of bag %s (%s); it is verified again next time", path, err)
-        return
+        return False
     log.debug("Added %s to bag %s", CHECKSUM_ATTR, path)
+    return True
 
 
 def _raw(array: np.ndarray) -> np.ndarray:
