@@ -9,13 +9,22 @@ encoder preset and its weights' SHA-256, so a changed encoder, transform or weig
   ``loc_x``/``loc_y``) and ``coords_um`` (n_tiles, 2) float32 in µm; attributes: encoder, weights_sha256,
   transform, pooling, tile_px, tile_um, mpp, patch_size_level0, num_tiles, shard, package versions.
 
-A bag is written to a temporary name and renamed, so a file with the final name is complete; a rerun skips a
-bag whose tile count and shard record match the slide's current shard.
+Each bag also stores ``features_sha256`` (:mod:`src.features.integrity`), verified the first time a process
+uses the bag; a bag that fails (checksum mismatch, NaN or inf features, unreadable) is extracted again like a
+stale one. Non-finite features from the encoder are an error naming the slide: no such bag is written.
+
+A bag is built in memory (HDF5 never writes to the bag folder itself: on a full disk the HDF5 library can crash
+the process when it closes a file it could not flush), then written to a temporary name beside its final name
+with plain file writes and renamed, so a file with the final name is complete. A write that fails (a full
+disk) deletes the temporary file and ends with an error naming the slide and the bag; the complete bags stay,
+and a rerun skips every bag whose tile count and shard record match the slide's current shard and whose
+contents verify.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import time
@@ -35,8 +44,19 @@ from src.data.dataset import Dataset
 from src.data.sources import ShardSource, TileSource
 from src.data.tiles import TileItems
 from src.errors import ConfigError
-from src.extraction.tempfiles import atomic_path
 from src.features.encoders import PRECISIONS, Encoder
+from src.features.files import remove_old_leftovers, write_or_explain
+from src.features.integrity import (
+    CHECKSUM_ATTR,
+    DamagedBagError,
+    attr_int,
+    attr_str,
+    bag_damage,
+    check_finite_features,
+    features_sha256,
+    remember_sound,
+    verify_bags,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,33 +147,47 @@ class FeatureBags:
 
     # ------------------------------------------------------------- extraction
     def is_complete(self, folder: Path, slide: str, index: Mapping[str, Any]) -> bool:
-        """Whether ``slide``'s bag is there and made from the tiles ``index`` describes (a source's slide record)."""
+        """Whether ``slide``'s bag is there, made from the tiles ``index`` describes and sound (see :meth:`problem`)."""
+        return self.problem(folder, slide, index) is None
+
+    def problem(self, folder: Path, slide: str, index: Mapping[str, Any], upgrade: bool = False) -> str | None:
+        """Why ``slide``'s bag cannot be used as it is (None: it can), for ``index`` (a source's slide record).
+
+        ``missing``; ``stale`` (made from other tiles: its tile count or shard record differs); or ``damaged: …``
+        (:func:`src.features.integrity.bag_damage`: unreadable, checksum mismatch, non-finite features). With
+        ``upgrade`` an older bag without checksum is given one.
+        """
         path = folder / f"{slide}{BAG_SUFFIX}"
         if not path.is_file():
-            return False
+            return "missing"
         try:
             with h5py.File(path, "r") as bag:
-                return int(bag.attrs["num_tiles"]) == int(index["num_tiles"]) and json.loads(
-                    bag.attrs["shard"]
-                ) == json.loads(json.dumps(index.get("fingerprint"), default=str))
-        except (OSError, KeyError, ValueError):
-            return False
+                num_tiles, shard = attr_int(bag.attrs, "num_tiles"), json.loads(attr_str(bag.attrs, "shard"))
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+            return f"damaged: unreadable ({err})"
+        fingerprint = json.loads(json.dumps(index.get("fingerprint"), default=str))
+        if num_tiles != int(index["num_tiles"]) or shard != fingerprint:
+            return "stale"
+        damage = bag_damage(path, upgrade=upgrade)
+        return f"damaged: {damage}" if damage else None
 
     def check(self, dataset: Dataset, source: TileSource | None = None) -> Dataset:
         """What :meth:`ensure` returns, writing nothing: for a DDP rank other than 0, after rank 0 extracted.
 
         Raises:
-            RuntimeError: a slide whose bag is missing or stale (naming the slides).
+            RuntimeError: a slide whose bag is missing, stale or damaged (naming the slides and why).
         """
         source = source or ShardSource()
         folder = self.folder(dataset, source)
+        verify_bags([folder / f"{slide}{BAG_SUFFIX}" for slide in dataset.slides()])
         missing = []
         for slide in dataset.slides():
             index = source.slide_record(dataset, slide)
-            if index is None or not self.is_complete(folder, slide, index):
-                missing.append(slide)
+            problem = "no tiles" if index is None else self.problem(folder, slide, index)
+            if problem is not None:
+                missing.append(f"{slide} ({problem})")
         if missing:
-            raise RuntimeError(f"{len(missing)} feature bag(s) missing in {folder}: {missing[:10]}")
+            raise RuntimeError(f"{len(missing)} feature bag(s) missing or unusable in {folder}: {missing[:10]}")
         return dataset
 
     def ensure(self, dataset: Dataset, source: TileSource | None = None) -> Dataset:
@@ -166,20 +200,29 @@ class FeatureBags:
 
         Raises:
             FileNotFoundError: a slide whose tiles are not prepared (naming it).
+            NonFiniteFeaturesError: the encoder returned NaN or inf features for a slide (naming it).
+            OSError: a bag could not be written, e.g. a full disk (naming the slide and the bag; the bags already
+                complete stay, and a rerun extracts only the missing ones).
         """
         source = source or ShardSource()
         folder = self.folder(dataset, source)
         folder.mkdir(parents=True, exist_ok=True)
+        remove_old_leftovers(folder)
         config_file = folder / "bags_config.json"
         if not config_file.exists():
-            with atomic_path(config_file) as tmp:
-                tmp.write_text(json.dumps(self.config(dataset, source), indent=2, default=str))
+            text = json.dumps(self.config(dataset, source), indent=2, default=str)
+            write_or_explain(config_file, text.encode(), f"the bag folder's {config_file.name}")
+        verify_bags([folder / f"{slide}{BAG_SUFFIX}" for slide in dataset.slides()], upgrade=True)
         todo = []
         for slide in dataset.slides():
             index = source.slide_record(dataset, slide)
             if index is None:
                 raise FileNotFoundError(f"No prepared tiles ({source.name}) for slide '{slide}'")
-            if not self.is_complete(folder, slide, index):
+            problem = self.problem(folder, slide, index, upgrade=True)
+            if problem is not None and problem.startswith("damaged"):
+                path = folder / f"{slide}{BAG_SUFFIX}"
+                log.warning("Feature bag %s of slide '%s' is %s; extracting it again", path, slide, problem)
+            if problem is not None:
                 todo.append((slide, index))
         log.info(
             "Feature bags (%s) in %s: %d of %d slide(s) to extract",
@@ -233,15 +276,29 @@ class FeatureBags:
                 f"encoder={self.encoder.name} returned {features.shape[1]} features per tile, but its preset says "
                 f"num_features={self.encoder.num_features}; fix encoder.num_features (or its pooling)"
             )
+        with np.errstate(over="ignore"):  # values beyond float16 become inf: refused just below, by name
+            stored = features.numpy().astype(self.dtype)
+        check_finite_features(features.numpy(), stored, slide, self.encoder.name, self.precision, self.dtype)
         coords = np.asarray(tiles.locs, np.int64)
         mpp = float(index.get("mpp") or 0.0)
-        with atomic_path(folder / f"{slide}{BAG_SUFFIX}") as tmp, h5py.File(tmp, "w") as bag:
-            bag.create_dataset("features", data=features.numpy().astype(self.dtype))
+        image = io.BytesIO()  # HDF5 writes only to memory; the file is written below with plain writes
+        with h5py.File(image, "w") as bag:
+            bag.create_dataset("features", data=stored)
             bag["feats"] = bag["features"]  # STAMP's name for the same data (a hard link, no copy)
             bag.create_dataset("coords", data=coords)
             bag.create_dataset("coords_um", data=(coords * mpp).astype(np.float32))
             self._write_attrs(bag, dataset, slide, index, mpp)
+            bag.attrs[CHECKSUM_ATTR] = features_sha256(stored)
+        path = folder / f"{slide}{BAG_SUFFIX}"
+        with image.getbuffer() as data:
+            write_or_explain(path, data, f"the feature bag of slide '{slide}'")
+        remember_sound(path)
         return len(features)
+
+    @property
+    def precision(self) -> str:
+        """The precision the encoder runs at: the preset's on a GPU, fp32 on the CPU (no autocast there)."""
+        return self.encoder.precision if self.device.type == "cuda" else "fp32"
 
     def _write_attrs(self, bag: h5py.File, dataset: Dataset, slide: str, index: Mapping[str, Any], mpp: float) -> None:
         encoder = self.encoder.describe()
@@ -253,7 +310,7 @@ class FeatureBags:
             "weights_file": str(self.encoder.weights_path or ""),
             "transform": json.dumps(encoder["transform"]),
             "pooling": str(encoder["model"].get("pooling", "")),
-            "precision": self.encoder.precision if self.device.type == "cuda" else "fp32",
+            "precision": self.precision,
             "device": self.device.type,
             "tile_px": int(dataset.tiles.tile_px),
             "tile_um": str(dataset.tiles.tile_um),
@@ -284,7 +341,14 @@ class _Images(torch.utils.data.Dataset):
 
 
 def read_bag(path: str | Path) -> dict[str, Any]:
-    """A bag file's ``features`` (float32), ``coords``, ``coords_um`` and attributes, as NumPy arrays and a dict."""
+    """A bag file's ``features`` (float32), ``coords``, ``coords_um`` and attributes, as NumPy arrays and a dict.
+
+    Raises:
+        DamagedBagError: its features do not match their stored ``features_sha256``, or hold NaN or inf.
+    """
+    damage = bag_damage(path)
+    if damage is not None:
+        raise DamagedBagError(f"Feature bag {path} is damaged ({damage}); extract it again (delete it and rerun)")
     with h5py.File(path, "r") as bag:
         return {
             "features": bag["features"][()].astype(np.float32),

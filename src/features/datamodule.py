@@ -28,6 +28,7 @@ from src.data.dataset import Dataset, SlideLabels
 from src.data.sources import tile_source
 from src.errors import ConfigError
 from src.features.bags import BAG_SUFFIX
+from src.features.integrity import DamagedBagError, bag_damage, verify_bags
 from src.outcomes import check_targets
 from src.samplers.shards import training_sampler, validation_sampler
 
@@ -231,6 +232,14 @@ class BagDataModule(pl.LightningDataModule):
                 f"{len(missing)} feature bag(s) missing in {self.folder}, e.g. {missing[0].name}; they are extracted "
                 "by train.py / src.project.ensure_tiles (dataset=features)"
             )
+        verify_bags(files)  # once per bag and process (a memo hit after ensure_tiles in this process)
+        for slide, path in zip(slides, files, strict=True):
+            damage = bag_damage(path)
+            if damage is not None:
+                raise DamagedBagError(
+                    f"Feature bag {path} of slide '{slide}' is damaged ({damage}). Run train.py again: damaged bags "
+                    "are extracted again before training (src.project.ensure_tiles)"
+                )
         counts = np.asarray([_num_tiles(f) for f in files], np.int64)
         if self.level == "slide":
             groups = [[i] for i in range(len(slides))]

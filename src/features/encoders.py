@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from src.errors import ConfigError
+from src.extraction.tempfiles import write_atomic
 from src.models.weights_file import load_torch_file
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class InputTransform(nn.Module):
@@ -243,17 +249,20 @@ class Encoder:
         stat = self.weights_path.stat()
         key = f"{self.weights_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         cache = _read_json(cache_file) if cache_file else {}
-        if key not in cache:
-            digest = hashlib.sha256()
-            with self.weights_path.open("rb") as handle:
-                while chunk := handle.read(1 << 22):
-                    digest.update(chunk)
-            cache[key] = digest.hexdigest()
-            if cache_file is not None:
+        cached = cache.get(key)
+        if isinstance(cached, str) and _SHA256.fullmatch(cached):
+            return cached
+        digest = hashlib.sha256()
+        with self.weights_path.open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+        cache[key] = digest.hexdigest()
+        if cache_file is not None:  # only a cache: a failed write (a full disk) costs a hash next time
+            try:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_suffix(f".tmp{id(cache)}")
-                tmp.write_text(json.dumps(cache, indent=1))
-                tmp.replace(cache_file)
+                write_atomic(cache_file, json.dumps(cache, indent=1).encode())
+            except OSError as err:
+                log.warning("Could not update %s (%s); the weights are hashed again next time", cache_file, err)
         return cache[key]
 
     def describe(self) -> dict[str, Any]:
@@ -269,6 +278,7 @@ class Encoder:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}

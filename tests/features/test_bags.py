@@ -1,8 +1,15 @@
-"""Feature bags: file contents against the shards, rerun skips, a changed encoder or weights file → new folder."""
+"""Feature bags: contents against the shards, rerun skips, a changed encoder or weights → new folder, a full disk."""
 
 from __future__ import annotations
 
+import builtins
+import errno
+import hashlib
 import json
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -19,6 +26,8 @@ from src.extraction.shards import read_index
 from src.features.bags import FeatureBags, read_bag
 from src.features.encoders import Encoder, TinyRandomEncoder
 from src.project import ensure_tiles, load_project
+from tests.conftest import tiny_overrides
+from tests.extraction.test_disk_full import FullDisk
 
 
 @pytest.fixture
@@ -137,3 +146,94 @@ def test_bags_from_live_slides_have_the_shards_tiles_in_their_own_folder(tiny_cf
     before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.h5")}
     bags.ensure(dataset, source)  # a rerun skips complete bags
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.h5")} == before
+
+
+def test_a_full_disk_ends_with_an_error_naming_the_bag_and_keeps_the_complete_bags(
+    bag_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room for two bags and half a third: the third fails cleanly, the two stay, a rerun adds the rest."""
+    _, dataset, bags = bag_project
+    made = bags.folder(dataset)  # the fixture's bags, for reference
+    dataset = dataset.filter({"slide": dataset.slides()[:4]})
+    slides = dataset.slides()
+    sizes = [(made / f"{slide}.h5").stat().st_size for slide in slides[:3]]
+    free = (made / "bags_config.json").stat().st_size + sizes[0] + sizes[1] + sizes[2] // 2
+    own = FeatureBags(bags.encoder, root=str(tmp_path / "features"))
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", FullDisk(tmp_path / "features", free).open)
+        with pytest.raises(OSError) as raised:
+            own.ensure(dataset)
+    folder = own.folder(dataset)
+    message = str(raised.value)
+    assert raised.value.errno == errno.ENOSPC
+    assert f"slide '{slides[2]}'" in message and str(folder / f"{slides[2]}.h5") in message
+    assert "No space left on device" in message and "the rerun extracts only the missing ones" in message
+    # no partial file under the final name, no temporary file: only the complete bags
+    assert {p.name for p in folder.iterdir()} == {"bags_config.json", f"{slides[0]}.h5", f"{slides[1]}.h5"}
+    for slide in slides[:2]:
+        np.testing.assert_array_equal(_features(folder, slide), _features(made, slide))
+    kept = {slide: (folder / f"{slide}.h5").stat().st_mtime_ns for slide in slides[:2]}
+    own.ensure(dataset)  # space freed: the missing bags are added, the complete ones kept
+    assert {slide: (folder / f"{slide}.h5").stat().st_mtime_ns for slide in slides[:2]} == kept
+    for slide in slides:
+        np.testing.assert_array_equal(_features(folder, slide), _features(made, slide))
+
+
+def _features(folder: Path, slide: str) -> np.ndarray:
+    return read_bag(folder / f"{slide}.h5")["features"]
+
+
+REAL_DISK_SCRIPT = """
+import os, sys
+from src.config import compose
+from src.project import ensure_tiles, load_project
+from tests.conftest import tiny_overrides
+from tests.extraction.test_disk_full import FullDisk
+cfg = compose(sys.argv[2:])
+dataset, _ = load_project(cfg)
+try:
+    ensure_tiles(cfg, dataset)
+except OSError as err:
+    print("ERROR:", err)
+    print("FILES:", sorted(os.listdir(sys.argv[1])))
+    sys.exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_does_not_crash_the_process(bag_project, data_dir: Path, tmp_path: Path) -> None:
+    """A 40 KiB tmpfs as the bags' root (in a user and mount namespace): an error, not HDF5's segfault (rc 139)."""
+    _, dataset, bags = bag_project
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1) to mount a small tmpfs")
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(mount)])
+    if probe.returncode != 0:
+        pytest.skip("this machine does not allow mounting a tmpfs in a user namespace")
+    folder = FeatureBags(bags.encoder, root=str(mount)).folder(dataset)
+    overrides = [*tiny_overrides(data_dir, tmp_path / "outputs"), "experiment=demo_mil", f"dataset.bags.root={mount}"]
+    command = [sys.executable, "-c", REAL_DISK_SCRIPT, str(folder), *overrides]
+    shell = f"mount -t tmpfs -o size=40k tmpfs {mount} && exec {shlex.join(command)}"
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", shell], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert done.returncode == 3, done.stderr[-3000:]  # our error, not a crash
+    assert "No space left on device" in done.stdout and "Could not write the feature bag of slide '" in done.stdout
+    files = done.stdout.split("FILES:")[1]
+    assert ".partial" not in files and "bags_config.json" in files
+
+
+def test_the_weights_hash_cache_is_plain_data_checked_before_use(tmp_path: Path) -> None:
+    weights = tmp_path / "tiny.pth"
+    torch.save(TinyRandomEncoder(64, seed=0).state_dict(), weights)
+    node = {"_target_": "src.features.encoders.tiny_random_encoder", "num_features": 64, "seed": 0}
+    encoder = Encoder("tiny_random", 64, node, weights_path=str(weights))
+    cache = tmp_path / "weights_sha256.json"
+    expected = encoder.weights_sha256(cache)
+    assert expected == hashlib.sha256(weights.read_bytes()).hexdigest()
+    (key,) = json.loads(cache.read_text())
+    for stored in ("0" * 64 + "; rm -rf /", ["list"], "ab" * 31):  # not a SHA-256 hex digest: hashed again
+        cache.write_text(json.dumps({key: stored}))
+        assert encoder.weights_sha256(cache) == expected
+    cache.write_text(json.dumps(["not", "a", "dict"]))
+    assert encoder.weights_sha256(cache) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.pth", "weights_sha256.json"]  # no temporary file
