@@ -209,6 +209,31 @@ def unsafe_nodes(
     return problems
 
 
+DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$")
+IMPORTING_KEYS = frozenset(
+    {"kind", "backend", "act_layer", "mlp_layer", "class"}
+)  # config keys whose dotted value is imported
+
+
+def override_problem(key: str, value: str, where: str) -> str | None:
+    """(a), (c) The line refusing a config override read from a file (a row of a sweep's ``grid.csv``), or None.
+
+    Such an override is plain data: its key sets no ``_target_`` (or another ``_...`` key Hydra acts on) and no
+    ``hydra`` setting, and its value is no ``${...}`` interpolation, nor a dotted name at a key whose dotted
+    value is imported (``loss.kind=pkg.module``, ``dataset.backend=pkg.Reader``: :data:`IMPORTING_KEYS`). Set
+    those on the command line, where you write them yourself.
+    """
+    name = key.lstrip("+~")
+    parts = re.split(r"[./]", name)
+    if any(part.startswith("_") for part in parts) or parts[0] == "hydra":
+        return f"{where}: the key {key!r} could name code or change Hydra (set it on the command line)"
+    if "${" in value:
+        return f"{where}: {key}={value!r} is an interpolation (a file's overrides must hold plain values)"
+    if parts[-1] in IMPORTING_KEYS and DOTTED_NAME.match(value.strip()):
+        return f"{where}: {key}={value!r} is a dotted name that could name code (set it on the command line)"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- (e) offline
 def offline_tree(tree: Any, key: str = "") -> tuple[Any, list[str]]:
     """(e) A copy of a stored tree that fetches and opens nothing, and the lines refusing what cannot be made so.
