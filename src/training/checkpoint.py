@@ -150,6 +150,7 @@ def check_code(
         problems.append("hp.model has no _target_ (the model it would build)")
     if not problems:  # a plain tree: may it fetch or open anything?
         problems += offline_tree(model_cfg, "hp.model")[1]
+    problems += unsafe_nodes(params.get("net_kwargs") or {}, (), "net_kwargs")  # passed to the model's callable
     problems += kind_problems(params.get("outcomes"), allowed_kinds)
     if not problems:
         return
