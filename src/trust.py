@@ -90,6 +90,7 @@ class AllowList:
         The files are read as text: nothing is imported or resolved.
         """
         by_position: dict[str, set[str]] = {}
+        keys = tuple(keys)
         for tree in _group_trees(Path(config_dir), group):
             for position, value in named(tree, keys):
                 if isinstance(value, str):
