@@ -17,7 +17,6 @@ left without ``fold_status.json`` (:func:`incomplete_folds`).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from src.data.splits import load_splits
 from src.extraction.locks import FileLock
 from src.processes import pid_alive
 
@@ -93,7 +93,7 @@ def fold_names(folder: str | Path, folds: Sequence[int] | None) -> list[str] | N
     path = Path(folder) / "splits.json"
     if not path.exists():
         return None
-    names = [f["name"] for f in json.loads(path.read_text()).get("folds", [])]
+    names = [fold.name for fold in load_splits(path, "the run's splits.json")[1]]  # plain names (src.trust)
     return names if not folds else [names[n - 1] for n in folds if 1 <= n <= len(names)]
 
 

@@ -9,16 +9,17 @@ from the run's ``splits.json``, the metric bounds from the outcomes in the folds
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from omegaconf import OmegaConf
 
+from src.data.splits import load_splits
 from src.evaluation.results_log import INTERVAL_METHOD, epoch_summary, json_safe, summarize
 from src.hpsearch.sweep_info import atomic_write_text
-from src.outcomes import metric_bounds, outcome_from_dict
+from src.outcomes import metric_bounds, outcomes_from_file
 from src.training.resume import completed_fold_rows
 
 SUMMARY_FILE = "summary.json"
@@ -27,8 +28,8 @@ SUMMARY_FILE = "summary.json"
 def fold_names(folder: str | Path) -> list[str]:
     """Every fold of the run in ``splits.json`` order (the fold folders' names when it has no splits.json)."""
     path = Path(folder) / "splits.json"
-    if path.exists():
-        return [f["name"] for f in json.loads(path.read_text()).get("folds", [])]
+    if path.exists():  # each name checked to be a plain folder name (src.trust)
+        return [fold.name for fold in load_splits(path, "the run's splits.json")[1]]
     return sorted(p.name for p in Path(folder).glob("fold*") if p.is_dir())
 
 
@@ -38,11 +39,21 @@ def completed_rows(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
     return {name: fold_rows for name, fold_rows in rows.items() if fold_rows is not None}
 
 
-def folder_bounds(folder: str | Path) -> dict[str, tuple[float, float]]:
-    """The bounds of the run's metrics (AUROC in [0, 1], ...), from the outcomes of its folds' ``params.json``."""
+def folder_bounds(folder: str | Path, allowed_kinds: Iterable[str] = ()) -> dict[str, tuple[float, float]]:
+    """The bounds of the run's metrics (AUROC in [0, 1], ...), from the outcomes of its folds' ``params.json``.
+
+    Args:
+        folder: The run folder.
+        allowed_kinds: Outcome kinds from modules outside ``src/outcomes`` that may be imported (a run trained
+            with ``loss.kind=my_lab.ordinal``); others are refused, as by ``load_model``.
+
+    Raises:
+        UnsafeFileError: a ``params.json`` naming an outcome kind that is not allowed (naming the file, the key
+            and how to allow it); nothing was imported.
+    """
     for path in sorted(Path(folder).glob("fold*/params.json")):
         outcomes = json.loads(path.read_text()).get("outcomes") or []
-        return metric_bounds([outcome_from_dict(o) for o in outcomes])
+        return metric_bounds(outcomes_from_file(outcomes, path, allowed_kinds))
     return {}
 
 
@@ -97,18 +108,23 @@ def write_summary(
     epoch: int | None = None,
     bounds: Mapping[str, tuple[float, float]] | None = None,
     run_id: str | None = None,
+    allowed_kinds: Iterable[str] = (),
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Write ``summary.json`` over every fold the folder completed (atomically); returns table and record.
 
     Args:
         folder: The run folder.
         epoch: The run's last epoch (default: from its ``config.yaml``).
-        bounds: Metric bounds (default: from the folds' ``params.json``).
+        bounds: Metric bounds (default: from the folds' ``params.json``, see :func:`folder_bounds`).
         run_id: The run id (default: that of its results rows).
+        allowed_kinds: Outcome kinds outside ``src/outcomes`` that reading the bounds may import.
+
+    Raises:
+        UnsafeFileError: without ``bounds``, a ``params.json`` naming an outcome kind not allowed.
     """
     folder = Path(folder)
     epoch = run_epoch(folder) if epoch is None else epoch
-    bounds = folder_bounds(folder) if bounds is None else bounds
+    bounds = folder_bounds(folder, allowed_kinds) if bounds is None else bounds
     summary, record = summary_record(folder, completed_rows(folder), epoch, bounds, run_id)
     atomic_write_text(folder / SUMMARY_FILE, json.dumps(record, indent=2))
     return summary, record

@@ -7,9 +7,11 @@ import logging
 from pathlib import Path
 from typing import ClassVar
 
+import pandas as pd
 import pytest
 
 import src.pipeline as pipeline
+from src.errors import UnsafeFileError
 from tests.test_project import small_project
 
 
@@ -54,3 +56,43 @@ def test_a_patient_without_tiles_is_in_no_fold_count(
         assert summary["patients"][fold["name"]] == {"train": len(train), "val": len(val)}
         assert f"{fold['name']}: {len(train)} training / {len(val)} validation patients" in messages
     assert sum(len(f["val_patients"]) for f in splits["folds"]) == 6  # every patient with tiles, once
+
+
+@pytest.mark.parametrize("escape", ["absolute", "parent"])
+def test_a_fold_name_from_a_splits_file_writes_nothing_outside_the_run_folder(
+    tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, escape: str
+) -> None:
+    """Issue 20 item 3: ``folds[0].name`` of a ``validation.splits`` file is an absolute path or climbs out."""
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=4)
+    table = pd.read_csv(annotations).astype(str)
+    val = table.groupby("tumor_type").patient.first().tolist()  # one of each class per side
+    train = sorted(set(table.patient) - set(val))
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "checkpoints").mkdir(parents=True)
+    (elsewhere / "checkpoints" / "last.ckpt").write_text("someone else's checkpoint")
+    name = str(elsewhere) if escape == "absolute" else "../elsewhere"
+    splits = tmp_path / "splits.json"
+    folds = [
+        {"name": name, "train_patients": train, "val_patients": val},
+        {"name": "fold2", "train_patients": val, "val_patients": train},
+    ]
+    splits.write_text(json.dumps({"strategy": "k_fold", "folds": folds}))
+    cfg = tiny_cfg(
+        f"project.annotations={annotations}",
+        f"project.slides_dir={slides_dir}",
+        f"project.shards_dir={tmp_path / 'shards'}",
+        "project.demo=null",
+        f"validation.splits={splits}",
+        f"run_dir={tmp_path / 'run'}",
+    )
+    monkeypatch.setattr(pipeline, "build_trainer", StubTrainer)
+
+    def outside_the_run() -> dict[Path, float]:
+        return {p: p.stat().st_mtime for p in tmp_path.rglob("*") if p.relative_to(tmp_path).parts[0] != "run"}
+
+    before = outside_the_run()
+    with pytest.raises(UnsafeFileError, match=r"folds\[0\]\.name=.* is not a plain name"):
+        pipeline.run(cfg)
+    assert outside_the_run() == before  # nothing written, and last.ckpt there is still there
+    assert (elsewhere / "checkpoints" / "last.ckpt").read_text() == "someone else's checkpoint"
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"

@@ -6,6 +6,10 @@ jobs (``validation.folds=[1],[2],[3]`` with one ``run_dir``), e.g. when one of t
 the folds completed so far. A name that is not a folder is looked up in the repository's ``outputs/runs/``
 (``paths.output_dir``'s default; ``--runs`` for another folder): ``<runs>/<name>``, else the newest
 ``<runs>/*_<name>``.
+
+The metric bounds come from the outcomes in the folds' ``params.json``: an outcome kind from a module outside
+``src/outcomes`` is imported only when named with ``--allowed-kind`` (a run folder from someone else could
+otherwise make this command run its code).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from src.errors import UnsafeFileError
 from src.evaluation.results_log import format_summary
 
 DEFAULT_RUNS = Path(__file__).resolve().parents[2] / "outputs" / "runs"  # conf/paths/default.yaml's
@@ -41,13 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     """Summarise each run named on the command line.
 
     Returns:
-        The exit status: 0; 1 when a run has no completed fold; 2 when a run folder is not found.
+        The exit status: 0; 1 when a run has no completed fold; 2 when a run folder is not found or names code
+        that is not allowed.
     """
     from src.run_summary import write_summary  # the summary's code path (reads outcomes and fold files)
 
     parser = argparse.ArgumentParser(prog="python -m src.evaluation.summarize", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="run folder(s), or run name(s) in --runs")
     parser.add_argument("--runs", dest="runs_dir", default=str(DEFAULT_RUNS), help="folder of run folders")
+    parser.add_argument(
+        "--allowed-kind",
+        dest="allowed_kinds",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="an outcome kind outside src/outcomes that the runs' params.json may name (repeatable)",
+    )
     args = parser.parse_args(argv)
     status = 0
     for name in args.runs:
@@ -56,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        summary, record = write_summary(folder)
+        try:
+            summary, record = write_summary(folder, allowed_kinds=args.allowed_kinds)
+        except UnsafeFileError as error:
+            print(
+                f"error: {error}\nIf you trust this run folder: --allowed-kind <module> for each kind", file=sys.stderr
+            )
+            return 2
         print(f"{folder}: {len(record['folds'])} completed fold(s) ({', '.join(record['folds']) or 'none'})")
         print(format_summary(summary, record["epoch"], record.get("strategy") or ""))
         print(f"Summary: {folder / 'summary.json'}")

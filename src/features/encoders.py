@@ -26,6 +26,7 @@ from torch import nn
 from src.errors import ConfigError
 from src.extraction.tempfiles import write_atomic
 from src.models.weights_file import load_torch_file
+from src.trust import AllowList, resolve_name
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+LAYER_KEYS = ("mlp_layer", "act_layer")  # timm_encoder kwargs that name a layer class by its dotted path
 
 
 class InputTransform(nn.Module):
@@ -117,15 +119,25 @@ def timm_encoder(name: str, pooling: str = "token", kwargs: Mapping[str, Any] | 
         name: timm architecture, e.g. ``vit_large_patch16_224``.
         pooling: timm ``global_pool`` (``token`` = class token, ``avg``), or ``cls_mean`` for class token ⊕
             mean of the patch tokens (:class:`ClassAndMeanPooling`).
-        kwargs: Extra ``timm.create_model`` keyword arguments (``init_values``, ``reg_tokens``, ...).
+        kwargs: Extra ``timm.create_model`` keyword arguments (``init_values``, ``reg_tokens``, ...). A string
+            ``mlp_layer`` / ``act_layer`` is a layer's dotted name, imported only when a ``conf/encoder/*.yaml``
+            names it at that key (rule (c) of :mod:`src.trust`).
+
+    Raises:
+        ConfigError: a layer name that ``conf/encoder/*.yaml`` does not name (nothing was imported).
     """
     import timm
 
     extra = dict(kwargs or {})
-    for key in ("mlp_layer", "act_layer"):  # YAML names a layer by its dotted path
+    for key in LAYER_KEYS:  # YAML names a layer by its dotted path; timm calls it once per block
         if isinstance(extra.get(key), str):
-            module, _, attr = extra[key].rpartition(".")
-            extra[key] = getattr(__import__(module, fromlist=[attr]), attr)
+            extra[key] = resolve_name(
+                extra[key],
+                AllowList.from_conf("encoder", keys=(key,)).names(),
+                f"encoder.model.kwargs.{key}",
+                "A layer is imported only when a conf/encoder/*.yaml names it there: add your preset there.",
+                error=ConfigError,
+            )
     if pooling == "cls_mean":
         return ClassAndMeanPooling(timm.create_model(name, pretrained=False, num_classes=0, **extra))
     return timm.create_model(name, pretrained=False, num_classes=0, global_pool=pooling, **extra)

@@ -21,9 +21,11 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from src.errors import UnsafeFileError
 from src.hpsearch.history import best_record, write_best, write_history, write_results
 from src.hpsearch.objective import infer_direction, job_record, trial_line
 from src.hpsearch.sweep_info import atomic_write_text, split_override, write_sweep_file
+from src.trust import override_problem
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ def read_grid_file(path: str | Path, jobs: list[int] | None = None) -> list[tupl
 
     Raises:
         ValueError: the file has no ``job`` column, or a listed job is not in it (names the file and jobs).
+        UnsafeFileError: a cell that could name code (a ``_target_`` or ``hydra`` key, an interpolation, a
+            dotted name: :func:`src.trust.override_problem`), naming the file, the job and the column.
     """
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if "job" not in table.columns:
@@ -58,7 +62,14 @@ def read_grid_file(path: str | Path, jobs: list[int] | None = None) -> list[tupl
         if missing:
             raise ValueError(f"hydra.sweeper.jobs: job(s) {missing} are not in {path} (it has {sorted(table.job)})")
         table = table[table.job.isin(jobs)]
-    return [(int(row.job), [f"{k}={row[k]}" for k in keys if row[k] != ""]) for _, row in table.iterrows()]
+    rows = [(int(row.job), [(k, row[k]) for k in keys if row[k] != ""]) for _, row in table.iterrows()]
+    problems = [p for job, cells in rows for k, v in cells if (p := override_problem(k, v, f"job {job}"))]
+    if problems:
+        raise UnsafeFileError(
+            f"{path} was not run: a grid file holds plain values only, and nothing was run:\n  - "
+            + "\n  - ".join(problems)
+        )
+    return [(job, [f"{k}={v}" for k, v in cells]) for job, cells in rows]
 
 
 class GridSweeperImpl(BasicSweeper):

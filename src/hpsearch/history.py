@@ -21,6 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from src.hpsearch.sweep_info import atomic_write_text, split_override
+from src.trust import inside
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,15 @@ def write_best(sweep_dir: Path, best: Mapping[str, Any], metric: str, objective:
     """Write ``best.yaml``: a primary config re-running the best trial (its group choices and overrides).
 
     It reads the trial's ``.hydra/overrides.yaml`` and ``.hydra/hydra.yaml``: every config-group choice is
-    pinned in its defaults list, every value override becomes a key. Returns None when those files are gone.
+    pinned in its defaults list, every value override becomes a key. Returns None when those files are gone, or
+    when the trial's folder (a study's trial attribute, read from its storage) is not inside ``sweep_dir``.
     """
-    job_dir = Path(best["job_dir"])
+    job_dir = Path(str(best.get("job_dir")))
+    if not inside(sweep_dir, job_dir):  # rule (d) of src.trust: a path read from a file stays in its folder
+        log.warning(
+            "best.yaml not written: the best trial's folder %s is not inside the sweep folder %s", job_dir, sweep_dir
+        )
+        return None
     overrides_file, hydra_file = job_dir / ".hydra" / "overrides.yaml", job_dir / ".hydra" / "hydra.yaml"
     if not overrides_file.exists() or not hydra_file.exists():
         log.warning("best.yaml not written: %s has no .hydra/overrides.yaml", job_dir)

@@ -22,8 +22,11 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from src.hpsearch.sweep_info import read_sweep_file
+from src.errors import UnsafeFileError
+from src.hpsearch.sweep_info import SWEEP_FILE, read_sweep_file
+from src.trust import TARGET_KEY, AllowList, named, unsafe_nodes
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,19 @@ def fold_pruner(metric: str) -> FoldPruner | None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
+    sweep_file = Path(hydra_cfg.sweep.dir) / SWEEP_FILE
     sweep = read_sweep_file(Path(hydra_cfg.sweep.dir)) or {}
     if sweep.get("kind") != "optuna" or not sweep.get("pruner"):
         return None
+    own = OmegaConf.to_container(hydra_cfg.sweeper, resolve=False).get("pruner") if "sweeper" in hydra_cfg else None
+    rules = AllowList.from_conf(
+        "hydra/sweeper/pruner", anywhere=[t for _, t in named(own, [TARGET_KEY]) if isinstance(t, str)]
+    )
+    problems = unsafe_nodes(sweep["pruner"], rules, "pruner")
+    if problems:  # the pruner is built from sweep.json: only one conf/ or this job's own config names
+        raise UnsafeFileError(
+            f"{sweep_file} was not used: its pruner names code that is not allowed (nothing was built):\n  - "
+            + "\n  - ".join(problems)
+            + "\nAllowed: the pruners of conf/hydra/sweeper/pruner/*.yaml and this job's hydra.sweeper.pruner."
+        )
     return FoldPruner(sweep["storage"], sweep["study_name"], int(hydra_cfg.job.num), sweep["pruner"], metric)

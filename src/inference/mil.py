@@ -22,22 +22,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.config.targets import group_targets, target_name, unsafe_nodes
+from src.config.targets import target_name
 from src.errors import UnsafeFileError
 from src.evaluation.attention_heatmaps import save_attention_heatmap
 from src.extraction.tempfiles import atomic_path
 from src.features.bags import FeatureBags
-from src.features.encoders import Encoder
+from src.features.encoders import LAYER_KEYS, Encoder
 from src.inference.inputs import SlideInput
 from src.inference.models import ModelSet, prediction_columns, truth_columns
 from src.inference.slide import TILE_TABLE, PredictOptions, SlideResult, live_outputs, tile_table
 from src.models.mil.base import MilModel
 from src.slides.reader import open_slide
+from src.trust import TARGET_KEY, AllowList, offline_tree, unsafe_nodes
 
 log = logging.getLogger(__name__)
 
 ATTENTION_FILE = "attention.png"
 ENCODER_CLASS = "src.features.encoders.Encoder"
+KEY = "hp.dataset.bags.encoder"
 
 
 def is_mil(models: ModelSet) -> bool:
@@ -72,18 +74,19 @@ def feature_encoder(
         if record.get("weights_sha256") != records[0].get("weights_sha256") or config != configs[0]:
             raise ValueError(f"{member.path} was trained on other features than {first.path}: they cannot be averaged")
     config = dict(configs[0])
-    allowed = group_targets("encoder") | {target_name(t) for t in allowed_targets}
-    problems = unsafe_nodes(config, allowed, "hp.dataset.bags.encoder")
-    if config.get("_target_") != ENCODER_CLASS:
-        problems.append(f"hp.dataset.bags.encoder._target_={config.get('_target_')!r} is not {ENCODER_CLASS}")
+    stored_weights = config.pop("weights_path", None)  # the encoder's own file: its SHA-256 is checked below
+    problems = stored_encoder_problems(config, allowed_targets)
+    if stored_weights is not None and not isinstance(stored_weights, str):
+        problems.append(f"{KEY}.weights_path={stored_weights!r} is not a path")
     if problems:
         raise UnsafeFileError(
             f"{first.path} was not loaded: its encoder config names code that is not allowed (nothing was built):\n"
-            "  - " + "\n  - ".join(problems) + "\nAllowed: the targets of conf/encoder/*.yaml and allowed_targets."
+            "  - " + "\n  - ".join(problems) + "\nAllowed: the targets of conf/encoder/*.yaml (each at the key "
+            "where conf/encoder places it) and allowed_targets; layer names (act_layer, mlp_layer) only as "
+            "conf/encoder/*.yaml names them; no key or value that fetches weights."
         )
-    kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
-    if weights_path:
-        kwargs["weights_path"] = str(weights_path)
+    kwargs = {k: v for k, v in offline_tree(config, KEY)[0].items() if not k.startswith("_")}
+    kwargs["weights_path"] = str(weights_path) if weights_path else stored_weights
     encoder = Encoder(**kwargs)
     try:
         encoder.check()
@@ -97,6 +100,25 @@ def feature_encoder(
             f"not the file the model was trained with (SHA-256 {expected[:12]}…): its features would differ"
         )
     return encoder, str(records[0].get("dtype", "float32"))
+
+
+def stored_encoder_problems(config: Any, allowed_targets: Iterable[str] = ()) -> list[str]:
+    """What in a stored encoder config (``hp.dataset.bags.encoder``, without its ``weights_path``) is refused.
+
+    The rules of :mod:`src.trust`, checked before anything is built (``Encoder.weights_sha256`` builds the model
+    when the encoder has no weights file): plain data; every ``_target_`` and layer name (``act_layer``,
+    ``mlp_layer``) one that ``conf/encoder/*.yaml`` holds at that key (targets also from ``allowed_targets``);
+    the top node an :class:`Encoder`; nothing that fetches weights (``pretrained`` is forced off).
+    """
+    rules = AllowList.from_conf(
+        "encoder", keys=(TARGET_KEY, *LAYER_KEYS), anywhere={target_name(t) for t in allowed_targets}
+    )
+    resolved = {TARGET_KEY: "target", **dict.fromkeys(LAYER_KEYS, "layer")}
+    problems = unsafe_nodes(config, rules, KEY, resolved)
+    if not isinstance(config, dict) or config.get(TARGET_KEY) != ENCODER_CLASS:
+        target = config.get(TARGET_KEY) if isinstance(config, dict) else None
+        problems.append(f"{KEY}._target_={target!r} is not {ENCODER_CLASS}")
+    return problems or offline_tree(config, KEY)[1]
 
 
 def _stored_encoder(params: dict[str, Any]) -> Any:

@@ -29,7 +29,6 @@ from src.training.checkpoint import LoadedModel, load_model
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = re.compile(r"epoch(\d+)\.ckpt")
-NORMALIZER_PACKAGE = "src.data.normalizers."
 
 
 def fold_checkpoint(fold: Path, epoch: int | None = None) -> Path:
@@ -209,8 +208,8 @@ def load_members(
     """Load each checkpoint safely (:func:`~src.training.checkpoint.load_model`) with its normalizer.
 
     Raises:
-        UnsafeFileError: a file that pickles code, names code not allowed, or a normalizer class outside
-            ``src.data.normalizers`` (nothing from it is imported).
+        UnsafeFileError: a file that pickles code, names code not allowed, or a normalizer class that
+            ``conf/normalizer/*.yaml`` does not name (nothing from it is imported).
         ValueError: a file that is not one of our checkpoints, or one from an incompatible version (its
             params or weights do not fit this code), naming the file.
     """
@@ -232,13 +231,10 @@ def load_members(
 
 
 def normalizer(path: Path, fit: dict | None) -> StainNormalizer | None:
-    """The fitted stain normalizer of a checkpoint's ``norm_fit``, importing only our own normalizer classes."""
+    """The fitted stain normalizer of a checkpoint's ``norm_fit``, importing only the classes of ``conf/normalizer``."""
     if not fit:
         return None
-    name = str(fit.get("class", ""))
-    if not name.startswith(NORMALIZER_PACKAGE):
-        raise UnsafeFileError(
-            f"{path} was not loaded: its norm_fit names the class {name!r}, which is not one of "
-            f"{NORMALIZER_PACKAGE}* (loading would import it)"
-        )
-    return from_fit(fit)
+    try:
+        return from_fit(fit)
+    except UnsafeFileError as error:
+        raise UnsafeFileError(f"{path} was not loaded: its {error}") from None

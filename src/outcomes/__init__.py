@@ -10,7 +10,17 @@ plus one loss YAML (``conf/loss/<name>.yaml`` with ``kind: <kind>``).
 """
 
 from src.evaluation.predictions import LEVELS
-from src.outcomes.base import Outcome, available_kinds, check_targets, metric_bounds, outcome_from_dict, outcome_kind
+from src.outcomes.base import (
+    Outcome,
+    available_kinds,
+    check_targets,
+    foreign_kinds,
+    kind_problems,
+    metric_bounds,
+    outcome_from_dict,
+    outcome_kind,
+    outcomes_from_file,
+)
 from src.outcomes.layout import TargetLayout
 
 __all__ = [
@@ -19,7 +29,10 @@ __all__ = [
     "TargetLayout",
     "available_kinds",
     "check_targets",
+    "foreign_kinds",
+    "kind_problems",
     "metric_bounds",
     "outcome_from_dict",
     "outcome_kind",
+    "outcomes_from_file",
 ]

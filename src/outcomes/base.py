@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,10 +14,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Sampler
 
-from src.errors import AnnotationError, ConfigError
+from src.errors import AnnotationError, ConfigError, UnsafeFileError
 from src.evaluation.heatmaps import HeatmapLayer
 from src.evaluation.predictions import LEVELS
 from src.samplers.balance import tile_weights, weighted_sampler
+from src.trust import name_problem
 
 _NOT_KINDS = frozenset({"base", "layout", "checks"})
 
@@ -251,9 +252,56 @@ def outcome_kind(kind: str) -> type[Outcome]:
 
 
 def outcome_from_dict(data: Mapping[str, Any]) -> Outcome:
-    """Rebuild an outcome from :meth:`Outcome.to_dict` output."""
+    """Rebuild an outcome from :meth:`Outcome.to_dict` output (for a file's outcomes: :func:`outcomes_from_file`)."""
     cls = outcome_kind(data["kind"])
     return cls(name=data["name"], classes=list(data.get("classes") or []), event=data.get("event"))
+
+
+def kind_problems(records: Any, allowed_kinds: Iterable[str] = (), key: str = "outcomes") -> list[str]:
+    """The outcome kinds read from a file that rebuilding them would import without being allowed, one line each.
+
+    A kind of ``src/outcomes`` (``categorical``, ``linear``, ``cox``) is allowed; one from a module elsewhere
+    (``my_lab.ordinal``) only when ``allowed_kinds`` lists it (rule (c) of :mod:`src.trust`).
+    """
+    if not isinstance(records, list):
+        return [f"{key} is a {type(records).__name__}, not a list of outcomes"]
+    allowed = set(available_kinds()) | set(allowed_kinds)
+    what = "outcome kind (rebuilding it would import its module)"
+    kinds = [record.get("kind") if isinstance(record, Mapping) else record for record in records]
+    problems = [name_problem(kind, allowed, f"{key}[{i}].kind", what) for i, kind in enumerate(kinds)]
+    return [problem for problem in problems if problem]
+
+
+def foreign_kinds(records: Any, allowed_kinds: Iterable[str] = ()) -> list[str]:
+    """The kinds from modules outside ``src/outcomes`` (dotted names) that ``records`` name and are not allowed."""
+    kinds = (
+        [record.get("kind") for record in records if isinstance(record, Mapping)] if isinstance(records, list) else []
+    )
+    return sorted({k for k in kinds if isinstance(k, str) and "." in k} - set(allowed_kinds))
+
+
+def outcomes_from_file(records: Any, path: str | Path, allowed_kinds: Iterable[str] = ()) -> list[Outcome]:
+    """The outcomes a file records (``params.json``'s ``outcomes``), importing only allowed kinds.
+
+    Args:
+        records: The file's ``outcomes`` (:meth:`Outcome.to_dict` of each).
+        path: The file, named in the error.
+        allowed_kinds: Kinds from modules outside ``src/outcomes`` that may be imported (dotted module names).
+
+    Raises:
+        UnsafeFileError: a kind not allowed (naming the file, the key, the kind and how to allow it); nothing
+            was imported.
+    """
+    problems = kind_problems(records, allowed_kinds)
+    if problems:
+        others = foreign_kinds(records, allowed_kinds)
+        raise UnsafeFileError(
+            f"{path} was not used: it names code that is not allowed, and nothing was imported:\n  - "
+            + "\n  - ".join(problems)
+            + f"\nAllowed outcome kinds: those of src/outcomes ({', '.join(available_kinds())}) and allowed_kinds."
+            + (f" If you trust this file, allow them: allowed_kinds={others}." if others else "")
+        )
+    return [outcome_from_dict(record) for record in records]
 
 
 def numeric_column(table: pd.DataFrame, column: str, kind: str, hint: str = "") -> pd.Series:

@@ -23,12 +23,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from src.config.targets import group_targets, target_name, tree_targets, unsafe_nodes
+from src.config.targets import target_name
 from src.data.clinical import ClinicalEncoder
 from src.errors import UnsafeFileError
 from src.models.scaling import DEFAULT_MEAN, DEFAULT_STD
 from src.models.weights_file import load_torch_file
-from src.outcomes import Outcome, outcome_from_dict
+from src.outcomes import Outcome, foreign_kinds, kind_problems, outcome_from_dict
+from src.trust import TARGET_KEY, AllowList, named, offline_tree, unsafe_nodes
 
 PARAMS_KEY = "workbench_params"
 
@@ -79,12 +80,15 @@ def load_model(
     included. A checkpoint from before the model owned its scaling has no such buffers; all of those were
     trained on tiles scaled to [-1, 1], so it loads with mean = std = 0.5 (logged as a warning).
 
-    Nothing the file carries is run unless allowed. The file is read with the weights-only unpickler
-    (tensors and plain data). Its stored model config (``hp.model``) is checked as a whole before anything is
-    built: every ``_target_`` in it, nested nodes and ``_args_`` included, must be one that
-    ``conf/model/*.yaml`` names, or in ``allowed_targets``; it may hold no ``${...}`` interpolation and only
-    plain values. An outcome kind from a module outside ``src/outcomes`` (``loss.kind=pkg.module``) is
-    imported only when listed in ``allowed_kinds``.
+    Nothing the file carries is run or fetched unless allowed (the rules of :mod:`src.trust`). The file is
+    read with the weights-only unpickler (tensors and plain data). Its stored model config (``hp.model``) is
+    checked as a whole before anything is built: every ``_target_`` in it, nested nodes and ``_args_``
+    included, must be one that ``conf/model/*.yaml`` places at that key (``backbone._target_`` only from
+    the presets' ``backbone`` nodes), or in ``allowed_targets``; it may hold no ``${...}`` interpolation and
+    only plain values; no key or value that fetches or opens weights (``pretrained_cfg_overlay``, ``url``,
+    ``hf-hub:...``); ``pretrained`` is forced off and ``weights_path`` cleared in every node. An outcome kind
+    from a module outside ``src/outcomes`` (``loss.kind=pkg.module``) is imported only when listed in
+    ``allowed_kinds``.
 
     Args:
         path: A ``checkpoints/epoch{N}.ckpt`` written by :class:`~src.training.fold_trainer.FoldTrainer`.
@@ -105,12 +109,8 @@ def load_model(
     check_code(path, params, allowed_targets, allowed_kinds)
     outcomes = [outcome_from_dict(o) for o in params["outcomes"]]
     encoder = ClinicalEncoder.from_dict(params["clinical_encoder"])
-    model_cfg = OmegaConf.create(params["hp"]["model"])
-    backbone_cfg = model_cfg.get("backbone") or {}
-    if "weights_path" in backbone_cfg:
-        model_cfg.backbone.weights_path = None  # the checkpoint's own weights replace any starting point
-    if "pretrained" in backbone_cfg:
-        model_cfg.backbone.pretrained = False  # ... so nothing is downloaded either
+    # every node offline: pretrained off, weights_path cleared (the checkpoint's own weights replace them)
+    model_cfg = OmegaConf.create(offline_tree(params["hp"]["model"], "hp.model")[0])
     net = instantiate(model_cfg)(
         outcome_sizes=[o.n_outputs for o in outcomes], n_clinical=encoder.width, **(params.get("net_kwargs") or {})
     )
@@ -143,31 +143,38 @@ def check_code(
     Raises:
         UnsafeFileError: naming the file, each offending key and value, and how to allow them.
     """
-    shipped = group_targets("model")
-    allowed = shipped | {target_name(t) for t in allowed_targets}
-    allowed_kinds = set(allowed_kinds)
+    rules = model_rules(allowed_targets)
     model_cfg = params["hp"]["model"]
-    problems = unsafe_nodes(model_cfg, allowed, "hp.model")
+    problems = unsafe_nodes(model_cfg, rules, "hp.model")
     if not isinstance(model_cfg, dict) or "_target_" not in model_cfg:
         problems.append("hp.model has no _target_ (the model it would build)")
-    kinds = [o.get("kind") if isinstance(o, dict) else o for o in params.get("outcomes") or []]
-    for index, kind in enumerate(kinds):
-        if not isinstance(kind, str) or ("." in kind and kind not in allowed_kinds):
-            problems.append(
-                f"outcomes[{index}].kind={kind!r} is not an allowed outcome kind (loading would import its module)"
-            )
+    if not problems:  # a plain tree: may it fetch or open anything?
+        problems += offline_tree(model_cfg, "hp.model")[1]
+    problems += unsafe_nodes(params.get("net_kwargs") or {}, (), "net_kwargs")  # passed to the model's callable
+    problems += kind_problems(params.get("outcomes"), allowed_kinds)
     if not problems:
         return
-    targets = sorted({t for t in tree_targets(model_cfg) if isinstance(t, str) and t not in allowed})
-    kinds = sorted({k for k in kinds if isinstance(k, str) and "." in k and k not in allowed_kinds})
+    targets = sorted({t for p, t in named(model_cfg, [TARGET_KEY]) if isinstance(t, str) and not rules.allows(p, t)})
+    kinds = foreign_kinds(params.get("outcomes"), allowed_kinds)
     fix = "".join([f", allowed_targets={targets}" if targets else "", f", allowed_kinds={kinds}" if kinds else ""])
     raise UnsafeFileError(
         f"{path} was not loaded: its params name code that is not allowed, and nothing from it was built or "
         "imported:\n  - " + "\n  - ".join(problems) + "\nAllowed model targets: those of conf/model/*.yaml "
-        f"({', '.join(sorted(shipped))}) and load_model's allowed_targets; allowed outcome kinds: those of "
-        "src/outcomes and load_model's allowed_kinds."
+        f"({', '.join(sorted(frozenset().union(*rules.by_position.values())))}), each at the key where "
+        "conf/model places it, and load_model's allowed_targets (anywhere); allowed outcome kinds: those of "
+        "src/outcomes and load_model's allowed_kinds; a stored config may not name weights to fetch or open "
+        "(pretrained is forced off, weights_path cleared)."
         + (f" If you trust this checkpoint, allow them: load_model(path{fix})." if fix else "")
     )
+
+
+def model_rules(allowed_targets: Iterable[str | Callable] = ()) -> AllowList:
+    """The ``_target_``s a stored ``hp.model`` may name, by position (rule (b) of :mod:`src.trust`).
+
+    Those of ``conf/model/*.yaml`` at the key where they stand there (a ``backbone._target_`` only from the
+    ``backbone`` nodes), and ``allowed_targets`` anywhere.
+    """
+    return AllowList.from_conf("model", anywhere={target_name(t) for t in allowed_targets})
 
 
 def predict(model: LoadedModel, images: torch.Tensor, annotations: pd.DataFrame | None = None) -> list[np.ndarray]:

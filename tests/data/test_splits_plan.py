@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from src.data.annotations import AnnotationError
 from src.data.splits import Bootstrap, Fixed, KFold, KFoldManual, KFoldSite, NoValidation, plan_splits
+from src.errors import UnsafeFileError
 from tests.data.test_splits import make_table
 
 
@@ -126,3 +128,53 @@ def test_folds_selection_keeps_every_fold_in_the_plan(tmp_path: Path) -> None:
     assert result.to_dict()["trained"] == ["fold1", "fold3"]
     with pytest.raises(ValueError, match=r"validation\.folds"):
         plan(KFold(3), table, tmp_path, folds=[4])
+
+
+def test_a_cache_that_leaves_patients_out_is_checked_as_a_splits_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 20 item 13: an edited cache without one patient in any fold is used, but not silently."""
+    table, _ = make_table(4)
+    first = plan(KFold(3), table, tmp_path)
+    gone = first.folds[0].val_patients[0]
+    data = json.loads(first.path.read_text())
+    for fold in data["folds"]:
+        fold["train_patients"] = [p for p in fold["train_patients"] if p != gone]
+        fold["val_patients"] = [p for p in fold["val_patients"] if p != gone]
+    first.path.write_text(json.dumps(data))
+    data.pop("patients")  # the same folds, given as a validation.splits file
+    (tmp_path / "given.json").write_text(json.dumps(data))
+    for what, kwargs in [("the splits cache", {}), ("validation.splits=", {"splits_file": tmp_path / "given.json"})]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            result = plan(KFold(3), table, tmp_path, **kwargs)
+        assert result.source == ("cache" if not kwargs else "file")
+        assert result.dropped_patients == [gone]
+        assert result.to_dict()["dropped_patients"] == [gone]
+        (warning,) = [r.getMessage() for r in caplog.records]
+        assert f"1 patient(s) are in no fold of {what}" in warning and repr(gone) in warning
+    # and a cache naming a patient twice (in both sets of a fold) fails as a given file does
+    data = json.loads(first.path.read_text())
+    data["folds"][0]["train_patients"].append(data["folds"][0]["val_patients"][0])
+    first.path.write_text(json.dumps(data))
+    with pytest.raises(AnnotationError, match=r"the splits cache .*: Patients in both training and validation"):
+        plan(KFold(3), table, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", "../elsewhere", "fold1/x", ".."])
+def test_fold_names_of_a_splits_file_or_cache_are_plain_names(tmp_path: Path, name: str) -> None:
+    """Issue 20 item 3: a fold's name becomes its folder in the run folder."""
+    table, _ = make_table(5)
+    first = plan(KFold(3), table, tmp_path)
+    data = json.loads(first.path.read_text())
+    data["folds"][0]["name"] = name
+    first.path.write_text(json.dumps(data))
+    (tmp_path / "given.json").write_text(json.dumps(data))
+    with pytest.raises(UnsafeFileError, match=r"folds\[0\]\.name=.* is not a plain name"):
+        plan(KFold(3), table, tmp_path)  # the cache
+    with pytest.raises(UnsafeFileError, match=r"given\.json: folds\[0\]\.name=.* is not a plain name"):
+        plan(KFold(3), table, tmp_path, splits_file=tmp_path / "given.json")
+    data["folds"][0]["name"] = data["folds"][1]["name"]
+    (tmp_path / "given.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="names two folds 'fold2'"):
+        plan(KFold(3), table, tmp_path, splits_file=tmp_path / "given.json")

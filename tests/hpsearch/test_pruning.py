@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from hydra.types import RunMode
+from omegaconf import OmegaConf
 
-from src.hpsearch.pruning import FoldPruner, TrialPrunedError, running_mean
+from src.errors import UnsafeFileError
+from src.hpsearch import pruning
+from src.hpsearch.pruning import FoldPruner, TrialPrunedError, fold_pruner, running_mean
 from tests.hpsearch.test_sweeps import _tiny, _train
 
 METRIC = "val/slide_auroc/tumor_type"
@@ -89,3 +94,23 @@ def test_a_pruned_study_records_pruned_trials_and_keeps_their_folds(data_dir: Pa
     log = pd.read_csv(out / "results_log.csv")
     assert sorted(log.fold.unique()) == ["fold1"]  # each trial stopped after its first fold, which was kept
     assert len(log) == 2
+
+
+@pytest.mark.parametrize("named", ["conf", "own", "other"])
+def test_a_sweep_file_pruner_builds_only_code_conf_or_the_job_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
+) -> None:
+    """sweep.json is read by every trial's job: its pruner node is built only from allowed targets."""
+    own = {"_target_": "optuna.pruners.NopPruner"}
+    pruner = {"conf": MEDIAN, "own": own, "other": {"_target_": "builtins.open", "file": str(tmp_path / "marker")}}
+    sweep = {"kind": "optuna", "storage": "sqlite://", "study_name": "s", "pruner": pruner[named]}
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    job = {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(tmp_path)}, "job": {"num": 0}, "sweeper": {"pruner": own}}
+    hydra = SimpleNamespace(initialized=lambda: True, get=lambda: OmegaConf.create(job))
+    monkeypatch.setattr(pruning, "HydraConfig", hydra)
+    if named == "other":
+        with pytest.raises(UnsafeFileError, match=r"(?s)sweep\.json was not used: .*pruner\._target_='builtins\.open'"):
+            fold_pruner(METRIC)
+    else:
+        assert fold_pruner(METRIC).pruner == pruner[named]
+    assert not (tmp_path / "marker").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,35 @@ def test_an_encoder_config_naming_other_code_is_refused(mil_fold: Path, data_dir
     with pytest.raises(UnsafeFileError, match=r"os\.system"):
         run_predict(doctored, tmp_path / "out", f"slides={slides}")
     assert predict_cfg(doctored, tmp_path, f"slides={slides}").encoder_weights is None
+
+
+def test_an_encoder_layer_naming_other_code_is_refused_before_anything_is_built(
+    mil_fold: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 item 1: a shipped ``_target_`` whose ``kwargs.act_layer`` names any callable (timm calls it)."""
+    checkpoint = load_torch_file(mil_fold / "checkpoints" / "epoch1.ckpt")
+    checkpoint["workbench_params"]["hp"]["dataset"]["bags"]["encoder"]["model"] = {
+        "_target_": "src.features.encoders.timm_encoder",
+        "name": "vit_tiny_patch16_224",
+        "pooling": "token",
+        "kwargs": {"act_layer": "tempfile.mkdtemp"},
+    }
+    doctored = tmp_path / "epoch1.ckpt"
+    torch.save(checkpoint, doctored)
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile reads TMPDIR again
+    calls = []
+    real = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: calls.append(a) or real(*a, **k))
+    slides = slide_files(data_dir, validation_slides(mil_fold)[:1])
+    with pytest.raises(UnsafeFileError) as refused:
+        run_predict(doctored, tmp_path / "out", f"slides={slides}")
+    assert "hp.dataset.bags.encoder.model.kwargs.act_layer='tempfile.mkdtemp' is not an allowed layer" in str(
+        refused.value
+    )
+    assert calls == [] and list(tmpdir.iterdir()) == []  # nothing was imported, built or called
 
 
 def test_predict_bag_on_a_bag_file_equals_validation(mil_fold: Path, data_dir: Path) -> None:

@@ -143,3 +143,88 @@ def test_a_custom_target_loads_once_allowed(trained: dict, tmp_path: Path) -> No
         model = load_model(path, allowed_targets=allowed)
         assert model.params["hp"]["model"]["backbone"]["_target_"] == LAB_BACKBONE
         torch.testing.assert_close(predict(model, images)[0], expected[0])
+
+
+URL = "http://127.0.0.1:9/evil.pth"
+FETCHING = {  # issue 20 item 4: name: (edit of the stored hp.model, the line the error must hold)
+    "pretrained node at another key": (
+        lambda model, path: model.update(
+            hidden_layer_width={
+                "_target_": "src.models.backbone.timm_backbone",
+                "name": "resnet18",
+                "pretrained": True,
+                "pretrained_cfg_overlay": {"url": URL},
+            }
+        ),
+        "hp.model.hidden_layer_width._target_='src.models.backbone.timm_backbone' is not an allowed target here "
+        "(conf/model/*.yaml places it only at hp.model.backbone._target_)",
+    ),
+    "url overlay on the backbone": (
+        lambda model, path: model["backbone"].update(pretrained=True, pretrained_cfg_overlay={"url": URL}),
+        f"hp.model.backbone.pretrained_cfg_overlay={{'url': '{URL}'}} could fetch or open a file",
+    ),
+    "hub model name": (
+        lambda model, path: model["backbone"].update(name="hf-hub:lab/evil"),
+        "hp.model.backbone.name='hf-hub:lab/evil' names a place to fetch from",
+    ),
+    "nested weights_path": (
+        lambda model, path: model.update(
+            hidden_layer_width={"_target_": "src.models.examples.small_cnn", "weights_path": str(path)}
+        ),
+        "hp.model.hidden_layer_width._target_='src.models.examples.small_cnn' is not an allowed target here",
+    ),
+}
+
+
+@pytest.fixture
+def no_fetch(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every way load_model could reach the network or read a weights file records its call and fails."""
+    import socket
+    import urllib.request
+
+    import huggingface_hub
+    import timm.models._builder
+    import timm.models._hub
+    import torch.hub
+
+    import src.models.backbone
+
+    calls = []
+
+    def refuse(name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            raise OSError(f"{name} called")
+
+        return call
+
+    for module, name in [
+        (socket.socket, "connect"),
+        (socket, "create_connection"),
+        (urllib.request, "urlopen"),
+        (torch.hub, "load_state_dict_from_url"),
+        (torch.hub, "download_url_to_file"),
+        (timm.models._builder, "load_state_dict_from_url"),
+        (timm.models._hub, "load_model_config_from_hf"),
+        (timm.models._hub, "hf_hub_download"),
+        (huggingface_hub, "hf_hub_download"),
+        (src.models.backbone, "load_torch_file"),
+    ]:
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, refuse(f"{getattr(module, '__name__', module)}.{name}"))
+    return calls
+
+
+@pytest.mark.parametrize(("edit", "line"), FETCHING.values(), ids=FETCHING.keys())
+def test_loading_fetches_and_opens_nothing_a_stored_config_names(
+    trained: dict, tmp_path: Path, no_fetch: list, edit, line: str
+) -> None:
+    weights = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(1)}, weights)
+    path = edited(trained, tmp_path, lambda model, params: edit(model, weights))
+    with pytest.raises(UnsafeFileError) as raised:
+        load_model(path)
+    assert f"\n  - {line}" in str(raised.value)
+    assert no_fetch == []  # nothing was requested, downloaded or read
+    assert load_model(trained["path"]).params["hp"]["model"]["backbone"]["pretrained"] is False
+    assert no_fetch == []

@@ -9,6 +9,7 @@ with (OpenCV on the CPU); the two agree within one grey level.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,9 @@ import numpy as np
 import torch
 from hydra.utils import get_class
 from torchvision.io import ImageReadMode, decode_image, read_file
+
+from src.errors import UnsafeFileError
+from src.trust import AllowList, name_problem
 
 
 class StainNormalizer(ABC):
@@ -153,23 +157,35 @@ class StainNormalizer(ABC):
 def from_fit(fit: dict[str, Any], allowed_classes: Sequence[str] = ()) -> StainNormalizer:
     """Rebuild a fitted normalizer from a saved ``norm_fit`` (``params.json`` or a checkpoint).
 
-    The class named in the fit is imported only when it lives in this package or is listed in
-    ``allowed_classes``: a fit read from a file never makes us import (and so run) another module.
+    The class named in the fit is imported only when ``conf/normalizer/*.yaml`` names it (by the name the
+    config uses or the one a fit records) or it is listed in ``allowed_classes``: a fit read from a file never
+    makes us import (and so run) another module (rule (c) of :mod:`src.trust`).
 
     Raises:
-        ValueError: the class is not allowed (naming it and how to allow it).
+        UnsafeFileError: the class is not allowed (naming it and how to allow it); nothing was imported.
         TypeError: the class is not a :class:`StainNormalizer`.
     """
-    name = str(fit.get("class", ""))
-    if not (name.startswith(f"{__package__}.") or name in set(allowed_classes)):
-        raise ValueError(
-            f"norm_fit class {name!r} is not one of this workbench's normalizers ({__package__}.*); "
-            f"pass allowed_classes=[{name!r}] if you trust it"
+    name = fit.get("class") if isinstance(fit, dict) else None
+    allowed = shipped_classes() | set(allowed_classes)
+    if name_problem(name, allowed, "norm_fit.class", "normalizer class"):
+        raise UnsafeFileError(
+            f"norm_fit class {name!r} is not one of this workbench's normalizers ({', '.join(sorted(allowed))}, "
+            f"from conf/normalizer/*.yaml); pass allowed_classes=[{name!r}] if you trust it (nothing was imported)"
         )
     cls = get_class(name)
     if not (isinstance(cls, type) and issubclass(cls, StainNormalizer)):
         raise TypeError(f"norm_fit class {name!r} is not a StainNormalizer")
     return cls(**fit.get("params", {})).set_fit(fit)
+
+
+@functools.cache
+def shipped_classes() -> frozenset[str]:
+    """The normalizer classes ``conf/normalizer/*.yaml`` names: by the config's names and by those fits record."""
+    names = set()
+    for target in AllowList.from_conf("normalizer").names():
+        cls = get_class(target)  # conf/ is ours: importing what it names is what training does
+        names |= {target, f"{cls.__module__}.{cls.__qualname__}"}
+    return frozenset(names)
 
 
 def read_image(path: str | Path) -> torch.Tensor:

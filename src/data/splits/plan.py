@@ -22,6 +22,7 @@ import pandas as pd
 
 from src.data.annotations import AnnotationError
 from src.data.splits.folds import Fold, Splitter, check_folds, patient_table, select_folds
+from src.trust import plain_name
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class SplitPlan:
         trained: Names of the folds this run trains (``validation.folds``).
         source: ``computed``, ``cache`` or ``file``.
         path: The cache file or the given splits file, if any.
-        dropped_patients: Patients of the folds left out by `restrict` (e.g. no slide with tiles).
+        dropped_patients: Patients of the dataset in no fold of a given splits file or of the cache, and patients
+            of the folds left out by `restrict` (e.g. no slide with tiles).
     """
 
     strategy: str
@@ -111,7 +113,7 @@ class SplitPlan:
             int(data["seed"]),
             dict(data.get("params") or {}),
             list(data.get("outcomes") or []),
-            [Fold.from_dict(f) for f in data["folds"]],
+            folds_from(data, Path(path), "splits.json"),
             list(data.get("trained") or []),
             str(data.get("source") or "file"),
             Path(data["path"]) if data.get("path") else None,
@@ -141,16 +143,59 @@ def cache_file(cache_dir: Path, key: dict) -> Path:
     return Path(cache_dir) / f"{key['strategy']}-{digest}.json"
 
 
-def load_splits(path: str | Path) -> tuple[str, list[Fold]]:
-    """Read the strategy and folds of a ``splits.json`` (or cache) file."""
+def load_splits(path: str | Path, what: str = "validation.splits") -> tuple[str, list[Fold]]:
+    """Read the strategy and folds of a ``splits.json`` (or cache) file; ``what`` names it in errors.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a splits file, or two folds with one name.
+        UnsafeFileError: a fold name that is not a plain folder name (rule (d) of :mod:`src.trust`).
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"validation.splits: file not found: {path}")
+        raise FileNotFoundError(f"{what}: file not found: {path}")
     data = json.loads(path.read_text())
+    return str(data.get("strategy", "file")) if isinstance(data, dict) else "file", folds_from(data, path, what)
+
+
+def folds_from(data: Any, path: Path, what: str) -> list[Fold]:
+    """The folds of a splits file's content (``splits.json``, the cache, a ``validation.splits`` file).
+
+    A fold's name becomes its folder in the run folder, so it must be one plain name, and unique.
+
+    Raises:
+        ValueError: not a splits file (no ``folds`` with names and patients), or two folds with one name.
+        UnsafeFileError: a fold name that is not a plain folder name (absolute, ``..``, a separator...).
+    """
     try:
-        return str(data.get("strategy", "file")), [Fold.from_dict(f) for f in data["folds"]]
+        folds = [Fold.from_dict(f) for f in data["folds"]]
+        names = [plain_name(f["name"], f"folds[{i}].name", path) for i, f in enumerate(data["folds"])]
     except (KeyError, TypeError) as error:
-        raise ValueError(f"validation.splits: {path} is not a splits.json file ({error!r} missing)") from error
+        raise ValueError(f"{what}: {path} is not a splits.json file ({error!r} missing)") from error
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"{what}: {path} names two folds {twice[0]!r}: each fold needs its own name (its folder)")
+    return folds
+
+
+def check_given_folds(folds: Sequence[Fold], patients: Sequence[str], what: str) -> list[str]:
+    """Check folds read from a file against the dataset's ``patients``; returns the patients in no fold.
+
+    The same checks for a ``validation.splits`` file and for the splits cache: no patient in both sets of a
+    fold, none outside the dataset (errors), and a warning naming the dataset's patients that no fold holds
+    (they are the plan's ``dropped_patients``).
+
+    Raises:
+        AnnotationError: a leaking fold or an unknown patient, prefixed with ``what``.
+    """
+    try:
+        check_folds(folds, patients)
+    except AnnotationError as error:
+        raise AnnotationError(f"{what}: {error}") from None
+    unused = sorted(set(patients) - {p for f in folds for p in f.train_patients + f.val_patients})
+    if unused:
+        log.warning("%d patient(s) are in no fold of %s and are not used: %s", len(unused), what, unused[:10])
+    return unused
 
 
 def plan_splits(
@@ -179,26 +224,20 @@ def plan_splits(
         AnnotationError: folds that leak a patient, or a given file naming unknown patients.
     """
     patients = sorted(annotations["patient"].astype(str).unique())
-    params, source, path = splitter.params(), "computed", None
+    params, source, path, unused = splitter.params(), "computed", None, []
     if splits_file:
         path = Path(splits_file)
         strategy, all_folds = load_splits(path)
         source = "file"
-        try:
-            check_folds(all_folds, patients)
-        except AnnotationError as error:
-            raise AnnotationError(f"validation.splits={path}: {error}") from None
-        unused = set(patients) - {p for f in all_folds for p in f.train_patients + f.val_patients}
-        if unused:
-            log.warning(
-                "%d patient(s) are in no fold of %s and are not used: %s", len(unused), path, sorted(unused)[:10]
-            )
+        unused = check_given_folds(all_folds, patients, f"validation.splits={path}")
     else:
         key = cache_key(splitter, strategy, annotations, strata, seed) if splitter.cacheable and cache_dir else None
         cached = _read_cache(cache_file(Path(cache_dir), key), key) if key else None
         if cached is not None:
             all_folds, source, path = cached, "cache", cache_file(Path(cache_dir), key)
             log.info("Re-using cached splits %s", path)
+            # an edited cache is used as it is, checked as a given file (delete it to draw the folds again)
+            unused = check_given_folds(all_folds, patients, f"the splits cache {path}")
         else:
             all_folds = splitter.split(annotations, list(strata), int(seed))
             if key:
@@ -208,9 +247,9 @@ def plan_splits(
                 except OSError as error:  # e.g. a read-only project folder: the run goes on uncached
                     log.warning("Could not cache the splits in %s (%s); set validation.cache_dir", path, error)
                     path = None
-        check_folds(all_folds, patients)
+            check_folds(all_folds, patients)
     trained = [f.name for f in select_folds(all_folds, folds)]
-    return SplitPlan(strategy, int(seed), params, list(strata), all_folds, trained, source, path)
+    return SplitPlan(strategy, int(seed), params, list(strata), all_folds, trained, source, path, unused)
 
 
 def _read_cache(path: Path, key: dict) -> list[Fold] | None:
@@ -219,9 +258,9 @@ def _read_cache(path: Path, key: dict) -> list[Fold] | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if {k: data.get(k) for k in key} != json.loads(json.dumps(key)):
+    if not isinstance(data, dict) or {k: data.get(k) for k in key} != json.loads(json.dumps(key)):
         return None
-    return [Fold.from_dict(f) for f in data["folds"]]
+    return folds_from(data, path, "the splits cache")
 
 
 def _write_json(path: Path, data: dict) -> None:
