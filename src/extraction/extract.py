@@ -37,6 +37,7 @@ from src.extraction.report import (
     write_png_atomic,
 )
 from src.extraction.settings import TileSettings
+from src.extraction.shard_crc import VERIFIED_SUFFIX
 from src.extraction.shards import (
     INDEX_SUFFIX,
     ShardWriter,
@@ -120,14 +121,15 @@ def extract_slide(
     start = time.perf_counter()
     row: dict[str, Any] = {"slide": slide, "path": str(path) if path else "", "error": ""}
     choice = MppChoice(mpp, mpp_override)
-    index = read_index(folder, slide, path, mpp=choice)
+    index = read_index(folder, slide, path, mpp=choice, verify=True)
     if index is None:
         lock = FileLock(lock_path(folder, slide))
         try:
             if not lock.acquire(blocking=wait):
                 return {**row, "status": BUSY, "error": f"being extracted by {lock.holder()}"}
             tempfiles.remove_leftovers(list(leftovers))
-            index = read_index(folder, slide, path, mpp=choice)  # another run may have completed it meanwhile
+            # another run may have completed it meanwhile
+            index = read_index(folder, slide, path, mpp=choice, verify=True)
             if index is None:
                 _extract(row, path, folder, settings, choice, threads, backend, thumbnails, start)
         except Exception as err:  # e.g. no lock file on a full disk: this slide fails, not the run
@@ -159,10 +161,11 @@ def _extract(
     try:
         reader_cls = reader_class(backend)
         row.update(backend=backend_name(reader_cls))
-        if path is None or not Path(path).exists():
-            damage = shard_damage(folder, slide)
-            if damage is not None:
-                raise FileNotFoundError(_damaged_without_slide(folder, slide, path, damage))
+        damage = shard_damage(folder, slide)  # a complete index whose tar does not hold what it says
+        if damage is not None and (path is None or not Path(path).exists()):
+            raise FileNotFoundError(_damaged_without_slide(folder, slide, path, damage))
+        if damage is not None:
+            log.warning("The shard of slide '%s' is damaged (%s): extracting it again", slide, damage)
         if path is None:
             raise FileNotFoundError(MISSING_FILE)
         if not reads_format(reader_cls.extensions, path):
@@ -272,7 +275,7 @@ def extract_slides(
     mpps = dict(mpp_by_slide or {})
     for name, path in slides.items():
         path = Path(path) if path is not None else None
-        if read_index(folder, name, path, mpp=MppChoice(mpps.get(name), mpp_override)) is not None:
+        if read_index(folder, name, path, mpp=MppChoice(mpps.get(name), mpp_override), verify=True) is not None:
             rows.append(extract_slide(name, path, folder, settings, mpp_override, mpp=mpps.get(name)))  # "skipped"
         else:
             todo.append((name, path))
@@ -284,6 +287,7 @@ def extract_slides(
 
     def job(name: str, path: Path | None, wait: bool) -> tuple:
         leftovers = [*found.get(f"{name}.tar", []), *found.get(f"{name}{INDEX_SUFFIX}", [])]
+        leftovers += found.get(f"{name}{VERIFIED_SUFFIX}", [])
         leftovers += thumbs.get(f"{name}.png", [])
         return (
             name,

@@ -71,10 +71,11 @@ class ShardSource(TileSource):
 
 
 def missing_shards(dataset: Dataset) -> dict[str, Path]:
-    """Slide → file of the slides whose shard is missing, unfinished, or stale (slide file or MPP changed)."""
+    """Slide → file of the slides whose shard is missing, unfinished, damaged (its CRC32 checked) or stale."""
     mpps = dataset.slide_mpps()
     return {
         slide: path
         for slide, path in dataset.slide_paths().items()
-        if read_index(dataset.shard_dir, slide, path, mpp=MppChoice(mpps.get(slide), dataset.mpp_override)) is None
+        if read_index(dataset.shard_dir, slide, path, MppChoice(mpps.get(slide), dataset.mpp_override), verify=True)
+        is None
     }
