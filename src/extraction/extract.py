@@ -34,7 +34,7 @@ from src.extraction.report import (
     summarize,
     thumbnail_path,
     update_report,
-    write_png_atomic,
+    write_thumbnail,
 )
 from src.extraction.settings import TileSettings
 from src.extraction.shard_crc import VERIFIED_SUFFIX
@@ -108,7 +108,7 @@ def extract_slide(
         threads: Threads reading and encoding this slide's tiles.
         backend: Slide reader (see `src.slides.reader.reader_class`): None = tiffslide, a short
             name such as ``"openslide"``, or a dotted class path.
-        thumbnails: Write ``thumbnails/{slide}.png`` with the kept tiles outlined.
+        thumbnails: Write ``thumbnails/{slide}.jpg`` with the kept tiles outlined.
         wait: Wait for the slide's lock when another run holds it; False: return at once with status
             `BUSY` (and the holder in ``error``).
         leftovers: Temporary files of this slide left by killed runs (deleted once the lock is held).
@@ -188,7 +188,7 @@ def _extract(
                     if pause_after and writer.tiles_written == pause_after:
                         _pause(writer, slide)
                 if thumbnails:
-                    write_png_atomic(thumbnail_path(folder, slide), draw_thumbnail(reader, grid, writer.locations))
+                    write_thumbnail(thumbnail_path(folder, slide), draw_thumbnail(reader, grid, writer.locations))
                 seconds = round(time.perf_counter() - start, 3)
                 index = writer.finish(
                     settings.to_dict(),
@@ -260,7 +260,7 @@ def extract_slides(
         progress: Show a tqdm progress bar.
         backend: Slide reader: None = tiffslide, ``"openslide"``, or a dotted class path; passed
             by name to the worker processes.
-        thumbnails: Write a thumbnail PNG per slide with the kept tiles outlined.
+        thumbnails: Write a thumbnail JPEG per slide with the kept tiles outlined.
         mpp_by_slide: Slide name -> MPP that replaces its file's own (``project.mpp_column``).
             A slide extracted before at another MPP than the one it gets now is extracted again.
 
@@ -288,7 +288,7 @@ def extract_slides(
     def job(name: str, path: Path | None, wait: bool) -> tuple:
         leftovers = [*found.get(f"{name}.tar", []), *found.get(f"{name}{INDEX_SUFFIX}", [])]
         leftovers += found.get(f"{name}{VERIFIED_SUFFIX}", [])
-        leftovers += thumbs.get(f"{name}.png", [])
+        leftovers += thumbs.get(thumbnail_path(folder, name).name, [])
         return (
             name,
             path,

@@ -5,7 +5,8 @@ In each shard folder:
 * ``extraction_report.csv``: one row per slide ever extracted there (latest attempt wins):
   slide, path, status (done|skipped|failed), grid_tiles, kept_tiles, seconds, error, mpp, level,
   backend (the slide reader, e.g. ``tiffslide``);
-* ``thumbnails/{slide}.png``: the slide with every kept tile outlined in green.
+* ``thumbnails/{slide}.jpg``: the slide with every kept tile outlined in green (JPEG, quality 85: a
+  fraction of the PNG's size, which was often larger than the slide's shard).
 
 Runs on the same folder update the report one at a time (under ``extraction_report.csv.lock``), each
 merging its rows into the latest file, so no run's rows are lost.
@@ -31,14 +32,17 @@ REPORT_NAME = "extraction_report.csv"
 REPORT_COLUMNS = ["slide", "path", "status", "grid_tiles", "kept_tiles", "seconds", "error", "mpp", "level", "backend"]
 INT_COLUMNS = ("grid_tiles", "kept_tiles", "level")
 THUMBNAIL_DIR = "thumbnails"
+THUMBNAIL_SUFFIX = ".jpg"
+THUMBNAIL_QUALITY = 85
+OLD_THUMBNAIL_SUFFIX = ".png"  # what extractions before JPEG thumbnails wrote
 THUMBNAIL_PX = 1024
 OUTLINE_RGB = (0, 160, 0)
 CAPTION_PX = 24
 
 
 def thumbnail_path(shard_folder: str | Path, slide: str) -> Path:
-    """Where a slide's thumbnail goes: ``{shard_folder}/thumbnails/{slide}.png``."""
-    return Path(shard_folder) / THUMBNAIL_DIR / f"{slide}.png"
+    """Where a slide's thumbnail goes: ``{shard_folder}/thumbnails/{slide}.jpg``."""
+    return Path(shard_folder) / THUMBNAIL_DIR / f"{slide}{THUMBNAIL_SUFFIX}"
 
 
 def draw_thumbnail(
@@ -73,13 +77,17 @@ def draw_thumbnail(
     return np.concatenate([image, caption], axis=0)
 
 
-def write_png_atomic(path: Path, image: np.ndarray) -> None:
-    """Write an RGB image as PNG through a unique temporary name (deleted on failure)."""
+def write_thumbnail(path: Path, image: np.ndarray, quality: int = THUMBNAIL_QUALITY) -> None:
+    """Write an RGB thumbnail as JPEG through a unique temporary name (deleted on failure).
+
+    The slide's PNG thumbnail of an earlier extraction, if any, is deleted: it showed the old tiles.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"cv2 could not encode {path}")
     tempfiles.write_atomic(path, buffer.tobytes())
+    path.with_suffix(OLD_THUMBNAIL_SUFFIX).unlink(missing_ok=True)
 
 
 def report_frame(rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
