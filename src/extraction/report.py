@@ -35,7 +35,9 @@ THUMBNAIL_DIR = "thumbnails"
 THUMBNAIL_SUFFIX = ".jpg"
 THUMBNAIL_QUALITY = 85
 OLD_THUMBNAIL_SUFFIX = ".png"  # what extractions before JPEG thumbnails wrote
-THUMBNAIL_PX = 1024
+THUMBNAIL_PX = 1024  # longest side at most
+MIN_THUMBNAIL_PX = 512  # ... and at least (unless the slide is smaller)
+TILE_THUMBNAIL_PX = 128  # ... and no more than this per tile side: a slide of a few large tiles needs no more
 OUTLINE_RGB = (0, 160, 0)
 CAPTION_PX = 24
 
@@ -45,8 +47,14 @@ def thumbnail_path(shard_folder: str | Path, slide: str) -> Path:
     return Path(shard_folder) / THUMBNAIL_DIR / f"{slide}{THUMBNAIL_SUFFIX}"
 
 
+def thumbnail_px(reader: SlideReader, grid: TileGrid) -> int:
+    """The thumbnail's longest side: `TILE_THUMBNAIL_PX` per tile, within `MIN_THUMBNAIL_PX`-`THUMBNAIL_PX`."""
+    tiles = max(reader.dimensions) / max(grid.full_extract_px, 1)
+    return int(np.clip(round(tiles * TILE_THUMBNAIL_PX), MIN_THUMBNAIL_PX, THUMBNAIL_PX))
+
+
 def draw_thumbnail(
-    reader: SlideReader, grid: TileGrid, kept_locs: Sequence[Sequence[int]], max_px: int = THUMBNAIL_PX
+    reader: SlideReader, grid: TileGrid, kept_locs: Sequence[Sequence[int]], max_px: int | None = None
 ) -> np.ndarray:
     """Render the slide with its kept tiles tinted and outlined, and a caption strip below it.
 
@@ -54,13 +62,13 @@ def draw_thumbnail(
         reader: The open slide (read through `get_thumbnail`: a low level, streamed).
         grid: The slide's tile grid.
         kept_locs: Tile centres (level-0 px) of the kept tiles.
-        max_px: Longest side of the thumbnail.
+        max_px: Longest side of the thumbnail (None: `thumbnail_px`; never more than the slide's own).
 
     Returns:
         An RGB uint8 image: the slide's thumbnail (longest side `max_px`), then a 24 px caption
         ``"{slide}: {kept} of {grid} tiles kept"``.
     """
-    image = reader.get_thumbnail(max_px)
+    image = reader.get_thumbnail(thumbnail_px(reader, grid) if max_px is None else max_px)
     scale = image.shape[1] / reader.dimensions[0]
     locs = np.asarray(kept_locs, np.float64).reshape(-1, 2)
     half = grid.full_extract_px / 2
