@@ -5,7 +5,7 @@ costs about a second per GB, so a shard that passed is not read again while it s
 check leaves ``{slide}.verified.json`` beside it, holding the tar's size, mtime (ns) and inode and the CRC32
 that matched. Any write to the tar changes its mtime, a copy changes its inode, so such a shard is read
 again; a shard the disk damages in place without a write (bit rot) is not. When the stamp cannot be written
-(a read-only shard folder) the check still runs, every time.
+(a read-only shard folder) the check runs once per run: a process also remembers the files it checked.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 VERIFIED_SUFFIX = ".verified.json"
 CHUNK_BYTES = 8 << 20
+
+_CHECKED: dict[Path, dict[str, int]] = {}  # this process's matches: tar -> stamp
 
 
 def verified_path(tar: str | Path) -> Path:
@@ -50,13 +52,16 @@ def record_verified(tar: str | Path, crc32: int) -> None:
     """Remember that ``tar`` (as it is now) holds the bytes whose CRC32 is ``crc32``; never raises."""
     tar = Path(tar)
     try:
-        tempfiles.write_atomic(verified_path(tar), json.dumps(_stamp(tar, crc32)).encode())
+        stamp = _stamp(tar, crc32)
+        _CHECKED[tar] = stamp
+        tempfiles.write_atomic(verified_path(tar), json.dumps(stamp).encode())
     except OSError as err:  # a read-only shard folder, a full disk: the next run checks again
         log.debug("Could not record the check of %s (%s)", tar, err)
 
 
 def forget_verified(tar: str | Path) -> None:
     """Drop a tar's stamp, so the next run reads it again in full (a tar that does not hold what it should)."""
+    _CHECKED.pop(Path(tar), None)
     with contextlib.suppress(OSError):
         verified_path(tar).unlink(missing_ok=True)
 
@@ -75,6 +80,8 @@ def crc_damage(tar: str | Path, record: Mapping[str, Any]) -> str | None:
         stamp = _stamp(tar, expected)
     except OSError as err:
         return f"{tar} cannot be read ({err})"
+    if _CHECKED.get(tar) == stamp:
+        return None
     with contextlib.suppress(OSError, ValueError):
         if json.loads(verified_path(tar).read_text()) == stamp:
             return None

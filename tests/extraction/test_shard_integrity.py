@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tarfile
@@ -155,6 +156,26 @@ def test_a_checked_shard_is_read_in_full_again_only_when_its_file_changes(
     assert read_index(folder, first, verify=True) is not None and reads == [tar]
     assert read_index(folder, first, verify=True) is not None and reads == [tar]
     assert verified_path(tar) == folder / f"{first}{VERIFIED_SUFFIX}"
+
+
+def test_a_shard_folder_that_cannot_be_written_is_read_in_full_once_per_run(
+    extracted: tuple[dict[str, Path], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slides, folder = extracted
+    first = next(iter(slides))
+    tar = tar_path(folder, first)
+    reads: list[Path] = []
+    monkeypatch.setattr(shard_crc, "file_crc32", lambda path: reads.append(Path(path)) or zlib.crc32(tar.read_bytes()))
+    monkeypatch.setattr(shard_crc, "_CHECKED", {})  # a new run, whose shard folder is read-only (shared)
+    monkeypatch.setattr(shard_crc.tempfiles, "write_atomic", _read_only)
+    verified_path(tar).unlink()
+    for _ in range(3):
+        assert read_index(folder, first, verify=True) is not None
+    assert reads == [tar] and not verified_path(tar).exists()
+
+
+def _read_only(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.EROFS, "Read-only file system")
 
 
 def test_a_shard_damaged_without_a_trace_stops_with_a_clear_error_and_is_extracted_again_next_run(
