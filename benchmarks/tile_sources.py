@@ -43,6 +43,7 @@ from src.config import compose  # noqa: E402
 from src.data.datamodule import FoldDataModule  # noqa: E402
 from src.data.dataset import Dataset  # noqa: E402
 from src.data.sources import tile_source  # noqa: E402
+from src.data.sources.base import raise_failures  # noqa: E402
 from src.data.tiles import TileIndex, decode_tile  # noqa: E402
 
 SOURCES = ("shards", "wsi", "shards_stream")
@@ -100,7 +101,7 @@ def bench_dataset(cfg) -> Dataset:
         shards_dir=cfg.project.shards_dir,
         backend=cfg.dataset.backend,
     )
-    tile_source(cfg.dataset).prepare(dataset, workers=int(cfg.dataset.extraction_workers))
+    raise_failures(tile_source(cfg.dataset).prepare(dataset, workers=int(cfg.dataset.extraction_workers)))
     return dataset
 
 

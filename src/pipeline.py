@@ -20,7 +20,7 @@ from src.hpsearch.pruning import FoldPruner, TrialPrunedError, fold_pruner
 from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
 from src.outcomes import metric_bounds
 from src.processes import use_threads
-from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
+from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds, prepare_tiles, without_slides
 from src.resume import Resume, check_resume, check_same_folds, run_folder
 from src.run_jobs import asked_folds, incomplete_folds, joined, left, run_lock
 from src.run_status import failure_fields, read_attempt, read_status, write_attempt, write_status
@@ -119,9 +119,9 @@ def _prepare(cfg: DictConfig, out: Path, resumed: Resume | None) -> tuple[Datase
     """Rank 0: config, demo, labels, folds, tiles and ``splits.json`` (everything the ranks train on)."""
     dataset, labels = load_project(cfg)  # annotation and label errors before any tile is extracted
     plan = plan_folds(cfg, dataset, labels)
-    dataset = ensure_tiles(cfg, dataset)
+    dataset, failed = prepare_tiles(cfg, dataset)  # failed: slides left out with on_slide_error=skip
     # fold sizes count only patients that still have slides; their classes are checked again
-    plan = fit_plan_to_tiles(plan, dataset, labels, cfg.validation.get("small_classes", "warn"))
+    plan = fit_plan_to_tiles(plan, dataset, labels, failed, cfg.validation.get("small_classes", "warn"))
     if resumed is not None:
         check_same_folds(out, plan.to_dict(dataset.annotations))
     plan.write(out / "splits.json", dataset.annotations)
@@ -156,6 +156,7 @@ def _read_prepared(
         return None
     dataset, labels = load_project(cfg, prepare=False)  # reads the demo and annotations rank 0 made
     plan = SplitPlan.read(out / "splits.json")
+    dataset = without_slides(dataset, plan.failed_slides, "their tiles could not be made")  # rank 0 left them out
     dataset = ensure_tiles(cfg, dataset, extract=False)  # every shard is there: rank 0 extracted them
     return dataset, labels, plan
 
@@ -213,6 +214,9 @@ def _run(
         metric = float("nan") if metric is None else float(metric)
         _finish(cfg, out, metric)
     print_summary(summary, last, plan.strategy)
+    if plan.failed_slides:  # on_slide_error=skip: their reasons are in splits.json and summary.json
+        names = ", ".join(plan.failed_slides)
+        print(f"\n{len(plan.failed_slides)} slide(s) left out, their tiles could not be made: {names}")
     print(f"\n{cfg.optimized_metric} (mean over {len(record['folds'])} fold(s), epoch {last}): {metric:.4f}")
     print(f"Run folder: {out}")
     return metric

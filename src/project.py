@@ -5,7 +5,8 @@ annotations or the validation plan fails before any tile is extracted:
 
 1. :func:`load_project` — demo generation, annotations, filters (incl. external validation), label checks;
 2. :func:`plan_folds` — the folds (they depend on the annotations only);
-3. :func:`ensure_tiles` — extraction of the shards that are missing; slides without tissue are dropped;
+3. :func:`prepare_tiles` — extraction of the shards that are missing; slides without tissue are dropped, and
+   so are slides whose tiles cannot be made, with ``on_slide_error=skip`` (``stop``, the default, stops the run);
 4. :func:`fit_plan_to_tiles` — the folds keep only the patients that still have slides.
 
 :func:`dataset_from_config` is the Trainer API's one-line entry (load + tiles).
@@ -14,7 +15,8 @@ annotations or the validation plan fails before any tile is extracted:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -23,12 +25,16 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.sources import tile_source
+from src.data.sources.base import raise_failures
 from src.data.splits import Fold, SplitPlan, check_class_sizes, plan_splits, study_slides
-from src.errors import AnnotationError
+from src.errors import AnnotationError, ConfigError
 from src.losses.outcome_losses import loss_kinds
 from src.outcomes import check_targets
 
 log = logging.getLogger(__name__)
+
+#: ``on_slide_error``: what a run does with a slide whose tiles cannot be made (src.config.schema.OnSlideError).
+SLIDE_ERROR_POLICIES = ("stop", "skip")
 
 
 def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideLabels]:
@@ -151,31 +157,69 @@ def check_fold_targets(folds: Sequence[Fold], dataset: Dataset, labels: SlideLab
             check_targets(labels.outcomes, labels.parts(slides), fold.name, training)
 
 
+def slide_error_policy(cfg: DictConfig) -> str:
+    """``on_slide_error`` of ``cfg``: ``stop`` (the default) or ``skip``.
+
+    Raises:
+        ConfigError: another value (naming the key and the allowed values).
+    """
+    value = cfg.get("on_slide_error", "stop")
+    policy = str(getattr(value, "value", value))
+    if policy not in SLIDE_ERROR_POLICIES:
+        raise ConfigError(
+            f"on_slide_error={value!r}: choose one of {list(SLIDE_ERROR_POLICIES)} (stop: a slide whose tiles cannot "
+            "be made stops the run; skip: it is logged, named in splits.json and left out)"
+        )
+    return policy
+
+
 def ensure_tiles(cfg: DictConfig, dataset: Dataset, extract: bool = True) -> Dataset:
-    """Prepare the tile source's data that is missing; returns the dataset without slides that have no tissue tile.
+    """:func:`prepare_tiles`'s dataset: the slides with tiles, ready to train on."""
+    return prepare_tiles(cfg, dataset, extract)[0]
+
+
+def prepare_tiles(cfg: DictConfig, dataset: Dataset, extract: bool = True) -> tuple[Dataset, dict[str, str]]:
+    """Prepare the tile source's data that is missing; returns the dataset of the slides that have tiles.
 
     The source (``dataset.tile_source``, `src.data.sources`) extracts missing shards (``dataset=shards``,
     ``shards_stream``) or caches missing tile locations (``dataset=wsi``). A shard or cache counts as there
     when it is complete, its slide file unchanged, and it was made at the MPP the slide gets now
-    (``project.mpp_column``, the file's own, ``project.mpp_override``). With ``extract=False`` (a DDP rank
+    (``project.mpp_column``, the file's own, ``project.mpp_override``); a shard also when the CRC32 of its
+    whole tar matches its index (damaged shards are extracted again). With ``extract=False`` (a DDP rank
     other than 0, after rank 0 prepared) nothing is written: every shard or cache (and feature bag) must be
-    there already.
-    Nothing is read or extracted for clinical-only models (``model.drop_images``). Patients who lose
-    all their slides are named in the log. With ``dataset.bags`` (``dataset=features``), the feature bags
-    that are missing are extracted after the shards; the encoder's weights file is checked before any tile
-    is read.
+    there already. A slide whose tiles cannot be made (a corrupt or truncated file, no MPP...) stops the run
+    with ``on_slide_error=stop`` (the default), or, with ``skip``, is logged and left out: it is returned
+    with its reason (``splits.json``'s ``failed_slides``).
+    Nothing is read or extracted for clinical-only models (``model.drop_images``). Slides without a tissue
+    tile are left out too; patients who lose all their slides are named in the log. With ``dataset.bags``
+    (``dataset=features``), the feature bags that are missing are extracted after the shards; the encoder's
+    weights file is checked before any tile is read.
+
+    Returns:
+        The dataset without the left-out slides, and slide → reason for the slides that failed (``skip``).
 
     Raises:
-        RuntimeError: extraction failed for some slides (each named with its reason); with ``extract=False``,
-            a shard or bag that is missing (naming the slides).
+        RuntimeError: with ``on_slide_error=stop``, tiles could not be made for some slides (each named with
+            its reason); with ``extract=False``, a shard or bag that is missing (naming the slides).
+        ConfigError: ``on_slide_error`` is neither ``stop`` nor ``skip``.
         FileNotFoundError: the encoder's weights file is missing (``dataset=features``; saying where to put it).
     """
     if cfg.model.drop_images:
-        return dataset
+        return dataset, {}
+    policy = slide_error_policy(cfg)
     bags = instantiate(cfg.dataset.bags) if cfg.dataset.get("bags") else None  # checks the encoder first
     source = tile_source(cfg.dataset)  # dataset.tile_source: shards (default), shards_stream, wsi
+    failed: dict[str, str] = {}
     if extract:
-        source.prepare(dataset, workers=int(cfg.dataset.get("extraction_workers", 1)))
+        failed = source.prepare(dataset, workers=int(cfg.dataset.get("extraction_workers", 1)))
+        if policy == "stop":
+            hint = " (on_slide_error=stop: fix those slide files, or set on_slide_error=skip to go on without them)"
+            raise_failures(failed, hint)
+        if failed:
+            log.warning("Leaving out %d slide(s) whose tiles could not be made (on_slide_error=skip):", len(failed))
+            for slide, reason in failed.items():
+                log.warning("  %s: %s", slide, reason)
+            dataset = without_slides(dataset, failed, "their tiles could not be made")
     else:
         missing = [s for s in dataset.slides() if source.slide_record(dataset, s) is None]
         if missing:
@@ -187,25 +231,39 @@ def ensure_tiles(cfg: DictConfig, dataset: Dataset, extract: bool = True) -> Dat
     empty = [s for s in dataset.slides() if counts.get(s, 0) == 0]
     if empty:
         log.warning("Skipping %d slide(s) without any tissue tile: %s", len(empty), empty[:10])
-        patients = set(dataset.patients().values())
-        dataset = dataset.filter({"slide": [s for s in dataset.slides() if s not in set(empty)]})
-        lost = sorted(patients - set(dataset.patients().values()))
-        if lost:
-            log.warning(
-                "%d patient(s) lost all their slides (no tissue tile) and are left out of every fold: %s",
-                len(lost),
-                lost[:20],
-            )
+        dataset = without_slides(dataset, empty, "no tissue tile")
     if bags is not None and not extract:
-        return bags.check(dataset, source)
-    return bags.ensure(dataset, source) if bags is not None else dataset
+        return bags.check(dataset, source), failed
+    return (bags.ensure(dataset, source) if bags is not None else dataset), failed
 
 
-def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels, small_classes: str = "warn") -> SplitPlan:
-    """The plan with only the patients that still have slides after :func:`ensure_tiles`, checked again.
+def without_slides(dataset: Dataset, slides: Collection[str], why: str) -> Dataset:
+    """``dataset`` without ``slides``; the patients who lose all their slides are named in the log (with ``why``)."""
+    if not slides:
+        return dataset
+    left_out = set(slides)
+    patients = set(dataset.patients().values())
+    dataset = dataset.filter({"slide": [s for s in dataset.slides() if s not in left_out]})
+    lost = sorted(patients - set(dataset.patients().values()))
+    if lost:
+        log.warning(
+            "%d patient(s) lost all their slides (%s) and are left out of every fold: %s", len(lost), why, lost[:20]
+        )
+    return dataset
+
+
+def fit_plan_to_tiles(
+    plan: SplitPlan,
+    dataset: Dataset,
+    labels: SlideLabels,
+    failed_slides: Mapping[str, str] | None = None,
+    small_classes: str = "warn",
+) -> SplitPlan:
+    """The plan with only the patients that still have slides after :func:`prepare_tiles`, checked again.
 
     Fold sizes, ``splits.json`` and the run summary then count the patients that are trained and
-    validated on; the others are the plan's ``dropped_patients``.
+    validated on; the others are the plan's ``dropped_patients``, and ``failed_slides`` (slide → reason, from
+    :func:`prepare_tiles`) its ``failed_slides``.
 
     When patients were dropped, the classes are checked again as in :func:`plan_folds` (``small_classes`` is
     ``validation.small_classes``).
@@ -216,6 +274,8 @@ def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels, sm
             ``small_classes="error"``, a class left with too few patients for the folds.
     """
     fitted = plan.restrict(dataset.patients().values())
+    if failed_slides:
+        fitted = replace(fitted, failed_slides={**fitted.failed_slides, **failed_slides})
     for before, after in zip(plan.folds, fitted.folds, strict=True):
         if after.name not in set(plan.trained):
             continue
@@ -225,8 +285,8 @@ def fit_plan_to_tiles(plan: SplitPlan, dataset: Dataset, labels: SlideLabels, sm
         ):
             if old and not new:
                 raise AnnotationError(
-                    f"{after.name}: every {part} patient lost all their slides (no tissue tile): {sorted(old)[:10]}; "
-                    "check the tile filters (tiles.*) or those slides"
+                    f"{after.name}: every {part} patient lost all their slides (no tissue tile, or tiles that could "
+                    f"not be made): {sorted(old)[:10]}; check the tile filters (tiles.*) or those slides"
                 )
     check_fold_targets(fitted.trained_folds(), dataset, labels)
     if len(fitted.dropped_patients) > len(plan.dropped_patients):

@@ -67,7 +67,8 @@ def summary_record(
     """The summary table over ``rows`` (fold → rows) and the ``summary.json`` record of the run in ``folder``.
 
     Args:
-        folder: The run folder (its ``splits.json`` gives the strategy, fold sizes and dropped patients).
+        folder: The run folder (its ``splits.json`` gives the strategy, fold sizes, dropped patients and the
+            slides left out because their tiles could not be prepared).
         rows: The results rows of each completed fold.
         epoch: The epoch whose metrics are the run's (the largest of ``epochs``).
         bounds: Metric bounds (``src.outcomes.metric_bounds``).
@@ -90,6 +91,7 @@ def summary_record(
             if name in sizes
         },
         "dropped_patients": splits.get("dropped_patients", []),
+        "failed_slides": splits.get("failed_slides", {}),
         "epoch": int(epoch),
         "interval": INTERVAL_METHOD,
         "metrics": epoch_summary(summary, int(epoch)),

@@ -58,6 +58,34 @@ def test_a_patient_without_tiles_is_in_no_fold_count(
     assert sum(len(f["val_patients"]) for f in splits["folds"]) == 6  # every patient with tiles, once
 
 
+def test_on_slide_error_skip_trains_without_the_slide_and_names_it(
+    tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=6, cut_patient="cut")
+    overrides = [
+        f"project.annotations={annotations}",
+        f"project.slides_dir={slides_dir}",
+        f"project.shards_dir={tmp_path / 'shards'}",
+        "project.demo=null",
+        "dataset.extraction_workers=1",
+    ]
+    monkeypatch.setattr(pipeline, "build_trainer", StubTrainer)
+    with pytest.raises(RuntimeError, match=r"cut_slide: .*truncated.*on_slide_error=skip"):  # stop: as before
+        pipeline.run(tiny_cfg(*overrides, f"run_dir={tmp_path / 'stopped'}"))
+    assert json.loads((tmp_path / "stopped" / "status.json").read_text())["status"] == "failed"
+    StubTrainer.folds = {}
+    pipeline.run(tiny_cfg(*overrides, f"run_dir={tmp_path / 'run'}", "on_slide_error=skip"))
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert list(splits["failed_slides"]) == ["cut_slide"] and "truncated" in splits["failed_slides"]["cut_slide"]
+    assert summary["failed_slides"] == splits["failed_slides"]
+    assert splits["dropped_patients"] == summary["dropped_patients"] == ["cut"]
+    for fold in splits["folds"]:
+        assert "cut_slide" not in fold["train_slides"] + fold["val_slides"]
+        assert "cut" not in set().union(*StubTrainer.folds[fold["name"]])
+    assert "1 slide(s) left out, their tiles could not be made: cut_slide" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("escape", ["absolute", "parent"])
 def test_a_fold_name_from_a_splits_file_writes_nothing_outside_the_run_folder(
     tiny_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, escape: str

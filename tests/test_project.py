@@ -9,21 +9,25 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from src.data.dataset import Dataset
 from src.data.splits.folds import Fold
 from src.data.splits.plan import SplitPlan
 from src.demo.svs import write_svs
-from src.errors import AnnotationError
+from src.errors import AnnotationError, ConfigError
 from src.extraction.shards import read_index
 from src.pipeline import run
-from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds
+from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds, prepare_tiles, slide_error_policy
 
 
-def small_project(tiny_cfg, tmp_path: Path, patients: int, blank_patient: str | None = None) -> tuple[Path, Path]:
+def small_project(
+    tiny_cfg, tmp_path: Path, patients: int, blank_patient: str | None = None, cut_patient: str | None = None
+) -> tuple[Path, Path]:
     """Annotations of `patients` demo patients, half of each tumour type (one slide each), and their slide files.
 
-    With `blank_patient`, that patient gets one more slide, ``blank_slide``: white, so no tissue tile.
+    With `blank_patient`, that patient gets one more slide, ``blank_slide``: white, so no tissue tile. With
+    `cut_patient`, that patient gets one slide, ``cut_slide``: a copy of a demo slide cut short (truncated).
 
     Returns:
         ``(annotations.csv, slides folder)``.
@@ -38,6 +42,10 @@ def small_project(tiny_cfg, tmp_path: Path, patients: int, blank_patient: str | 
     if blank_patient:
         write_svs(slides_dir / "blank_slide.svs", np.full((512, 512, 3), 245, np.uint8), mpp=0.5)
         table = pd.concat([table, table.iloc[[0]].assign(patient=blank_patient, slide="blank_slide")])
+    if cut_patient:
+        whole = (Path(demo.slides_dir) / f"{table.slide.iloc[0]}.svs").read_bytes()
+        (slides_dir / "cut_slide.svs").write_bytes(whole[: len(whole) // 2])
+        table = pd.concat([table, table.iloc[[0]].assign(patient=cut_patient, slide="cut_slide")])
     path = tmp_path / "annotations.csv"
     table.to_csv(path, index=False)
     return path, slides_dir
@@ -116,6 +124,53 @@ def test_fit_plan_to_tiles_rejects_a_fold_left_without_validation_patients() -> 
         fit_plan_to_tiles(plan, dataset, labels)
 
 
+def _cut_project(tiny_cfg, tmp_path: Path, *overrides: str):
+    annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=2, cut_patient="cut")
+    cfg = tiny_cfg(
+        f"project.annotations={annotations}",
+        f"project.slides_dir={slides_dir}",
+        f"project.shards_dir={tmp_path}/s",
+        "dataset.extraction_workers=1",  # no worker processes to start: a second saved
+        *overrides,
+    )
+    return cfg, *load_project(cfg)
+
+
+def test_a_slide_that_fails_stops_the_run_by_default(tiny_cfg, tmp_path: Path) -> None:
+    cfg, dataset, _ = _cut_project(tiny_cfg, tmp_path)
+    assert cfg.on_slide_error == "stop"
+    with pytest.raises(
+        RuntimeError, match=r"1 slide\(s\) could not be prepared: cut_slide: .*truncated.*on_slide_error=skip"
+    ):
+        ensure_tiles(cfg, dataset)
+
+
+def test_on_slide_error_skip_leaves_the_slide_out_and_names_it_in_the_plan(
+    tiny_cfg, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg, dataset, labels = _cut_project(tiny_cfg, tmp_path, "on_slide_error=skip")
+    first, second = sorted(set(dataset.patients().values()) - {"cut"})
+    plan = _plan(Fold("fold1", [first, "cut"], [second]))
+    with caplog.at_level(logging.WARNING, logger="src.project"):
+        kept, failed = prepare_tiles(cfg, dataset)
+    assert list(failed) == ["cut_slide"] and "Slide file" in failed["cut_slide"] and "truncated" in failed["cut_slide"]
+    assert "cut_slide" not in kept.slides() and "cut" not in kept.patients().values()
+    assert sorted(kept.slides()) == sorted(s for s in dataset.slides() if s != "cut_slide")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("cut_slide" in m and "truncated" in m for m in messages)
+    assert any("lost all their slides" in m and "'cut'" in m for m in messages)
+    fitted = fit_plan_to_tiles(plan, kept, labels, failed)
+    assert fitted.dropped_patients == ["cut"] and fitted.failed_slides == failed
+    fitted.write(tmp_path / "splits.json")
+    assert SplitPlan.read(tmp_path / "splits.json").failed_slides == failed
+
+
+def test_on_slide_error_takes_stop_or_skip_only(tiny_cfg) -> None:
+    assert slide_error_policy(tiny_cfg("on_slide_error=skip")) == "skip"  # a bad value fails composing: test_schema
+    with pytest.raises(ConfigError, match=r"on_slide_error='maybe': choose one of \['stop', 'skip'\]"):
+        slide_error_policy(OmegaConf.create({"on_slide_error": "maybe"}))  # a config built without the schema
+
+
 def test_filters_that_keep_no_slide_say_so_naming_the_file_and_the_filters(tiny_cfg, tmp_path: Path) -> None:
     annotations, slides_dir = small_project(tiny_cfg, tmp_path, patients=2)
     cfg = tiny_cfg(
@@ -160,4 +215,4 @@ def test_fit_plan_to_tiles_checks_the_classes_again_when_patients_were_dropped(c
         fit_plan_to_tiles(plan, dataset, labels)
     assert "'b': 2 patients (validated but never trained on in fold2)" in caplog.text
     with pytest.raises(AnnotationError, match=r"'b': 2 patients .*small_classes=error"):
-        fit_plan_to_tiles(plan, dataset, labels, "error")
+        fit_plan_to_tiles(plan, dataset, labels, small_classes="error")

@@ -33,6 +33,13 @@ class OutcomeBlank(StrEnum):
     error = "error"
 
 
+class OnSlideError(StrEnum):
+    """``on_slide_error``: what a run does with a slide whose tiles cannot be prepared (corrupt, truncated...)."""
+
+    stop = "stop"
+    skip = "skip"
+
+
 class Balance(StrEnum):
     """``training_balance`` / ``validation_balance`` (which of them fits an outcome kind: ``validate``)."""
 
@@ -97,6 +104,7 @@ class TrainConfig:
     input_header: list[str] = MISSING
     clinical_blank: ClinicalBlank = MISSING
     outcome_blank: OutcomeBlank = MISSING
+    on_slide_error: OnSlideError = MISSING
     epochs: list[int] = MISSING
     batch_size: int = MISSING
     training_balance: Balance = MISSING

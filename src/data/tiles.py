@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 from torchvision.io import ImageReadMode, decode_image
 
+from src.extraction.shard_crc import forget_verified
 from src.extraction.shards import read_index, shard_damage
 
 
@@ -58,7 +59,8 @@ class TileIndex:
         Raises:
             FileNotFoundError: a slide has no complete shard, or its shard is damaged (truncated,
                 overwritten): names the slide, the shard and what to do.
-            ValueError: a shard that passed its size check cannot be read as a tar (names it).
+            ValueError: a shard that passed its checks cannot be read as a tar, or holds another number of
+                tiles than its index (names it; its full check is forgotten, so the next run re-extracts it).
         """
         shard_dir = Path(shard_dir)
         paths, slide_idx, offsets, sizes, locs = [], [], [], [], []
@@ -75,14 +77,16 @@ class TileIndex:
             path = shard_dir / f"{slide}.tar"
             try:
                 slide_offsets, slide_sizes = _image_members(path)
+                problem = None
+                if len(slide_offsets) != index["num_tiles"]:
+                    problem = f"it holds {len(slide_offsets)} images but its index says {index['num_tiles']}"
             except (tarfile.TarError, OSError) as err:
+                problem = f"it cannot be read ({err})"
+            if problem is not None:  # damaged after its full check: the next run checks it again
+                forget_verified(path)
                 raise ValueError(
-                    f"Tile shard {path} of slide '{slide}' cannot be read ({err}); delete it and its "
-                    f"{slide}.index.json and run the extraction again"
-                ) from err
-            if len(slide_offsets) != index["num_tiles"]:
-                raise ValueError(
-                    f"Shard {path} holds {len(slide_offsets)} images but its index says {index['num_tiles']}"
+                    f"The tile shard {path} of slide '{slide}' is damaged: {problem}. Run again: its CRC32 is "
+                    "checked in full then, and the shard extracted again from the slide file"
                 )
             paths.append(path)
             slide_idx.append(np.full(len(slide_offsets), i, np.int32))

@@ -34,9 +34,10 @@ from src.extraction.report import (
     summarize,
     thumbnail_path,
     update_report,
-    write_png_atomic,
+    write_thumbnail,
 )
 from src.extraction.settings import TileSettings
+from src.extraction.shard_crc import VERIFIED_SUFFIX
 from src.extraction.shards import (
     INDEX_SUFFIX,
     ShardWriter,
@@ -107,7 +108,7 @@ def extract_slide(
         threads: Threads reading and encoding this slide's tiles.
         backend: Slide reader (see `src.slides.reader.reader_class`): None = tiffslide, a short
             name such as ``"openslide"``, or a dotted class path.
-        thumbnails: Write ``thumbnails/{slide}.png`` with the kept tiles outlined.
+        thumbnails: Write ``thumbnails/{slide}.jpg`` with the kept tiles outlined.
         wait: Wait for the slide's lock when another run holds it; False: return at once with status
             `BUSY` (and the holder in ``error``).
         leftovers: Temporary files of this slide left by killed runs (deleted once the lock is held).
@@ -120,14 +121,15 @@ def extract_slide(
     start = time.perf_counter()
     row: dict[str, Any] = {"slide": slide, "path": str(path) if path else "", "error": ""}
     choice = MppChoice(mpp, mpp_override)
-    index = read_index(folder, slide, path, mpp=choice)
+    index = read_index(folder, slide, path, mpp=choice, verify=True)
     if index is None:
         lock = FileLock(lock_path(folder, slide))
         try:
             if not lock.acquire(blocking=wait):
                 return {**row, "status": BUSY, "error": f"being extracted by {lock.holder()}"}
             tempfiles.remove_leftovers(list(leftovers))
-            index = read_index(folder, slide, path, mpp=choice)  # another run may have completed it meanwhile
+            # another run may have completed it meanwhile
+            index = read_index(folder, slide, path, mpp=choice, verify=True)
             if index is None:
                 _extract(row, path, folder, settings, choice, threads, backend, thumbnails, start)
         except Exception as err:  # e.g. no lock file on a full disk: this slide fails, not the run
@@ -159,10 +161,11 @@ def _extract(
     try:
         reader_cls = reader_class(backend)
         row.update(backend=backend_name(reader_cls))
-        if path is None or not Path(path).exists():
-            damage = shard_damage(folder, slide)
-            if damage is not None:
-                raise FileNotFoundError(_damaged_without_slide(folder, slide, path, damage))
+        damage = shard_damage(folder, slide)  # a complete index whose tar does not hold what it says
+        if damage is not None and (path is None or not Path(path).exists()):
+            raise FileNotFoundError(_damaged_without_slide(folder, slide, path, damage))
+        if damage is not None:
+            log.warning("The shard of slide '%s' is damaged (%s): extracting it again", slide, damage)
         if path is None:
             raise FileNotFoundError(MISSING_FILE)
         if not reads_format(reader_cls.extensions, path):
@@ -185,7 +188,7 @@ def _extract(
                     if pause_after and writer.tiles_written == pause_after:
                         _pause(writer, slide)
                 if thumbnails:
-                    write_png_atomic(thumbnail_path(folder, slide), draw_thumbnail(reader, grid, writer.locations))
+                    write_thumbnail(thumbnail_path(folder, slide), draw_thumbnail(reader, grid, writer.locations))
                 seconds = round(time.perf_counter() - start, 3)
                 index = writer.finish(
                     settings.to_dict(),
@@ -257,7 +260,7 @@ def extract_slides(
         progress: Show a tqdm progress bar.
         backend: Slide reader: None = tiffslide, ``"openslide"``, or a dotted class path; passed
             by name to the worker processes.
-        thumbnails: Write a thumbnail PNG per slide with the kept tiles outlined.
+        thumbnails: Write a thumbnail JPEG per slide with the kept tiles outlined.
         mpp_by_slide: Slide name -> MPP that replaces its file's own (``project.mpp_column``).
             A slide extracted before at another MPP than the one it gets now is extracted again.
 
@@ -272,7 +275,7 @@ def extract_slides(
     mpps = dict(mpp_by_slide or {})
     for name, path in slides.items():
         path = Path(path) if path is not None else None
-        if read_index(folder, name, path, mpp=MppChoice(mpps.get(name), mpp_override)) is not None:
+        if read_index(folder, name, path, mpp=MppChoice(mpps.get(name), mpp_override), verify=True) is not None:
             rows.append(extract_slide(name, path, folder, settings, mpp_override, mpp=mpps.get(name)))  # "skipped"
         else:
             todo.append((name, path))
@@ -284,7 +287,8 @@ def extract_slides(
 
     def job(name: str, path: Path | None, wait: bool) -> tuple:
         leftovers = [*found.get(f"{name}.tar", []), *found.get(f"{name}{INDEX_SUFFIX}", [])]
-        leftovers += thumbs.get(f"{name}.png", [])
+        leftovers += found.get(f"{name}{VERIFIED_SUFFIX}", [])
+        leftovers += thumbs.get(thumbnail_path(folder, name).name, [])
         return (
             name,
             path,

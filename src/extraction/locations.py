@@ -182,20 +182,31 @@ def cache_slides(
 ) -> pd.DataFrame:
     """Cache the tile locations of every slide (``workers`` threads read each slide's tiles).
 
-    A failing slide (missing, corrupt, no MPP) is recorded with its reason and the others continue.
+    A failing slide (missing, corrupt, no MPP) is recorded with its reason and the others continue. Progress
+    goes to the log (the console and the run's log file), as for feature bags: how many slides are to
+    compute, then one line per slide computed (``Tile locations 3/122: <slide> (412 tiles, 0.8 s; 2 s so far)``).
 
     Returns:
         One row per slide: slide, status (``cached`` | ``done`` | ``failed``), kept_tiles, error.
     """
     folder = locations_dir(root, settings)
     mpps = dict(mpp_by_slide or {})
+    entries = {
+        slide: read_locations(folder, slide, path, MppChoice(mpps.get(slide), mpp_override)) if path else None
+        for slide, path in slides.items()
+    }
+    todo = [slide for slide, entry in entries.items() if entry is None]
+    if todo:
+        log.info("Tile locations in %s: %d of %d slide(s) to compute", folder, len(todo), len(slides))
+    start, number = time.perf_counter(), 0
     rows = []
     for slide, path in slides.items():
         row: dict[str, Any] = {"slide": slide, "status": "cached", "kept_tiles": None, "error": ""}
+        began = time.perf_counter()
         try:
             if path is None:
                 raise FileNotFoundError("Slide file not found: no file for this slide in the slides folder")
-            entry = read_locations(folder, slide, path, MppChoice(mpps.get(slide), mpp_override))
+            entry = entries[slide]
             if entry is None:
                 entry = cache_slide(
                     slide, Path(path), folder, settings, mpp_override, backend, mpps.get(slide), workers
@@ -206,4 +217,11 @@ def cache_slides(
             log.debug("Slide %s failed", slide, exc_info=True)
             row.update(status="failed", error=f"{type(err).__name__}: {err}")
         rows.append(row)
+        if entries[slide] is None:  # computed now, or failed: one line each
+            done = f"{row['kept_tiles']} tiles" if row["status"] != "failed" else f"FAILED: {row['error']}"
+            number, now = number + 1, time.perf_counter()
+            log.info(
+                "Tile locations %d/%d: %s (%s, %.1f s; %.0f s so far)",
+                number, len(todo), slide, done, now - began, now - start,
+            )  # fmt: skip
     return pd.DataFrame(rows, columns=["slide", "status", "kept_tiles", "error"])

@@ -5,7 +5,8 @@ In each shard folder:
 * ``extraction_report.csv``: one row per slide ever extracted there (latest attempt wins):
   slide, path, status (done|skipped|failed), grid_tiles, kept_tiles, seconds, error, mpp, level,
   backend (the slide reader, e.g. ``tiffslide``);
-* ``thumbnails/{slide}.png``: the slide with every kept tile outlined in green.
+* ``thumbnails/{slide}.jpg``: the slide with every kept tile outlined in green (JPEG, quality 85: a
+  fraction of the PNG's size, which was often larger than the slide's shard).
 
 Runs on the same folder update the report one at a time (under ``extraction_report.csv.lock``), each
 merging its rows into the latest file, so no run's rows are lost.
@@ -31,18 +32,29 @@ REPORT_NAME = "extraction_report.csv"
 REPORT_COLUMNS = ["slide", "path", "status", "grid_tiles", "kept_tiles", "seconds", "error", "mpp", "level", "backend"]
 INT_COLUMNS = ("grid_tiles", "kept_tiles", "level")
 THUMBNAIL_DIR = "thumbnails"
-THUMBNAIL_PX = 1024
+THUMBNAIL_SUFFIX = ".jpg"
+THUMBNAIL_QUALITY = 85
+OLD_THUMBNAIL_SUFFIX = ".png"  # what extractions before JPEG thumbnails wrote
+THUMBNAIL_PX = 1024  # longest side at most
+MIN_THUMBNAIL_PX = 512  # ... and at least (unless the slide is smaller)
+TILE_THUMBNAIL_PX = 128  # ... and no more than this per tile side: a slide of a few large tiles needs no more
 OUTLINE_RGB = (0, 160, 0)
 CAPTION_PX = 24
 
 
 def thumbnail_path(shard_folder: str | Path, slide: str) -> Path:
-    """Where a slide's thumbnail goes: ``{shard_folder}/thumbnails/{slide}.png``."""
-    return Path(shard_folder) / THUMBNAIL_DIR / f"{slide}.png"
+    """Where a slide's thumbnail goes: ``{shard_folder}/thumbnails/{slide}.jpg``."""
+    return Path(shard_folder) / THUMBNAIL_DIR / f"{slide}{THUMBNAIL_SUFFIX}"
+
+
+def thumbnail_px(reader: SlideReader, grid: TileGrid) -> int:
+    """The thumbnail's longest side: `TILE_THUMBNAIL_PX` per tile, within `MIN_THUMBNAIL_PX`-`THUMBNAIL_PX`."""
+    tiles = max(reader.dimensions) / max(grid.full_extract_px, 1)
+    return int(np.clip(round(tiles * TILE_THUMBNAIL_PX), MIN_THUMBNAIL_PX, THUMBNAIL_PX))
 
 
 def draw_thumbnail(
-    reader: SlideReader, grid: TileGrid, kept_locs: Sequence[Sequence[int]], max_px: int = THUMBNAIL_PX
+    reader: SlideReader, grid: TileGrid, kept_locs: Sequence[Sequence[int]], max_px: int | None = None
 ) -> np.ndarray:
     """Render the slide with its kept tiles tinted and outlined, and a caption strip below it.
 
@@ -50,13 +62,13 @@ def draw_thumbnail(
         reader: The open slide (read through `get_thumbnail`: a low level, streamed).
         grid: The slide's tile grid.
         kept_locs: Tile centres (level-0 px) of the kept tiles.
-        max_px: Longest side of the thumbnail.
+        max_px: Longest side of the thumbnail (None: `thumbnail_px`; never more than the slide's own).
 
     Returns:
         An RGB uint8 image: the slide's thumbnail (longest side `max_px`), then a 24 px caption
         ``"{slide}: {kept} of {grid} tiles kept"``.
     """
-    image = reader.get_thumbnail(max_px)
+    image = reader.get_thumbnail(thumbnail_px(reader, grid) if max_px is None else max_px)
     scale = image.shape[1] / reader.dimensions[0]
     locs = np.asarray(kept_locs, np.float64).reshape(-1, 2)
     half = grid.full_extract_px / 2
@@ -73,13 +85,17 @@ def draw_thumbnail(
     return np.concatenate([image, caption], axis=0)
 
 
-def write_png_atomic(path: Path, image: np.ndarray) -> None:
-    """Write an RGB image as PNG through a unique temporary name (deleted on failure)."""
+def write_thumbnail(path: Path, image: np.ndarray, quality: int = THUMBNAIL_QUALITY) -> None:
+    """Write an RGB thumbnail as JPEG through a unique temporary name (deleted on failure).
+
+    The slide's PNG thumbnail of an earlier extraction, if any, is deleted: it showed the old tiles.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"cv2 could not encode {path}")
     tempfiles.write_atomic(path, buffer.tobytes())
+    path.with_suffix(OLD_THUMBNAIL_SUFFIX).unlink(missing_ok=True)
 
 
 def report_frame(rows: Sequence[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:

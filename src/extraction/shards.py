@@ -7,7 +7,9 @@ stored: one extraction serves every outcome and split. The tar is written as
 ``{slide}.index.json`` is written after it, atomically, with ``"status": "complete"``, the slide
 file's fingerprint and the tar's size and checksums. A tar without a complete index, whose size or
 checksum differs from its index (truncated, overwritten), or whose slide file has since been
-replaced, is unfinished.
+replaced, is unfinished. Every read of an index checks the tar's size and the CRC32 of its first and
+last 64 KiB; where a run decides whether a slide needs extracting (``verify=True``), the CRC32 of the
+whole tar is checked too (`src.extraction.shard_crc`: once per file, remembered beside it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import IO, Any, Self
 
 from src.extraction import tempfiles
 from src.extraction.settings import TileSettings
+from src.extraction.shard_crc import crc_damage, record_verified
 from src.slides.mpp import MppChoice
 
 INDEX_SUFFIX = ".index.json"
@@ -93,15 +96,20 @@ def lock_path(shard_folder: str | Path, slide: str) -> Path:
 
 
 def read_index(
-    shard_folder: str | Path, slide: str, slide_path: str | Path | None = None, mpp: MppChoice | None = None
+    shard_folder: str | Path,
+    slide: str,
+    slide_path: str | Path | None = None,
+    mpp: MppChoice | None = None,
+    verify: bool = False,
 ) -> dict[str, Any] | None:
     """Return a slide's index if the slide is completely extracted, else None.
 
     None when the index or the tar is missing, the index is unreadable or not marked
     complete, its location count disagrees with ``num_tiles``, the tar's size or the checksum of
-    its first and last 64 KiB differs from the index (see `shard_damage`), (with `slide_path`,
-    when that file exists) the slide file is not the one the shard was extracted from, or (with
-    `mpp`) the shard was extracted at another MPP than `mpp` gives the slide now.
+    its first and last 64 KiB differs from the index (see `shard_damage`), (with `verify`) the
+    CRC32 of the whole tar differs from the index, (with `slide_path`, when that file exists) the
+    slide file is not the one the shard was extracted from, or (with `mpp`) the shard was extracted
+    at another MPP than `mpp` gives the slide now.
 
     Args:
         shard_folder: The settings' shard folder.
@@ -109,6 +117,8 @@ def read_index(
         slide_path: The slide file to check the index's fingerprint against; None (or a file
             that is gone) skips the check, so shards outlive their slides.
         mpp: This run's MPP choice for the slide (column value, override); None skips the check.
+        verify: Also check the CRC32 of the whole tar (read once per file, see
+            `src.extraction.shard_crc`): where a run decides whether the slide needs extracting.
     """
     path = index_path(shard_folder, slide)
     try:
@@ -119,7 +129,7 @@ def read_index(
         return None
     if len(index.get("locations", ())) != index.get("num_tiles"):
         return None
-    if tar_damage(tar_path(shard_folder, slide), index.get("tar")) is not None:
+    if tar_damage(tar_path(shard_folder, slide), index.get("tar"), full=verify) is not None:
         return None
     replaced = slide_path is not None and Path(slide_path).exists()
     if replaced and not same_slide_file(index.get("slide_file"), slide_path):
@@ -129,10 +139,11 @@ def read_index(
     return index
 
 
-def tar_damage(path: Path, record: Mapping[str, Any] | None) -> str | None:
+def tar_damage(path: Path, record: Mapping[str, Any] | None, full: bool = False) -> str | None:
     """Why the tar at `path` is not the one an index recorded (``record``: its ``"tar"`` entry), or None.
 
-    Costs a ``stat`` and two 64 KiB reads, so it runs whenever an index is read.
+    Costs a ``stat`` and two 64 KiB reads, so it runs whenever an index is read. With `full`, the
+    CRC32 of the whole tar is checked too (`src.extraction.shard_crc.crc_damage`: read once per file).
     """
     try:
         size = path.stat().st_size
@@ -148,13 +159,14 @@ def tar_damage(path: Path, record: Mapping[str, Any] | None) -> str | None:
         return f"{path} cannot be read ({err})"
     if crc != record.get("crc32_ends"):
         return f"the checksum of {path} differs from its index (the file was damaged or overwritten)"
-    return None
+    return crc_damage(path, record) if full else None
 
 
-def shard_damage(shard_folder: str | Path, slide: str) -> str | None:
+def shard_damage(shard_folder: str | Path, slide: str, verify: bool = True) -> str | None:
     """Why a slide whose index is marked complete cannot be used (its tar is damaged), or None.
 
     None also when there is no complete index at all: the slide is then simply not extracted.
+    With `verify` (the default) the CRC32 of the whole tar is checked too (see `read_index`).
     """
     try:
         index = json.loads(index_path(shard_folder, slide).read_text())
@@ -162,7 +174,7 @@ def shard_damage(shard_folder: str | Path, slide: str) -> str | None:
         return None
     if not isinstance(index, dict) or index.get("status") != "complete":
         return None
-    return tar_damage(tar_path(shard_folder, slide), index.get("tar"))
+    return tar_damage(tar_path(shard_folder, slide), index.get("tar"), full=verify)
 
 
 def ends_crc32(path: str | Path, size: int) -> int:
@@ -290,6 +302,7 @@ class ShardWriter:
         }
         os.replace(self._tmp, self._final)
         tempfiles.untrack(self._tmp)
+        record_verified(self._final, crc32)  # the CRC of the bytes written: no need to read them back
         try:
             write_json_atomic(index_path(self.folder, self.slide), index)
         except BaseException:

@@ -15,6 +15,7 @@ import numpy as np
 from src.slides.discover import dicom_file
 from src.slides.mpp import resolve_mpp
 from src.slides.reader import SlideError, SlideReader, slide_name
+from src.slides.tiff_check import file_damage, truncated_message
 
 INSTALL_HINT = "pip install openslide-python openslide-bin"
 
@@ -55,7 +56,14 @@ class OpenSlideReader(SlideReader):
         try:
             self._slide = openslide.OpenSlide(str(self.path))
         except Exception as err:  # OpenSlideUnsupportedFormatError, OpenSlideError, OSError
+            damage = file_damage(self.path)  # OpenSlide says "Unsupported or missing image file" for a cut TIFF
+            if damage is not None:
+                raise SlideError(truncated_message(self.path, damage)) from err
             raise SlideError(f"Cannot open slide {self.path} with OpenSlide: {err}") from err
+        damage = file_damage(self.path)  # a TIFF cut short that OpenSlide still opens (fails at some tile)
+        if damage is not None:
+            self.close()
+            raise SlideError(truncated_message(self.path, damage))
         self.dimensions = tuple(int(v) for v in self._slide.dimensions)  # type: ignore[assignment]
         self.level_count = int(self._slide.level_count)
         self.level_dimensions = [(int(w), int(h)) for w, h in self._slide.level_dimensions]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -13,6 +14,9 @@ import numpy as np
 from src.slides.jpeg_tiles import JpegTiledLevel, pick_reduction
 from src.slides.mpp import resolve_mpp
 from src.slides.reader import SlideError, SlideReader, slide_name
+from src.slides.tiff_check import quiet_tifffile, tiff_damage, truncated_message
+
+log = logging.getLogger(__name__)
 
 
 class TiffSlideReader(SlideReader):
@@ -49,15 +53,23 @@ class TiffSlideReader(SlideReader):
         self.name = slide_name(self.path)
         if not self.path.is_file():
             raise SlideError(f"Slide file not found: {self.path}")
-        try:
-            self._slide = tiffslide.TiffSlide(self.path)
-            raw_properties = dict(self._slide.properties)
-            self.dimensions = tuple(int(v) for v in self._slide.dimensions)  # type: ignore[assignment]
-            self.level_count = int(self._slide.level_count)
-            self.level_dimensions = [(int(w), int(h)) for w, h in self._slide.level_dimensions]
-            self.level_downsamples = [float(d) for d in self._slide.level_downsamples]
-        except Exception as err:  # tifffile raises many types for corrupt files
-            raise SlideError(f"Cannot open slide {self.path}: {err}") from err
+        with quiet_tifffile() as messages:  # a truncated file: tifffile logs, then fails or opens fewer levels
+            try:
+                self._slide = tiffslide.TiffSlide(self.path)
+                raw_properties = dict(self._slide.properties)
+                self.dimensions = tuple(int(v) for v in self._slide.dimensions)  # type: ignore[assignment]
+                self.level_count = int(self._slide.level_count)
+                self.level_dimensions = [(int(w), int(h)) for w, h in self._slide.level_dimensions]
+                self.level_downsamples = [float(d) for d in self._slide.level_downsamples]
+                damage = tiff_damage(self.path, self._slide.ts_tifffile, messages)
+            except Exception as err:  # tifffile raises many types for corrupt files
+                self.close()
+                raise SlideError(_open_error(self.path, err, messages)) from err
+        if damage is not None:
+            self.close()
+            raise SlideError(truncated_message(self.path, damage))
+        for message in messages:  # a whole file that tifffile still had something to say about
+            log.warning("%s: tifffile: %s", self.path, message)
         self.properties = {k: str(v) for k, v in raw_properties.items() if v is not None}
         self.mpp = resolve_mpp(self.path, raw_properties, mpp_override, mpp)
 
@@ -146,6 +158,15 @@ class TiffSlideReader(SlideReader):
         if fd is not None:
             os.close(fd)
             self._fd = None
+
+
+def _open_error(path: Path, err: Exception, messages: list[str]) -> str:
+    """Why a slide file cannot be opened: cut short, or corrupt in another way (with what tifffile said)."""
+    damage = tiff_damage(path, None, messages)
+    if damage is not None:
+        return truncated_message(path, damage)
+    said = f"; tifffile: {messages[0]}" if messages else ""
+    return f"Cannot open slide {path}: it is corrupt, or not a slide tiffslide reads ({err}{said})"
 
 
 def _to_rgb(region: np.ndarray) -> np.ndarray:

@@ -14,10 +14,19 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from src.config import REPO_ROOT, compose
-from src.config.schema import Balance, ClinicalBlank, ExtractConfig, OutcomeBlank, SlideChoice, TrainConfig
+from src.config.schema import (
+    Balance,
+    ClinicalBlank,
+    ExtractConfig,
+    OnSlideError,
+    OutcomeBlank,
+    SlideChoice,
+    TrainConfig,
+)
 from src.data.dataset import OUTCOME_BLANK
 from src.extraction.__main__ import SLIDE_CHOICES
 from src.outcomes import available_kinds, outcome_kind
+from src.project import SLIDE_ERROR_POLICIES
 
 # override -> what the error must say (the key, and the value or what is allowed)
 BAD_TYPES = {
@@ -26,6 +35,7 @@ BAD_TYPES = {
     "outcomes=tumor_type": r"str is not a ListConfig, list or tuple.\s+full_key: outcomes",
     "clinical_blank=erorr": r"Invalid value 'erorr', expected one of \[drop, error\]\s+full_key: clinical_blank",
     "outcome_blank=keep": r"Invalid value 'keep', expected one of \[drop, error\]\s+full_key: outcome_blank",
+    "on_slide_error=maybe": r"Invalid value 'maybe', expected one of \[stop, skip\]\s+full_key: on_slide_error",
     "training_balance=evnt": r"Invalid value 'evnt', expected one of \[auto, .*\]\s+full_key: training_balance",
     "seed=x": r"full_key: seed",
     "l1=abc": r"full_key: l1",
@@ -89,6 +99,7 @@ def test_choices_match_the_code_that_uses_them() -> None:
     assert [c.value for c in SlideChoice] == list(SLIDE_CHOICES)
     assert {c.value for c in ClinicalBlank} == {"drop", "error"}
     assert [c.value for c in OutcomeBlank] == list(OUTCOME_BLANK)
+    assert [c.value for c in OnSlideError] == list(SLIDE_ERROR_POLICIES)
 
 
 def test_the_prediction_config_is_typed_and_checked() -> None:

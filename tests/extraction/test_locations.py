@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,22 @@ def test_a_cache_is_used_only_when_complete_and_current(tiny_cfg, tmp_path: Path
     assert read_locations(folder, slide.stem, slide) is None
     rows = cache_slides({slide.stem: slide}, tmp_path / "locations", settings)
     assert rows.status.tolist() == ["done"]
+
+
+def test_computing_the_cache_logs_progress_per_slide(
+    two_slides: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = TileSettings(tile_px=64, tile_um=64)
+    slides = {**two_slides, "gone": None}
+    with caplog.at_level(logging.INFO, logger="src.extraction.locations"):
+        cache_slides(slides, tmp_path / "locations", settings)
+    lines = [r.getMessage() for r in caplog.records if r.name == "src.extraction.locations"]
+    first, second = two_slides
+    assert lines[0].startswith("Tile locations in ") and lines[0].endswith(": 3 of 3 slide(s) to compute")
+    assert re.fullmatch(rf"Tile locations 1/3: {first} \(\d+ tiles, [\d.]+ s; \d+ s so far\)", lines[1])
+    assert re.fullmatch(rf"Tile locations 2/3: {second} \(\d+ tiles, .*\)", lines[2])
+    assert lines[3].startswith("Tile locations 3/3: gone (FAILED: FileNotFoundError: Slide file not found")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="src.extraction.locations"):
+        cache_slides(two_slides, tmp_path / "locations", settings)  # all cached: nothing to say
+    assert not [r for r in caplog.records if r.name == "src.extraction.locations"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,11 +44,14 @@ class TileSource(ABC):
     name: ClassVar[str] = ""
 
     @abstractmethod
-    def prepare(self, dataset: Dataset, workers: int = 1) -> None:
+    def prepare(self, dataset: Dataset, workers: int = 1) -> dict[str, str]:
         """Make whatever the slides of ``dataset`` still lack (shards, location caches) before folds train.
 
-        Raises:
-            RuntimeError: some slides failed (each named with its reason).
+        A slide that cannot be prepared (a corrupt or truncated file, no MPP...) does not stop the others; what
+        a run does about it is ``on_slide_error`` (``src.project.ensure_tiles``).
+
+        Returns:
+            Slide → reason, for each slide that failed (empty: every slide is ready).
         """
 
     @abstractmethod
@@ -82,13 +86,23 @@ class TileSource(ABC):
         return None
 
 
-def raise_failures(report: pd.DataFrame, what: str) -> None:
-    """Raise when a preparation report (one row per slide: ``slide``, ``status``, ``error``) has failed slides.
+def failed_slides(report: pd.DataFrame, what: str) -> dict[str, str]:
+    """Slide → ``"<what> failed: <error>"`` for the failed rows of a preparation report.
 
-    Raises:
-        RuntimeError: ``"<what> failed for N slide(s): <slide>: <error>; ..."``.
+    Args:
+        report: One row per slide: ``slide``, ``status`` (``failed`` or another), ``error``.
+        what: What was being prepared (``"Tile extraction"``).
     """
     failed = report[report.status == "failed"]
-    if len(failed):
-        reasons = "; ".join(f"{r.slide}: {r.error}" for r in failed.itertuples())
-        raise RuntimeError(f"{what} failed for {len(failed)} slide(s): {reasons}")
+    return {str(r.slide): f"{what} failed: {r.error}" for r in failed.itertuples()}
+
+
+def raise_failures(failures: Mapping[str, str], hint: str = "") -> None:
+    """Raise when some slides could not be prepared (`failed_slides`).
+
+    Raises:
+        RuntimeError: ``"N slide(s) could not be prepared: <slide>: <reason>; ...<hint>"``.
+    """
+    if failures:
+        reasons = "; ".join(f"{slide}: {reason}" for slide, reason in failures.items())
+        raise RuntimeError(f"{len(failures)} slide(s) could not be prepared: {reasons}{hint}")

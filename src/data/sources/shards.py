@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from src.data.dataset import Dataset
-from src.data.sources.base import SourceTiles, TileSource, raise_failures
+from src.data.sources.base import SourceTiles, TileSource, failed_slides
 from src.data.tiles import TileDataset, TileIndex
 from src.extraction.extract import extract_slides
 from src.extraction.shards import read_index
@@ -26,15 +26,15 @@ class ShardSource(TileSource):
     def __init__(self, max_open_files: int = 64) -> None:
         self.max_open_files = int(max_open_files)
 
-    def prepare(self, dataset: Dataset, workers: int = 1) -> None:
+    def prepare(self, dataset: Dataset, workers: int = 1) -> dict[str, str]:
         """Extract the shards that are missing (complete, same slide file, same MPP count as there).
 
-        Raises:
-            RuntimeError: extraction failed for some slides (each named with its reason).
+        Returns:
+            Slide → reason, for the slides whose extraction failed.
         """
         missing = missing_shards(dataset)
         if not missing:
-            return
+            return {}
         report = extract_slides(
             missing,
             Path(dataset.shards_dir),
@@ -44,7 +44,7 @@ class ShardSource(TileSource):
             backend=dataset.backend,
             mpp_by_slide=dataset.slide_mpps(),
         )
-        raise_failures(report, "Tile extraction")
+        return failed_slides(report, "Tile extraction")
 
     def tile_counts(self, dataset: Dataset) -> dict[str, int]:
         """Slide → tiles in its complete shard (0 without one)."""
@@ -71,10 +71,11 @@ class ShardSource(TileSource):
 
 
 def missing_shards(dataset: Dataset) -> dict[str, Path]:
-    """Slide → file of the slides whose shard is missing, unfinished, or stale (slide file or MPP changed)."""
+    """Slide → file of the slides whose shard is missing, unfinished, damaged (its CRC32 checked) or stale."""
     mpps = dataset.slide_mpps()
     return {
         slide: path
         for slide, path in dataset.slide_paths().items()
-        if read_index(dataset.shard_dir, slide, path, mpp=MppChoice(mpps.get(slide), dataset.mpp_override)) is None
+        if read_index(dataset.shard_dir, slide, path, MppChoice(mpps.get(slide), dataset.mpp_override), verify=True)
+        is None
     }

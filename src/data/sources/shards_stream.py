@@ -78,22 +78,24 @@ class ShardStreamSource(ShardSource):
         self.resampled = bool(resampled)
         self.epoch_tiles = int(epoch_tiles) if epoch_tiles else None
 
-    def prepare(self, dataset: Dataset, workers: int = 1) -> None:
+    def prepare(self, dataset: Dataset, workers: int = 1) -> dict[str, str]:
         """Extract missing shards locally (no ``urls``), or check that every slide has its index file.
 
+        Returns:
+            Slide → reason, for the slides whose extraction failed.
+
         Raises:
-            RuntimeError: extraction failed for some slides.
             FileNotFoundError: with ``urls``, slides without a complete local index file (named).
         """
         if self.urls is None:
-            super().prepare(dataset, workers)
-            return
+            return super().prepare(dataset, workers)
         missing = [s for s in dataset.slides() if _index(dataset.shard_dir, s) is None]
         if missing:
             raise FileNotFoundError(
                 f"dataset=shards_stream with urls: no complete index file for {len(missing)} slide(s) "
                 f"{missing[:10]} in {dataset.shard_dir} (copy their {{slide}}.index.json files there)"
             )
+        return {}
 
     def tile_counts(self, dataset: Dataset) -> dict[str, int]:
         """Slide → tiles in its shard, from the index files."""

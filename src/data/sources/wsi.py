@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from src.data.dataset import Dataset
-from src.data.sources.base import SourceTiles, TileSource, raise_failures
+from src.data.sources.base import SourceTiles, TileSource, failed_slides
 from src.data.tiles import TileItems
 from src.extraction.locations import cache_slides, locations_dir, read_locations
 from src.slides.mpp import MppChoice
@@ -60,11 +60,11 @@ class WsiSource(TileSource):
             root = Path(dataset.shards_dir).parent / LOCATIONS_DIR
         return locations_dir(root, dataset.tiles)
 
-    def prepare(self, dataset: Dataset, workers: int = 1) -> None:
+    def prepare(self, dataset: Dataset, workers: int = 1) -> dict[str, str]:
         """Compute the tile locations of the slides that have no complete, current cache.
 
-        Raises:
-            RuntimeError: some slides cannot be read (each named with its reason).
+        Returns:
+            Slide → reason, for the slides that cannot be read.
         """
         folder = self.folder(dataset)
         report = cache_slides(
@@ -76,7 +76,7 @@ class WsiSource(TileSource):
             backend=dataset.backend,
             mpp_by_slide=dataset.slide_mpps(),
         )
-        raise_failures(report, "Tile locations")
+        return failed_slides(report, "Tile locations")
 
     def tile_counts(self, dataset: Dataset) -> dict[str, int]:
         """Slide → cached tile count (0 without a complete cache)."""

@@ -42,6 +42,8 @@ class SplitPlan:
         path: The cache file or the given splits file, if any.
         dropped_patients: Patients of the dataset in no fold of a given splits file or of the cache, and patients
             of the folds left out by `restrict` (e.g. no slide with tiles).
+        failed_slides: Slide → reason, for the slides left out because their tiles could not be prepared
+            (``on_slide_error=skip``).
     """
 
     strategy: str
@@ -53,6 +55,7 @@ class SplitPlan:
     source: str = "computed"
     path: Path | None = None
     dropped_patients: list[str] = field(default_factory=list)
+    failed_slides: dict[str, str] = field(default_factory=dict)
 
     def trained_folds(self) -> list[Fold]:
         """The folds to train, in order."""
@@ -101,12 +104,13 @@ class SplitPlan:
             "path": str(self.path) if self.path else None,
             "trained": self.trained,
             "dropped_patients": self.dropped_patients,
+            "failed_slides": self.failed_slides,
             "folds": folds,
         }
 
     @classmethod
     def read(cls, path: str | Path) -> SplitPlan:
-        """The plan a run wrote with :meth:`write` (its folds, trained folds and dropped patients)."""
+        """The plan a run wrote with :meth:`write` (its folds, trained folds, dropped patients and failed slides)."""
         data = json.loads(Path(path).read_text())
         return cls(
             str(data["strategy"]),
@@ -118,6 +122,7 @@ class SplitPlan:
             str(data.get("source") or "file"),
             Path(data["path"]) if data.get("path") else None,
             list(data.get("dropped_patients") or []),
+            {str(slide): str(reason) for slide, reason in (data.get("failed_slides") or {}).items()},
         )
 
     def write(self, path: str | Path, annotations: pd.DataFrame | None = None) -> None:
