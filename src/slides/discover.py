@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from src.command_keys import config_key
 from src.slides.reader import reader_class, shipped_backends, slide_name
 
 DICOM_EXTENSION = "dcm"
@@ -71,14 +72,15 @@ def unreadable_slides(slides_dir: str | Path, extensions: Iterable[str]) -> dict
 
 
 def unsupported_format(path: str | Path, backend: str) -> str:
-    """The error for a slide whose format `backend` does not read, naming the file and the backends that do."""
+    """The error for a slide whose format `backend` does not read, naming the file and the backends that do.
+
+    Every command says this for such a slide (:func:`~src.slides.reader.open_slide` raises it), with the
+    running command's key for the backend (``dataset.backend=`` or predict.py's ``backend=``).
+    """
     extension = slide_format(path)
     readers = [name for name in format_readers().get(extension, []) if name != backend]
-    fix = (
-        f"use {' or '.join(f'dataset.backend={name}' for name in readers)}"
-        if readers
-        else "no shipped backend reads it"
-    )
+    key = config_key("backend")
+    fix = f"use {' or '.join(f'{key}={name}' for name in readers)}" if readers else "no shipped backend reads it"
     return f"unsupported format for backend {backend}: {path}; {fix}"
 
 

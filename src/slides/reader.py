@@ -282,8 +282,14 @@ def open_slide(
         An open `SlideReader`; close it or use it as a context manager.
 
     Raises:
-        SlideError: The file is missing, corrupt, or has no usable MPP and no override.
+        SlideError: The file is missing, corrupt, in a format the backend does not read (naming the backend
+            that does: `src.slides.discover.unsupported_format`), or has no usable MPP and no override.
         ValueError: `backend` does not name a `SlideReader` subclass.
     """
+    from src.slides import discover  # it lists the backends of this module: imported here, not at the top
+
+    cls = reader_class(backend)
+    if Path(path).exists() and not discover.reads_format(cls.extensions, path):
+        raise SlideError(discover.unsupported_format(path, backend_name(cls)))
     extra = {} if mpp is None else {"mpp": mpp}
-    return reader_class(backend)(path, mpp_override=mpp_override, **extra)
+    return cls(path, mpp_override=mpp_override, **extra)
