@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.data.datamodule import FoldDataModule
 from src.data.tile_colour import colour_stats
+
+log = logging.getLogger(__name__)
 
 
 def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +48,8 @@ def training_colour(data: FoldDataModule) -> dict[str, Any] | None:
         return None
     try:
         return colour_stats(read_image, tiles.slide_idx)
-    except NotImplementedError:  # a tile source that reads no single tile
+    except (NotImplementedError, RuntimeError) as error:  # a tile source without random access (remote shards)
+        log.info("No training tile colour recorded (predict.py will not compare slides' colours): %s", error)
         return None
 
 
