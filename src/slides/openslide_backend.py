@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from src.slides.discover import DICOM_EXTENSION, dicom_file, slide_format
+from src.slides.formats import DICOM_EXTENSION, dicom_file, slide_format
 from src.slides.mpp import resolve_mpp
 from src.slides.reader import SlideError, SlideReader, slide_name
 
