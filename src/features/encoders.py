@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from src.command_keys import config_key
 from src.errors import ConfigError
 from src.extraction.tempfiles import write_atomic
 from src.models.weights_file import load_torch_file
@@ -221,7 +222,7 @@ class Encoder:
             hint = f" ({self.weights_hint})" if self.weights_hint else ""
             raise FileNotFoundError(
                 f"encoder={self.name}: weights file {self.weights_path} not found. Put the encoder's weights "
-                f"there{hint}, or point encoder.weights_path at your copy; nothing is downloaded at run time"
+                f"there{hint}, or point {config_key('encoder_weights')} at your copy; nothing is downloaded at run time"
             )
 
     def transform(self) -> InputTransform:

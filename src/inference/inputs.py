@@ -76,13 +76,23 @@ def slide_inputs(
     slides_dir: str | None,
     backend: str | None,
 ) -> tuple[list[SlideInput], pd.DataFrame | None]:
-    """The slides to predict and the annotations table (None without one).
+    """The slides to predict and the annotation rows of those slides (None without annotations).
+
+    What is asked for depends on ``slides``:
+
+    - an annotations ``.csv`` (files in ``slides_dir``): every row is a slide to predict; a row whose slide has
+      no file there is reported as failed;
+    - a folder with ``annotations=``: the folder's slides that the annotations name;
+    - a list of files (or folders) with ``annotations=``: every slide listed; the annotations give their
+      patients, clinical inputs and outcomes (a slide without a row is predicted without them, or stopped by
+      :func:`check_rows` when the model or the evaluation needs them).
+
+    Annotation rows of slides that are not asked for are not part of the prediction (counted in the log) and are
+    left out of the table returned, so nothing about them is checked or evaluated.
 
     Args:
-        slides: A folder, a list of slide files (or folders), or an annotations ``.csv`` (then the files
-            are found in ``slides_dir``).
-        annotations: An annotations CSV (``slide``, optional ``patient``, clinical and outcome columns):
-            only the slides it names are predicted; one it names without a file is reported as failed.
+        slides: A folder, a list of slide files (or folders), or an annotations ``.csv``.
+        annotations: An annotations CSV (``slide``, optional ``patient``, clinical and outcome columns).
         slides_dir: Where the files of an annotations-only input are.
         backend: The slide reader (its file extensions decide what a slide file is).
 
@@ -90,7 +100,9 @@ def slide_inputs(
         AnnotationError: an annotations file that cannot be read, or duplicated slide names in it.
         ValueError: ``slides`` is a CSV without ``slides_dir``, or there is no slide at all.
     """
-    if isinstance(slides, str) and slides.lower().endswith(".csv"):
+    listed = not isinstance(slides, str)  # a list of files: each one is asked for
+    named_by_csv = isinstance(slides, str) and slides.lower().endswith(".csv")
+    if named_by_csv:
         annotations = annotations or slides
         if not slides_dir:
             raise ValueError(f"slides={slides!r} is an annotations file: set slides_dir to the folder of its slides")
@@ -105,18 +117,69 @@ def slide_inputs(
         duplicated = table["slide"][table["slide"].duplicated()].unique().tolist()
         if duplicated:
             raise AnnotationError(f"{annotations}: slide(s) listed more than once: {duplicated[:10]}")
+        names = table["slide"].astype(str)
+        if named_by_csv:
+            wanted = list(names)
+        elif listed:
+            wanted = list(files)
+        else:
+            wanted = [name for name in files if name in set(names)]
+        rows = {name: i for i, name in enumerate(names)}
         inputs = [
-            SlideInput(name, files.get(name), table.iloc[[i]].reset_index(drop=True))
-            for i, name in enumerate(table["slide"].astype(str))
-        ]
-        unlisted = sorted(set(files) - set(table["slide"].astype(str)))
-        if unlisted:
-            log.info("%d slide file(s) not in %s are not predicted: %s", len(unlisted), annotations, unlisted[:10])
+            SlideInput(name, files.get(name), table.iloc[[rows[name]]].reset_index(drop=True) if name in rows
+                       else table.iloc[[]].reset_index(drop=True))
+            for name in wanted
+        ]  # fmt: skip
+        _log_left_out(files, names, wanted, annotations, slides, listed)
+        table = table[names.isin(wanted)].reset_index(drop=True)
     if not inputs:
         raise ValueError(
             f"No slide to predict in slides={slides!r}" + (f" named by {annotations}" if annotations else "")
         )
     return inputs, table
+
+
+def _log_left_out(
+    files: dict[str, Path], names: pd.Series, wanted: Sequence[str], annotations: str, slides: object, listed: bool
+) -> None:
+    """Log the slide files and annotation rows that are not predicted."""
+    wanted_set = set(wanted)
+    unlisted = sorted(set(files) - wanted_set)
+    if unlisted:
+        log.info("%d slide file(s) not in %s are not predicted: %s", len(unlisted), annotations, unlisted[:10])
+    not_asked = [name for name in names if name not in wanted_set]
+    if not_asked:
+        # rows of slides not given: a cohort file used for a few of its slides (info); a folder missing some of
+        # the slides its annotations name may be a mistake (warning)
+        level, given = (logging.INFO, "given in slides=") if listed else (logging.WARNING, f"in {slides}")
+        log.log(
+            level, "%d annotation row(s) of %s name no slide %s: not predicted: %s",
+            len(not_asked), annotations, given, not_asked[:10],
+        )  # fmt: skip
+
+
+def check_rows(slides: Sequence[SlideInput], annotations: str | None, needed_for: str | None) -> None:
+    """Stop when a slide asked for has no annotation row and ``needed_for`` needs one; else warn.
+
+    Args:
+        slides: The slides to predict.
+        annotations: The annotations file (None: there are no rows to check).
+        needed_for: What needs every slide's row (the model's clinical inputs, the evaluation), or None.
+
+    Raises:
+        AnnotationError: naming the slides without a row, what needs it, and how to fix it.
+    """
+    if annotations is None:
+        return
+    rowless = [s.name for s in slides if s.path is not None and not len(s.row)]
+    if not rowless:
+        return
+    if needed_for:
+        raise AnnotationError(
+            f"{annotations} has no row for slide(s) {rowless[:10]} of slides= ({len(rowless)} in all), and "
+            f"{needed_for} needs one: add their rows, or leave them out of slides="
+        )
+    log.warning("No row in %s for slide(s) %s: predicted without a patient", annotations, rowless[:10])
 
 
 def check_columns(table: pd.DataFrame | None, columns: Sequence[str], why: str) -> None:

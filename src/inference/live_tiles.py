@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from src.data.tile_colour import tile_means
 from src.data.tiles import decode_tile
 from src.extraction.extract import encode_tile
 from src.extraction.locations import tile_plan
@@ -60,6 +61,8 @@ class LiveTiles:
         grid: Its tile grid.
         keep: Which grid tiles pass the Otsu mask.
         times: Where the time went.
+        colour_sum: Sum over the tiles read so far of their per-channel means in [0, 1] (see :attr:`colour`).
+        n_read: Tiles read so far.
     """
 
     reader: SlideReader
@@ -67,6 +70,13 @@ class LiveTiles:
     grid: TileGrid
     keep: np.ndarray
     times: StageTimes = field(default_factory=StageTimes)
+    colour_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    n_read: int = 0
+
+    @property
+    def colour(self) -> list[float] | None:
+        """The slide's colour: the mean of its tiles' per-channel means (``src.data.tile_colour``); None: no tile."""
+        return (self.colour_sum / self.n_read).tolist() if self.n_read else None
 
     @classmethod
     def open(cls, reader: SlideReader, settings: TileSettings) -> LiveTiles:
@@ -104,6 +114,8 @@ class LiveTiles:
             if not chunk:
                 return
             images = torch.stack([image for image, _, _ in chunk])
+            self.colour_sum += tile_means(images).sum(dim=0).numpy()
+            self.n_read += len(images)
             yield images, np.asarray([(x, y) for _, x, y in chunk], np.int64)
 
     def _shard_pixels(self, tile: np.ndarray) -> torch.Tensor:

@@ -33,6 +33,7 @@ from src.inference.models import ModelSet, prediction_columns, truth_columns
 from src.inference.slide import TILE_TABLE, PredictOptions, SlideResult, live_outputs, tile_table
 from src.models.mil.base import MilModel
 from src.slides.reader import open_slide
+from src.training.model_inputs import check_bag
 from src.trust import TARGET_KEY, AllowList, offline_tree, unsafe_nodes
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,7 @@ def feature_encoder(
     kwargs = {k: v for k, v in offline_tree(config, KEY)[0].items() if not k.startswith("_")}
     kwargs["weights_path"] = str(weights_path) if weights_path else stored_weights
     encoder = Encoder(**kwargs)
-    try:
-        encoder.check()
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"{error}; for predict.py: encoder_weights=<your copy of the file>") from error
+    encoder.check()  # a missing file: the error names predict.py's encoder_weights= (src.command_keys)
     expected = records[0].get("weights_sha256")
     actual = encoder.weights_sha256()
     if expected and actual != expected:
@@ -158,6 +156,8 @@ class MilPredictor:
         self, features: torch.Tensor, clinical: Sequence[torch.Tensor]
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """The members' mean prediction columns (one row) and mean attention ``(n_tiles,)`` (None: no attention)."""
+        first = self.models.members[0].model
+        features = check_bag(first.net, first.params, features, "MilPredictor.predict_bag()")
         total: dict[str, np.ndarray] = {}
         attention = []
         for member, inputs in zip(self.models.members, clinical, strict=True):
@@ -219,12 +219,12 @@ def predict_mil_slide(
         if options.heatmaps and attention is not None:
             thumbnail = np.asarray(reader.get_thumbnail(options.heatmap_px))
             downsample = reader.dimensions[0] / thumbnail.shape[1]
-            title = f"{slide.name}: " + ", ".join(f"{c} {float(v[0]):.3f}" for c, v in list(columns.items())[:3])
+            title = f"{slide.name}: {prediction_title(models.outcomes, columns)}"
             with atomic_path(folder / ATTENTION_FILE) as tmp:
                 save_attention_heatmap(thumbnail, locs, attention, live.grid.full_extract_px, downsample, tmp, title)
         times.drawing += time.perf_counter() - tick
     row = slide_prediction_row(slide, len(locs), columns, targets, evaluated)
-    return SlideResult(tiles, time.perf_counter() - start, times, row=row)
+    return SlideResult(tiles, time.perf_counter() - start, times, row=row, colour=live.colour)
 
 
 def slide_prediction_row(
@@ -243,3 +243,32 @@ def slide_prediction_row(
         row.update({column: values[0].item() for column, values in truth_columns(outcome, part).items()})
     row.update({column: float(values[0]) for column, values in columns.items()})
     return row
+
+
+def prediction_title(outcomes: Sequence, columns: dict[str, np.ndarray], most: int = 3) -> str:
+    """A bag's prediction in words, for a heatmap title: ``tumor_type: P(LUAD) 0.219, P(LUSC) 0.781``.
+
+    Categorical outcomes name their classes (the ``most`` likeliest when there are more); other kinds give the
+    outcome's name and value (``age 61.2``, ``os_time risk 0.41``). Outcomes are joined with ``; ``.
+
+    Args:
+        outcomes: The models' outcomes.
+        columns: Prediction column → ``(1,)`` value, as :meth:`MilPredictor.predict_bag` returns them.
+        most: Classes shown per categorical outcome.
+    """
+    parts = []
+    for outcome in outcomes:
+        names = outcome.output_columns()
+        values = [float(np.asarray(columns[name]).reshape(-1)[0]) for name in names]
+        if outcome.classes and len(outcome.classes) == len(names):
+            shown = (
+                sorted(range(len(names)), key=lambda i: -values[i])[:most] if len(names) > most else range(len(names))
+            )
+            parts.append(f"{outcome.name}: " + ", ".join(f"P({outcome.classes[i]}) {values[i]:.3f}" for i in shown))
+        else:
+            labels = [name.removeprefix(f"{outcome.name}-").removeprefix("y_pred") for name in names]
+            parts.extend(
+                f"{outcome.name}{' ' + label if label else ''} {value:.3g}"
+                for label, value in zip(labels, values, strict=True)
+            )
+    return "; ".join(parts)

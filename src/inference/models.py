@@ -20,11 +20,13 @@ import pandas as pd
 import torch
 
 from src.data.normalizers import StainNormalizer, from_fit
+from src.data.tile_colour import pooled_stats
 from src.errors import UnsafeFileError
 from src.evaluation.heatmaps import HeatmapLayer
 from src.extraction.settings import TileSettings
 from src.outcomes import Outcome
 from src.training.checkpoint import LoadedModel, load_model
+from src.training.model_inputs import check_tiles
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ class ModelSet:
             if tile_settings(member) != self.tiles:
                 raise ValueError(f"{member.path} was trained on other tile settings than {first.path}")
         self.input_header: list[str] = list(first.model.encoder.columns)
+        # the training slides' colour (all members' together); None for a model that records none (MIL, older)
+        self.colour = pooled_stats([m.model.params.get("tile_colour") for m in self.members])
         for member in self.members:
             member.model.net.to(memory_format=torch.channels_last)  # ~1.7x faster convolutions on CPU
 
@@ -153,6 +157,8 @@ class ModelSet:
             images: uint8 ``(batch, 3, H, W)`` tiles as the shards hold them (before stain normalization).
             clinical: Per member, ``(1, width)`` or ``(batch, width)`` encoded clinical inputs.
         """
+        first = self.members[0].model
+        check_tiles(first.net, first.params, images, "ModelSet.predict()")  # not a MIL model, tiles of its size
         total: dict[str, np.ndarray] = {}
         for member, inputs in zip(self.members, clinical, strict=True):
             batch = images

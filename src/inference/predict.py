@@ -3,7 +3,9 @@
 Everything about the model comes from its checkpoint(s); every check of the inputs (model files,
 annotations, clinical and outcome columns) runs before the first slide is read. A slide that fails
 (no file, corrupt, no MPP, no tissue) is reported with its reason and the others go on; ``run`` returns
-the number of failed slides (predict.py exits 1 when it is not 0).
+the number of failed slides (predict.py exits 1 when it is not 0). A slide whose tiles' colour lies far from
+the training tiles' (``src.data.tile_colour``) is predicted, with a warning and ``colour_outlier`` in the report.
+Messages name predict.py's own keys (``mpp_override=``, ``backend=``: ``src.command_keys``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from src.command_keys import PREDICT_KEYS, command_keys
 from src.config import validate
-from src.inference.inputs import check_columns, evaluation_targets, slide_inputs
+from src.data.tile_colour import FAR_SDS, colour_distance
+from src.inference.inputs import check_columns, check_rows, evaluation_targets, slide_inputs
 from src.inference.live_tiles import StageTimes, with_stride
 from src.inference.mil import MilPredictor, feature_encoder, is_mil, predict_mil_slide
 from src.inference.models import checkpoint_paths, load_members
@@ -46,6 +50,11 @@ def output_dir(cfg: DictConfig) -> Path:
 
 def run(cfg: DictConfig) -> int:
     """Predict (and evaluate) the configured slides; returns the number of slides that failed."""
+    with command_keys(PREDICT_KEYS):  # hints name predict.py's keys (mpp_override=, backend=...)
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> int:
     validate(cfg)
     use_threads(cfg.get("torch_threads", "auto"), int(cfg.threads), "threads")  # the tile readers run alongside
     start = time.perf_counter()
@@ -54,6 +63,10 @@ def run(cfg: DictConfig) -> int:
     )
     slides, annotations = slide_inputs(cfg.slides, cfg.get("annotations"), cfg.get("slides_dir"), cfg.backend)
     check_columns(annotations, models.input_header, "The model takes the clinical input(s)")
+    needs = [f"the model's clinical input(s) {models.input_header}"] if models.input_header else []
+    needs += [f"the evaluation of outcomes={list(cfg.outcomes)}"] if cfg.outcomes else []
+    if annotations is not None:  # a slide of slides= without a row: stop if these need it, else warn
+        check_rows(slides, str(cfg.get("annotations") or cfg.slides), " and ".join(needs))
     evaluated, targets = [], {}
     if cfg.outcomes:
         if annotations is None:
@@ -94,7 +107,7 @@ def run(cfg: DictConfig) -> int:
             row.update(status="failed", error=f"{type(error).__name__}: {error}")
             log.error("[%d/%d] %s FAILED: %s", number, len(slides), slide.name, row["error"])
         else:
-            row.update(status="done", tiles=len(result.tiles))
+            row.update(status="done", tiles=len(result.tiles), **colour_check(slide.name, result.colour, models.colour))
             rows.append(result.row or slide_row(result.tiles, models.output_columns()))
             times.add(result.times)
             if part is not None:
@@ -121,3 +134,28 @@ def run(cfg: DictConfig) -> int:
     )
     print(f"Predictions: {out}")
     return int((report.status == "failed").sum())
+
+
+def colour_check(slide: str, colour: list[float] | None, training: dict | None) -> dict:
+    """The report's ``colour_z`` and ``colour_outlier`` of a slide; warns (naming both colours) when it is far.
+
+    Args:
+        slide: The slide's name.
+        colour: Its tiles' colour (mean RGB in [0, 1]); None: no tile read.
+        training: The models' training colour (``src.data.tile_colour``); None: not recorded (no check).
+    """
+    if colour is None or training is None:
+        return {}
+    z = colour_distance(colour, training)
+    if z > FAR_SDS:
+        log.warning(
+            "Slide %s: its tiles' colour (mean RGB %s) lies %.1f SDs from the training tiles' (mean RGB %s, SD %s "
+            "between %d training slides; more than %g is flagged): a different stain, a dark-field or fluorescence "
+            "scan? Its predictions may mean little (report.csv colour_outlier)",
+            slide, _rgb(colour), z, _rgb(training["mean"]), _rgb(training["sd"]), training["slides"], FAR_SDS,
+        )  # fmt: skip
+    return {"colour_z": round(z, 2), "colour_outlier": z > FAR_SDS}
+
+
+def _rgb(values: list[float]) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"

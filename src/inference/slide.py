@@ -71,12 +71,14 @@ class SlideResult:
         seconds: Wall-clock time of the slide.
         times: The split of that time by stage.
         row: The slide's prediction row when the model predicts slides itself (MIL); None: the mean of its tiles.
+        colour: The slide's colour (mean per-channel tile mean in [0, 1], ``src.data.tile_colour``).
     """
 
     tiles: pd.DataFrame
     seconds: float
     times: StageTimes
     row: dict | None = None
+    colour: list[float] | None = None
 
 
 def predict_slide(
@@ -124,7 +126,7 @@ def predict_slide(
         if options.heatmaps:
             draw_heatmaps(reader.get_thumbnail(options.heatmap_px), grid, models, folder, slide.name)
         times.drawing += time.perf_counter() - tick
-    return SlideResult(table, time.perf_counter() - start, times)
+    return SlideResult(table, time.perf_counter() - start, times, colour=live.colour)
 
 
 def live_outputs(

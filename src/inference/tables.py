@@ -3,7 +3,8 @@
 ``slide_predictions.csv``: ``slide``, ``patient`` (when known), ``n_tiles``, then every prediction
 column: the mean of the slide's tiles. ``patient_predictions.csv`` (with a ``patient`` column): the mean
 over **all** the patient's tiles, as in training's tables. ``report.csv``: ``slide, path, status
-(done|failed), tiles, seconds, error``.
+(done|failed), tiles, seconds, error, colour_z, colour_outlier`` (how far the slide's colour lies from the
+training tiles', ``src.data.tile_colour``; blank for a model that records no training colour).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from src.evaluation.plots import outcome_plots
 from src.evaluation.results_log import append_results, json_safe
 from src.extraction.tempfiles import atomic_path
 
-REPORT_COLUMNS = ["slide", "path", "status", "tiles", "seconds", "error"]
+REPORT_COLUMNS = ["slide", "path", "status", "tiles", "seconds", "error", "colour_z", "colour_outlier"]
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
@@ -107,4 +108,8 @@ def summary(report: pd.DataFrame, seconds: float) -> str:
         f"{len(failed)} failed"
     ]
     lines += [f"  FAILED {r.slide}: {r.error}" for r in failed.itertuples()]
+    lines += [
+        f"  COLOUR {r.slide}: {r.colour_z:.1f} SDs from the training tiles' colour: its predictions may mean little"
+        for r in report[report.colour_outlier.eq(True)].itertuples()
+    ]
     return "\n".join(lines)

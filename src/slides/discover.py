@@ -10,27 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from src.slides.reader import reader_class, shipped_backends, slide_name
+from src.slides.formats import DICOM_EXTENSION, dicom_file, file_extension, reads_format, slide_format
+from src.slides.reader import format_readers, reader_class, slide_name, unsupported_format
 
-DICOM_EXTENSION = "dcm"
-
-
-def dicom_file(folder: str | Path) -> Path | None:
-    """The first ``.dcm`` file (by name, any case) directly inside `folder`, or None."""
-    try:
-        files = sorted(p for p in Path(folder).iterdir() if p.is_file() and _extension(p) == DICOM_EXTENSION)
-    except OSError:
-        return None
-    return files[0] if files else None
-
-
-def format_readers() -> dict[str, list[str]]:
-    """File extension (lower case, no dot) -> the shipped backends that read it."""
-    readers: dict[str, list[str]] = {}
-    for backend in shipped_backends():
-        for extension in reader_class(backend).extensions:
-            readers.setdefault(extension, []).append(backend)
-    return readers
+# also importable from here, where callers found them before they moved to src.slides.formats / reader
+__all__ = [
+    "DICOM_EXTENSION",
+    "dicom_file",
+    "find_slides",
+    "format_readers",
+    "reads_format",
+    "slide_format",
+    "unreadable_slides",
+    "unsupported_format",
+]
 
 
 def find_slides(slides_dir: str | Path, extensions: Iterable[str] | None = None) -> dict[str, Path]:
@@ -70,38 +63,13 @@ def unreadable_slides(slides_dir: str | Path, extensions: Iterable[str]) -> dict
     return {name: path for name, path in _collect(slides_dir, others, False).items() if name not in found}
 
 
-def unsupported_format(path: str | Path, backend: str) -> str:
-    """The error for a slide whose format `backend` does not read, naming the file and the backends that do."""
-    extension = slide_format(path)
-    readers = [name for name in format_readers().get(extension, []) if name != backend]
-    fix = (
-        f"use {' or '.join(f'dataset.backend={name}' for name in readers)}"
-        if readers
-        else "no shipped backend reads it"
-    )
-    return f"unsupported format for backend {backend}: {path}; {fix}"
-
-
-def slide_format(path: str | Path) -> str:
-    """A slide's format: its file extension (lower case, no dot); ``dcm`` for a folder of DICOM files."""
-    path = Path(path)
-    if path.is_dir() and dicom_file(path) is not None:
-        return DICOM_EXTENSION
-    return _extension(path)
-
-
-def reads_format(extensions: Iterable[str], path: str | Path) -> bool:
-    """Whether a reader with these `extensions` reads the slide at `path` (see `slide_format`)."""
-    return slide_format(path) in {ext.lower().lstrip(".") for ext in extensions}
-
-
 def _collect(slides_dir: str | Path, wanted: set[str], check_duplicates: bool) -> dict[str, Path]:
     folder = Path(slides_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"Slides folder not found: {folder}")
     slides: dict[str, Path] = {}
     for name, path, entry in _candidates(folder, DICOM_EXTENSION in wanted):
-        if _extension(path) not in wanted:
+        if file_extension(path) not in wanted:
             continue
         if name in slides:
             if not check_duplicates:
@@ -120,7 +88,3 @@ def _candidates(folder: Path, dicom_folders: bool) -> Iterator[tuple[str, Path, 
             first = dicom_file(entry)
             if first is not None:
                 yield entry.name, first, entry
-
-
-def _extension(path: Path) -> str:
-    return path.suffix[1:].lower()

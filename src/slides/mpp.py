@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from src.command_keys import config_key
 from src.errors import AnnotationError
 from src.slides.reader import SlideError
 
@@ -71,7 +72,8 @@ def resolve_mpp(
     Args:
         path: The slide file (named in errors).
         properties: The reader's vendor properties.
-        mpp_override: Microns per pixel for a file that records none (``project.mpp_override``); > 0.
+        mpp_override: Microns per pixel for a file that records none (``project.mpp_override``, predict.py's
+            ``mpp_override``); > 0.
         mpp: Microns per pixel that replaces the file's own (``project.mpp_column``); > 0.
 
     Returns:
@@ -90,19 +92,19 @@ def resolve_mpp(
     if own is not None:
         if mpp_override is not None and str(path) not in _override_unused:
             _override_unused.add(str(path))
+            override_key, column_key = config_key("mpp_override"), config_key("mpp_column")
+            replaces = f"; {column_key} replaces a slide's" if column_key else ""
             log.warning(
-                "mpp_override=%s is not used for slide %s: the file has its own MPP %.4g µm/px "
-                "(project.mpp_override only fills in a missing MPP; project.mpp_column replaces a slide's)",
-                mpp_override,
-                path,
-                own,
-            )
+                "%s=%s is not used for slide %s: the file has its own MPP %.4g µm/px "
+                "(%s only fills in a missing MPP%s)",
+                override_key, mpp_override, path, own, override_key, replaces,
+            )  # fmt: skip
         return own
     if mpp_override is not None:
         return float(mpp_override)
     raise SlideError(
         f"Slide {path} has no usable microns-per-pixel (MPP) in its metadata; "
-        "pass mpp_override (e.g. project.mpp_override=0.5) to set it."
+        f"set it with {config_key('mpp_override')}=<µm per pixel> (e.g. {config_key('mpp_override')}=0.5)."
     )
 
 

@@ -12,12 +12,47 @@ from typing import ClassVar
 
 import numpy as np
 
-from src.slides.discover import dicom_file
+from src.slides.formats import DICOM_EXTENSION, dicom_file, slide_format
 from src.slides.mpp import resolve_mpp
 from src.slides.reader import SlideError, SlideReader, slide_name
 from src.slides.tiff_check import file_damage, truncated_message
 
 INSTALL_HINT = "pip install openslide-python openslide-bin"
+
+# What OpenSlide 4.0.1 opens of DICOM (src/openslide-vendor-dicom.c), said whenever it cannot open a .dcm file.
+DICOM_SUPPORT = (
+    "OpenSlide reads a DICOM WSI as one series of VL Whole Slide Microscopy Image Storage instances "
+    "(SOP class 1.2.840.10008.5.1.4.1.1.77.1.6) in one folder, opened through any one of its files (or the "
+    "folder): every instance of the series must have an image flavor (ImageType value 3: VOLUME for a pyramid "
+    "level; LABEL, OVERVIEW or THUMBNAIL; other flavors are ignored), 8-bit RGB pixels (3 samples, "
+    "PlanarConfiguration 0) in one focal plane, and the transfer syntax explicit VR little endian "
+    "(1.2.840.10008.1.2.1), JPEG baseline (1.2.840.10008.1.2.4.50) or JPEG 2000 (1.2.840.10008.1.2.4.90/.91); "
+    "TILED_FULL or TILED_SPARSE levels and levels split into concatenations are read"
+)
+# OpenSlide's reason (a part of its message) -> what is wrong with the file and how to make it readable
+DICOM_FIXES = (
+    (
+        "Couldn't get image flavor",
+        "set the image flavor in each file of the series (its ImageType has no third value), e.g. "
+        'dcmodify -m "(0008,0008)=DERIVED\\PRIMARY\\VOLUME\\NONE" on the pyramid levels\' files',
+    ),
+    (
+        "Unsupported transfer syntax",
+        "transcode the series to one of those transfer syntaxes (e.g. gdcmconv "
+        "--raw, or JPEG baseline), or export the slide from the scanner software as SVS or TIFF",
+    ),
+    ("Not a WSI DICOM", "give a file of the slide's WSI series (this file is not a whole-slide image instance)"),
+    (
+        "No pyramid levels found",
+        "put every file of the series in one folder (no instance there is a pyramid level, image flavor VOLUME)",
+    ),
+    ("Unsupported photometric interpretation", "export the slide from the scanner software as SVS or TIFF"),
+    (
+        "Attribute",
+        "export the slide from the scanner software as SVS or TIFF (its pixels are not 8-bit RGB in one focal "
+        "plane, e.g. a fluorescence or z-stack series, which OpenSlide does not read)",
+    ),
+)
 
 
 class OpenSlideReader(SlideReader):
@@ -59,7 +94,10 @@ class OpenSlideReader(SlideReader):
             damage = file_damage(self.path)  # OpenSlide says "Unsupported or missing image file" for a cut TIFF
             if damage is not None:
                 raise SlideError(truncated_message(self.path, damage)) from err
-            raise SlideError(f"Cannot open slide {self.path} with OpenSlide: {err}") from err
+            message = f"Cannot open slide {self.path} with OpenSlide: {err}"
+            if slide_format(self.path) == DICOM_EXTENSION:
+                message = dicom_error(message)
+            raise SlideError(message) from err
         damage = file_damage(self.path)  # a TIFF cut short that OpenSlide still opens (fails at some tile)
         if damage is not None:
             self.close()
@@ -100,3 +138,10 @@ def rgba_on_white(rgba: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(rgb)
     weight = alpha[:, :, None].astype(np.float32) / 255.0
     return np.rint(rgb * weight + 255.0 * (1.0 - weight)).astype(np.uint8)
+
+
+def dicom_error(message: str) -> str:
+    """OpenSlide's error for a DICOM file, with which DICOM WSIs it reads and how to make this one readable."""
+    fix = next((fix for reason, fix in DICOM_FIXES if reason in message), None)
+    fix = fix or "export the slide from the scanner software as SVS or TIFF, or fix the attribute OpenSlide names"
+    return f"{message}. {DICOM_SUPPORT}. To read this slide: {fix}"

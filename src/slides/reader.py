@@ -28,6 +28,9 @@ from typing import ClassVar, Self
 import cv2
 import numpy as np
 
+from src.command_keys import config_key
+from src.slides.formats import reads_format, slide_format
+
 BAND_BYTES = 32 << 20  # level pixels read at once when a whole level is streamed
 BACKEND_PACKAGE = "src.slides"  # shipped backends: BACKEND_PACKAGE.<name>_backend
 BACKEND_SUFFIX = "_backend"
@@ -282,8 +285,33 @@ def open_slide(
         An open `SlideReader`; close it or use it as a context manager.
 
     Raises:
-        SlideError: The file is missing, corrupt, or has no usable MPP and no override.
+        SlideError: The file is missing, corrupt, in a format the backend does not read (naming the backend
+            that does: `unsupported_format`), or has no usable MPP and no override.
         ValueError: `backend` does not name a `SlideReader` subclass.
     """
+    cls = reader_class(backend)
+    if Path(path).exists() and not reads_format(cls.extensions, path):
+        raise SlideError(unsupported_format(path, backend_name(cls)))
     extra = {} if mpp is None else {"mpp": mpp}
-    return reader_class(backend)(path, mpp_override=mpp_override, **extra)
+    return cls(path, mpp_override=mpp_override, **extra)
+
+
+def format_readers() -> dict[str, list[str]]:
+    """File extension (lower case, no dot) -> the shipped backends that read it."""
+    readers: dict[str, list[str]] = {}
+    for backend in shipped_backends():
+        for extension in reader_class(backend).extensions:
+            readers.setdefault(extension, []).append(backend)
+    return readers
+
+
+def unsupported_format(path: str | Path, backend: str) -> str:
+    """The error for a slide whose format `backend` does not read, naming the file and the backends that do.
+
+    Every command says this for such a slide (`open_slide` raises it), with the running command's key for the
+    backend (``dataset.backend=`` or predict.py's ``backend=``: `src.command_keys`).
+    """
+    readers = [name for name in format_readers().get(slide_format(path), []) if name != backend]
+    key = config_key("backend")
+    fix = f"use {' or '.join(f'{key}={name}' for name in readers)}" if readers else "no shipped backend reads it"
+    return f"unsupported format for backend {backend}: {path}; {fix}"

@@ -23,12 +23,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from src.command_keys import config_key
 from src.config.targets import target_name
 from src.data.clinical import ClinicalEncoder
 from src.errors import UnsafeFileError
 from src.models.scaling import DEFAULT_MEAN, DEFAULT_STD
 from src.models.weights_file import load_torch_file
 from src.outcomes import Outcome, foreign_kinds, kind_problems, outcome_from_dict
+from src.training.model_inputs import check_bag, check_tiles
 from src.trust import TARGET_KEY, AllowList, named, offline_tree, unsafe_nodes
 
 PARAMS_KEY = "workbench_params"
@@ -156,15 +158,13 @@ def check_code(
         return
     targets = sorted({t for p, t in named(model_cfg, [TARGET_KEY]) if isinstance(t, str) and not rules.allows(p, t)})
     kinds = foreign_kinds(params.get("outcomes"), allowed_kinds)
-    fix = "".join([f", allowed_targets={targets}" if targets else "", f", allowed_kinds={kinds}" if kinds else ""])
     raise UnsafeFileError(
         f"{path} was not loaded: its params name code that is not allowed, and nothing from it was built or "
         "imported:\n  - " + "\n  - ".join(problems) + "\nAllowed model targets: those of conf/model/*.yaml "
         f"({', '.join(sorted(frozenset().union(*rules.by_position.values())))}), each at the key where "
         "conf/model places it, and load_model's allowed_targets (anywhere); allowed outcome kinds: those of "
         "src/outcomes and load_model's allowed_kinds; a stored config may not name weights to fetch or open "
-        "(pretrained is forced off, weights_path cleared)."
-        + (f" If you trust this checkpoint, allow them: load_model(path{fix})." if fix else "")
+        "(pretrained is forced off, weights_path cleared)." + _allow_hint(targets, kinds)
     )
 
 
@@ -177,6 +177,19 @@ def model_rules(allowed_targets: Iterable[str | Callable] = ()) -> AllowList:
     return AllowList.from_conf("model", anywhere={target_name(t) for t in allowed_targets})
 
 
+def _allow_hint(targets: list[str], kinds: list[str]) -> str:
+    """How to allow ``targets`` and ``kinds``: the running command's keys (predict.py), else load_model's arguments."""
+    given = [(name, values) for name, values in (("allowed_targets", targets), ("allowed_kinds", kinds)) if values]
+    if not given:
+        return ""
+    keys = [config_key(name) for name, _ in given]
+    if all(keys):  # a command line: key=[a.b,c.d]
+        allow = " ".join(f"{key}=[{','.join(values)}]" for key, (_, values) in zip(keys, given, strict=True))
+    else:
+        allow = "load_model(path" + "".join(f", {name}={values}" for name, values in given) + ")"
+    return f" If you trust this checkpoint, allow them: {allow}."
+
+
 def predict(model: LoadedModel, images: torch.Tensor, annotations: pd.DataFrame | None = None) -> list[np.ndarray]:
     """Head outputs for a batch of tiles of slides described by ``annotations`` rows.
 
@@ -186,13 +199,21 @@ def predict(model: LoadedModel, images: torch.Tensor, annotations: pd.DataFrame 
             them itself); stain-normalize them first if the model was trained with a normalizer
             (``from_fit(model.params["norm_fit"]).normalize(images)``, as training and ``predict.py`` do).
             Ignored by ``drop_images`` models.
-        annotations: One row per tile with the ``input_header`` columns, or ``None`` for no clinical inputs.
+        annotations: One row per tile (or one for all of them) with the ``input_header`` columns, or ``None``
+            for no clinical inputs.
 
     Returns:
         One array per outcome: softmax probabilities for categorical outcomes, values in the column's units
         for linear ones.
+
+    Raises:
+        ValueError: the model is a MIL model (use :func:`predict_bag`), or ``images`` are not uint8 tiles of its
+            size (the message names the model's kind, what it takes and what it got).
     """
+    check_tiles(model.net, model.params, images)
     clinical = model.clinical(annotations) if annotations is not None else torch.zeros(len(images), 0)
+    if len(clinical) == 1 and len(images) > 1:
+        clinical = clinical.expand(len(images), -1)  # one slide's row for all its tiles
     with torch.no_grad():
         outputs = model.net(images, clinical)
     return [outcome.predict(o) for o, outcome in zip(outputs, model.outcomes, strict=True)]
@@ -212,9 +233,14 @@ def predict_bag(
     Returns:
         ``(outputs, attention)``: one ``(1, size)`` array per outcome (as :func:`predict`) and the ``(n_tiles,)``
         attention (None for a model without attention).
+
+    Raises:
+        ValueError: the model is a tile model (use :func:`predict`), or ``features`` is not one bag of the width
+            its bags had (the message names the model's kind, the width it takes and what it got).
     """
+    bag = check_bag(model.net, model.params, features)
     clinical = model.clinical(annotations) if annotations is not None else torch.zeros(1, 0)
     with torch.no_grad():
-        outputs, attention = model.net(torch.as_tensor(features, dtype=torch.float32)[None], None, clinical, True)
+        outputs, attention = model.net(bag[None], None, clinical, True)
     predictions = [outcome.predict(o) for o, outcome in zip(outputs, model.outcomes, strict=True)]
     return predictions, (attention[0].numpy() if attention is not None else None)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from src.data.datamodule import FoldDataModule
+from src.data.tile_colour import colour_stats
+
+log = logging.getLogger(__name__)
 
 
 def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[str, Any]) -> dict[str, Any]:
@@ -28,11 +32,25 @@ def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[s
         "tile_settings": tiles.__dict__ if tiles else None,
         "norm_fit": data.normalizer.get_fit() if data.normalizer is not None else None,
         "input_stats": net.input_stats(),  # the model's input scaling (also in its buffers)
+        "tile_colour": training_colour(data),  # the training slides' colour (predict.py flags slides far from it)
         "hp": OmegaConf.to_container(hp, resolve=True),
         "net_kwargs": getattr(data, "net_kwargs", dict)(),  # what the net needs besides heads (MIL: feature width)
         "feature_bags": getattr(data, "bags_config", dict)() or None,  # MIL: encoder, weights SHA-256, dtype
         **row_info,
     }
+
+
+def training_colour(data: FoldDataModule) -> dict[str, Any] | None:
+    """The colour of the training slides' tiles (:func:`~src.data.tile_colour.colour_stats`); None without tiles."""
+    tiles = getattr(getattr(data, "train", None), "data", None)
+    read_image = getattr(tiles, "read_image", None)
+    if read_image is None or not len(getattr(tiles, "slide_idx", ())):  # clinical-only, MIL bags
+        return None
+    try:
+        return colour_stats(read_image, tiles.slide_idx)
+    except (NotImplementedError, RuntimeError) as error:  # a tile source without random access (remote shards)
+        log.info("No training tile colour recorded (predict.py will not compare slides' colours): %s", error)
+        return None
 
 
 def write_fold_files(outdir: Path, params: dict[str, Any], data: FoldDataModule, labels: Any) -> None:

@@ -4,12 +4,16 @@ its folds, evaluation mode with training's metric names and values, heatmaps and
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from src.data.tile_colour import FAR_SDS
+from src.demo.svs import write_svs
+from src.slides.reader import open_slide
 from tests.inference.conftest import run_predict, slide_files, validation_slides
 
 TOLERANCE = 1e-5  # the same pixels; float sums in another batch order and memory layout
@@ -99,3 +103,43 @@ def _subset(annotations: Path, slides: list[str], folder: Path) -> Path:
     path = folder / "cohort.csv"
     table[table.slide.isin(slides)].to_csv(path, index=False)
     return path
+
+
+def test_slides_given_with_a_cohort_file_are_the_only_slides_predicted(
+    tiny_run: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    fold = tiny_run / "fold1"
+    slides = validation_slides(fold)[:2]
+    cohort = data_dir / "demo" / "annotations.csv"  # every slide of the demo: far more rows than slides given
+    assert len(pd.read_csv(cohort)) > len(slides)
+    failed = run_predict(fold, tmp_path, f"slides={slide_files(data_dir, slides)}", f"annotations={cohort}",
+                         "outcomes=[tumor_type]", "heatmaps=false")  # fmt: skip
+    assert failed == 0  # the cohort's other rows are not failures
+    assert f"{len(slides)} slide(s): {len(slides)} predicted" in capsys.readouterr().out
+    report = pd.read_csv(tmp_path / "report.csv")
+    assert sorted(report.slide) == sorted(slides) and report.status.eq("done").all()
+    assert not report.colour_outlier.any()  # slides like the training slides are not flagged
+    evaluated = pd.read_parquet(tmp_path / "slide_evaluation.parquet")
+    assert sorted(evaluated.slide) == sorted(slides)  # evaluated on the slides given only
+
+
+def test_a_dark_field_slide_is_flagged_far_from_the_training_colour(
+    tiny_run: Path, data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fold = tiny_run / "fold1"
+    good = validation_slides(fold)[0]
+    recorded = json.loads((fold / "params.json").read_text())["tile_colour"]
+    training = pd.read_csv(fold / "slide_manifest.csv").query("dataset == 'training'")
+    assert recorded["slides"] == len(training) and len(recorded["mean"]) == len(recorded["sd"]) == 3
+    with open_slide(data_dir / "demo" / "slides" / f"{good}.svs") as reader:  # the demo slide, inverted
+        image, mpp = reader.read_region((0, 0), 0, reader.dimensions), reader.mpp
+    dark = tmp_path / "dark-field.svs"
+    write_svs(dark, 255 - image, mpp=mpp)
+    slides = f"slides=[{data_dir / 'demo' / 'slides' / f'{good}.svs'},{dark}]"
+    with caplog.at_level(logging.WARNING):
+        assert run_predict(fold, tmp_path / "out", slides, "heatmaps=false") == 0  # flagged, still predicted
+    report = pd.read_csv(tmp_path / "out" / "report.csv").set_index("slide")
+    assert report.loc["dark-field", "colour_outlier"] and not report.loc[good, "colour_outlier"]
+    assert report.loc["dark-field", "colour_z"] > FAR_SDS > report.loc[good, "colour_z"]
+    warnings = [r.getMessage() for r in caplog.records if "SDs from the training tiles'" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("Slide dark-field: its tiles' colour (mean RGB (")

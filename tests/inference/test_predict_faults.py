@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from src.config import REPO_ROOT
+from src.demo.dicom import write_dicom_wsi
 from src.demo.svs import write_svs
 from src.errors import AnnotationError, ConfigError, UnsafeFileError
 from tests.conftest import SHARED_DATA
@@ -30,7 +31,8 @@ def test_bad_slides_are_reported_and_the_others_complete(
     good = validation_slides(tiny_run / "fold1")[0]
     blank = tmp_path / "blank.svs"
     write_svs(blank, np.full((1024, 1024, 3), 245, np.uint8), mpp=0.5)  # a slide of glass only
-    slides = [data_dir / "demo" / "slides" / f"{good}.svs", BROKEN, NO_MPP, blank]
+    (dicom,) = write_dicom_wsi(tmp_path / "dicom", np.full((256, 256, 3), 200, np.uint8), mpp=0.5)
+    slides = [data_dir / "demo" / "slides" / f"{good}.svs", BROKEN, NO_MPP, blank, dicom]
     out = tmp_path / "out"
     argv = ["predict.py", f"model_path={tiny_run / 'fold1'}", f"outdir={out}", "heatmaps=false"]
     argv.append("slides=[" + ",".join(map(str, slides)) + "]")
@@ -40,14 +42,26 @@ def test_bad_slides_are_reported_and_the_others_complete(
     assert exit_status.value.code == 1
     captured = capsys.readouterr()
     stdout = captured.out
-    assert "4 slide(s)" in stdout, captured.err
-    assert "4 slide(s): 1 predicted" in stdout and "3 failed" in stdout
+    assert "5 slide(s)" in stdout, captured.err
+    assert "5 slide(s): 1 predicted" in stdout and "4 failed" in stdout
     failed = {line.split()[1].rstrip(":"): line for line in stdout.splitlines() if "FAILED" in line}
     assert "not a TIFF" in failed["broken"] and str(BROKEN) in failed["broken"]
-    assert "no usable microns-per-pixel" in failed["boxes"] and "mpp_override" in failed["boxes"]
+    # the hints name predict.py's keys, not train.py's (project.mpp_override, dataset.backend)
+    assert "no usable microns-per-pixel" in failed["boxes"] and "set it with mpp_override=" in failed["boxes"]
+    assert "project." not in failed["boxes"]
     assert "no tissue" in failed["blank"]
+    # a DICOM file with the tiffslide backend: extraction's rule and message (not tifffile's "not a TIFF")
+    assert failed["level0"].endswith(
+        f"SlideError: unsupported format for backend tiffslide: {dicom}; use backend=openslide"
+    )
     report = pd.read_csv(out / "report.csv").set_index("slide")
-    assert report.status.to_dict() == {good: "done", "broken": "failed", "boxes": "failed", "blank": "failed"}
+    assert report.status.to_dict() == {
+        good: "done",
+        "broken": "failed",
+        "boxes": "failed",
+        "blank": "failed",
+        "level0": "failed",
+    }
     assert (out / "slides" / good / "tile_predictions.parquet").is_file()
     assert pd.read_csv(out / "slide_predictions.csv").slide.tolist() == [good]
 

@@ -153,3 +153,22 @@ def test_predict_bag_on_a_bag_file_equals_validation(mil_fold: Path, data_dir: P
     )
     assert attention.shape == (len(bag["coords"]),)
     assert attention.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_attention_heatmaps_are_titled_with_class_names(
+    mil_fold: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    titles = {}
+
+    def record(thumbnail, coords, values, extent_px, downsample, path, title="", **kwargs) -> Path:
+        titles[Path(path).parent.name] = title
+        Path(path).write_bytes(b"")  # the file is renamed into place after
+        return Path(path)
+
+    monkeypatch.setattr("src.inference.mil.save_attention_heatmap", record)
+    slide = validation_slides(mil_fold)[0]
+    assert run_predict(mil_fold, tmp_path, f"slides={slide_files(data_dir, [slide])}") == 0
+    (classes,) = [o["classes"] for o in json.loads((mil_fold / "params.json").read_text())["outcomes"]]
+    row = pd.read_csv(tmp_path / "slide_predictions.csv").iloc[0]
+    probabilities = ", ".join(f"P({name}) {row[f'tumor_type-y_pred{i}']:.3f}" for i, name in enumerate(classes))
+    assert titles == {slide: f"{slide}: tumor_type: {probabilities}"}  # was "tumor_type-y_pred0 0.219, ..."

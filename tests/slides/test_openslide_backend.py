@@ -1,4 +1,5 @@
-"""The OpenSlide backend against tiffslide on the same real slide, and its RGBA handling."""
+"""The OpenSlide backend against tiffslide on the same real slide, its RGBA handling, and DICOM WSIs (synthetic
+series from src.demo.dicom): read, or refused with what OpenSlide reads and what to do."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.slides.openslide_backend import OpenSlideReader, rgba_on_white
+from src.demo.dicom import write_dicom_wsi
+from src.demo.render import SlideLook, render_slide
+from src.slides.openslide_backend import DICOM_SUPPORT, OpenSlideReader, rgba_on_white
 from src.slides.reader import SlideError, open_slide
 from src.slides.tiffslide_backend import TiffSlideReader
 
@@ -74,3 +77,41 @@ def test_a_dicom_folder_is_opened_through_its_first_file(tmp_path: Path) -> None
         OpenSlideReader(folder)
     with pytest.raises(SlideError, match=r"Slide file not found: .*empty"):
         OpenSlideReader(tmp_path / "empty")
+
+
+def test_a_dicom_wsi_series_opens_through_one_file_or_its_folder(tmp_path: Path) -> None:
+    image = render_slide(np.random.default_rng(0), 1024, SlideLook("squamous", 60.0))
+    level0, _ = write_dicom_wsi(tmp_path / "case 7", image, mpp=0.5)
+    for path in (level0, tmp_path / "case 7"):
+        with open_slide(path, backend="openslide") as reader:
+            assert reader.properties["openslide.vendor"] == "dicom"
+            assert reader.level_dimensions == [(1024, 1024), (256, 256)] and reader.mpp == pytest.approx(0.5)
+            np.testing.assert_array_equal(reader.read_region((100, 200), 0, (300, 150)), image[200:350, 100:400])
+
+
+@pytest.mark.parametrize(
+    ("writer", "reason", "fix"),
+    [
+        ({"image_type": ("DERIVED", "PRIMARY")}, "Couldn't get image flavor", "set the image flavor in each file"),
+        ({"transfer_syntax": "1.2.840.10008.1.2.4.80"}, "Unsupported transfer syntax", "transcode the series"),
+        ({"image_type": ("ORIGINAL", "PRIMARY", "LOCALIZER", "NONE")}, "No pyramid levels found",
+         "put every file of the series in one folder"),
+    ],
+)  # fmt: skip
+def test_a_dicom_wsi_openslide_cannot_open_says_which_it_reads_and_what_to_do(
+    tmp_path: Path, writer: dict, reason: str, fix: str
+) -> None:
+    level0, *_ = write_dicom_wsi(tmp_path / "series", np.full((512, 512, 3), 200, np.uint8), mpp=0.5, **writer)
+    with pytest.raises(SlideError) as raised:
+        open_slide(level0, backend="openslide")
+    message = str(raised.value)
+    assert message.startswith(f"Cannot open slide {level0} with OpenSlide: ") and reason in message  # OpenSlide's
+    assert DICOM_SUPPORT in message  # which DICOM WSIs OpenSlide reads, exactly
+    assert f"To read this slide: {fix}" in message
+
+
+def test_a_dicom_file_under_tiffslide_names_the_backend_that_reads_it(tmp_path: Path) -> None:
+    level0, *_ = write_dicom_wsi(tmp_path / "series", np.full((512, 512, 3), 200, np.uint8), mpp=0.5)
+    with pytest.raises(SlideError, match=r"^unsupported format for backend tiffslide: .*level0\.dcm; "
+                       r"use dataset\.backend=openslide$"):  # fmt: skip
+        open_slide(level0)  # was tifffile's "not a TIFF file: header=..."

@@ -1,19 +1,22 @@
-"""Tissue filters: Slideflow's reference counts on CMU-1 and labelled real tiles."""
+"""Tissue filters: Slideflow's reference counts on CMU-1 and labelled real tiles; dark-field slides."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from src.demo.render import tissue_masks
+from src.demo.render import SlideLook, render_slide, tissue_masks
+from src.demo.svs import write_svs
 from src.slides.grid import tile_grid
 from src.slides.reader import open_slide
 from src.slides.tiles import TissueFilter, iter_tiles
 from src.slides.tissue import (
     grayspace_fraction,
+    is_dark_field,
     mask_fraction,
     otsu_level,
     otsu_mask,
@@ -95,3 +98,40 @@ def test_real_background_tiles_are_dropped(shared_tiles: Path) -> None:
 def test_pen_mark_tiles_are_dropped(shared_tiles: Path) -> None:
     names = ["no-tissue-green-pen.png", "no-tissue-red-pen.png"]
     assert [n for n in names if _keeps(shared_tiles / n)] == []
+
+
+def dark_field(image: np.ndarray, tissue: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A fluorescence-like slide from a rendered one: the tissue inverted (it glows), on a noisy black background
+    (camera noise: each channel 0-11, so the background's saturation is as high as the tissue's)."""
+    noise = np.random.default_rng(seed).integers(0, 12, image.shape, dtype=np.uint8)
+    return np.where(tissue[..., None], 255 - image, noise).astype(np.uint8)
+
+
+def test_a_dark_field_slide_is_masked_on_brightness_and_named(
+    tmp_path: Path, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = render_slide(np.random.default_rng(0), 1024, SlideLook("squamous", 60.0))
+    tissue, _ = tissue_masks(np.random.default_rng(0), 1024)  # the same draw: its true tissue
+    write_svs(tmp_path / "bright.svs", image, mpp=0.5)
+    write_svs(tmp_path / "dark.svs", dark_field(image, tissue), mpp=0.5)
+    kept = {}
+    with caplog.at_level(logging.WARNING, logger="src.slides.tissue"):
+        for name in ("bright", "dark"):
+            with open_slide(tmp_path / f"{name}.svs", backend=backend) as reader:
+                mask, _ = otsu_mask(reader)
+                assert (mask == ~tissue).mean() > 0.99, name  # saturation on the dark slide: 0.92
+                grid = tile_grid(reader, 64, 32)
+                kept[name] = sum(1 for _ in iter_tiles(reader, grid, TissueFilter(qc="otsu")))
+    assert abs(kept["dark"] - kept["bright"]) <= 2  # saturation on the dark slide: 148 of 256, bright: 128
+    assert "Slide dark has a dark background" in caplog.text and "dark-field (fluorescence)" in caplog.text
+    assert "Slide bright" not in caplog.text
+
+
+def test_only_a_dark_border_on_a_mostly_dark_image_is_dark_field() -> None:
+    glass = np.full((100, 100, 3), 235, np.uint8)
+    glass[30:70, 30:70] = (180, 80, 150)  # stained tissue
+    assert not is_dark_field(glass)
+    padded = glass.copy()
+    padded[:, :8] = padded[:, -8:] = padded[:8] = padded[-8:] = 0  # black scanner padding at every edge
+    assert not is_dark_field(padded)  # the border is dark, but the slide is mostly glass
+    assert is_dark_field(255 - glass)
