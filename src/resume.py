@@ -35,9 +35,18 @@ from src.run_status import read_status, write_status
 log = logging.getLogger(__name__)
 
 #: Keys that may differ between the saved config and a resume: they say where the run is, not what it does, and
-#: which of its folds this job trains (jobs of one run, one fold each, share the folder: ``src.run_jobs``).
-#: Everything else must match, paths included (they name the data, the tiles and the results log).
-RESUME_FREE_KEYS = ("resume", "run_dir", "validation.folds")
+#: which of its folds this job trains (jobs of one run, one fold each, share the folder: ``src.run_jobs``); how
+#: many CPU threads it uses; and how it meets a problem (a slide that cannot be tiled, a small class) — the
+#: folds that result are checked against splits.json on resume. Everything else must match, paths included (they
+#: name the data, the tiles and the results log).
+RESUME_FREE_KEYS = (
+    "resume",
+    "run_dir",
+    "validation.folds",
+    "torch_threads",
+    "on_slide_error",
+    "validation.small_classes",
+)
 #: Fields of a previous attempt's status that no longer hold once the run runs again.
 STALE_STATUS_FIELDS = ("error_type", "error", "traceback", "optimized_metric", "value")
 

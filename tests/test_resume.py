@@ -142,6 +142,17 @@ def test_config_differences_name_nested_and_missing_keys() -> None:
     ]
 
 
+def test_a_run_from_before_the_problem_keys_resumes(tiny_cfg) -> None:
+    """A config saved before torch_threads, on_slide_error and validation.small_classes existed still resumes."""
+    now = OmegaConf.to_container(tiny_cfg("on_slide_error=skip", "validation.small_classes=error"), resolve=True)
+    saved = json.loads(json.dumps(now))
+    for key in ("torch_threads", "on_slide_error"):
+        del saved[key]
+    del saved["validation"]["small_classes"]
+    saved["validation"]["k"] = now["validation"]["k"] + 1  # a real change is still named
+    assert config_differences(saved, now) == [f"validation.k: {saved['validation']['k']} → {now['validation']['k']}"]
+
+
 def _rows_per_fold_and_epoch(log: Path, run_id: str) -> list[tuple[str, int]]:
     table = pd.read_csv(log)
     table = table[table.run_id == run_id]
