@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from src.hpsearch.history import best_record, write_best, write_history, write_results
 from src.hpsearch.objective import infer_direction, job_record, trial_line
-from src.hpsearch.sweep_info import atomic_write_text, split_override, write_sweep_file
+from src.hpsearch.sweep_info import atomic_write_text, split_override, unsafe_override, write_sweep_file
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,12 @@ def epochs_as_list(override: str) -> str:
 def read_grid_file(path: str | Path, jobs: list[int] | None = None) -> list[tuple[int, list[str]]]:
     """The rows of a ``grid.csv`` as ``(job, overrides)``, optionally only the ``jobs`` listed.
 
+    A grid file sets plain values only (:func:`~src.hpsearch.sweep_info.unsafe_override`): a shared file may
+    not name code for Hydra to build, Hydra's own settings or interpolations.
+
     Raises:
-        ValueError: the file has no ``job`` column, or a listed job is not in it (names the file and jobs).
+        ValueError: the file has no ``job`` column, a listed job is not in it, or a cell is not a plain value
+            (names the file, job and column).
     """
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if "job" not in table.columns:
@@ -58,7 +62,14 @@ def read_grid_file(path: str | Path, jobs: list[int] | None = None) -> list[tupl
         if missing:
             raise ValueError(f"hydra.sweeper.jobs: job(s) {missing} are not in {path} (it has {sorted(table.job)})")
         table = table[table.job.isin(jobs)]
-    return [(int(row.job), [f"{k}={row[k]}" for k in keys if row[k] != ""]) for _, row in table.iterrows()]
+    rows = [(int(row.job), [f"{k}={row[k]}" for k in keys if row[k] != ""]) for _, row in table.iterrows()]
+    for job, overrides in rows:
+        for override in overrides:
+            if reason := unsafe_override(override):
+                raise ValueError(
+                    f"{path}, job {job}: {reason}; a grid file sets plain values only (edit or delete that column)"
+                )
+    return rows
 
 
 class GridSweeperImpl(BasicSweeper):

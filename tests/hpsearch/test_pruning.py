@@ -89,3 +89,39 @@ def test_a_pruned_study_records_pruned_trials_and_keeps_their_folds(data_dir: Pa
     log = pd.read_csv(out / "results_log.csv")
     assert sorted(log.fold.unique()) == ["fold1"]  # each trial stopped after its first fold, which was kept
     assert len(log) == 2
+
+
+def test_a_job_takes_its_pruner_and_study_from_its_own_config_not_from_sweep_json(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from src.config import CONFIG_DIR, register_configs
+    from src.hpsearch.pruning import fold_pruner
+
+    register_configs()
+    sweep = tmp_path / "sweep"
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "hparams_search=shallow",
+                "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner}",
+                f"hydra.sweep.dir={sweep}",
+            ],
+            return_hydra_config=True,
+        )
+    with open_dict(cfg):
+        cfg.hydra.job.num = 3
+    sweep.mkdir()  # a sweep.json naming other code and another storage is not read
+    (sweep / "sweep.json").write_text(
+        json.dumps({"kind": "optuna", "storage": "sqlite:////elsewhere.db", "pruner": {"_target_": "os.system"}})
+    )
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        pruner = fold_pruner(METRIC)
+    finally:
+        HydraConfig.instance().cfg = previous
+    assert pruner.storage == f"sqlite:///{sweep / 'study.db'}" and pruner.study_name == "tumor_type-shallow"
+    assert pruner.pruner["_target_"] == "optuna.pruners.MedianPruner" and pruner.trial_number == 3
