@@ -39,6 +39,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from src.config import validate
+from src.extraction.locks import FileLock
 from src.hpsearch.history import best_record, write_best, write_history, write_plots, write_results
 from src.hpsearch.objective import OBJECTIVES, infer_direction, job_record, trial_line
 from src.hpsearch.space import distribution, grid_choices, override_distribution, space_entries, suggest_space
@@ -91,11 +92,17 @@ class StudySweeperImpl(OptunaSweeperImpl):
         self._make_grid_sampler(distributions)
 
         storage, study_name = study_location(self.storage, self.study_name, sweep_dir)
+        lock = study_lock_path(storage, sweep_dir)
         logging.disable(logging.INFO)  # Optuna's alembic migrations log a page of "setup plugin" lines
         try:
-            study = optuna.create_study(
-                study_name=study_name, storage=storage, sampler=self.sampler, direction=direction, load_if_exists=True
-            )
+            with FileLock(lock):  # two commands started at once: one creates the study, the other loads it
+                study = optuna.create_study(
+                    study_name=study_name,
+                    storage=storage,
+                    sampler=self.sampler,
+                    direction=direction,
+                    load_if_exists=True,
+                )
         finally:
             logging.disable(logging.NOTSET)
         if study.direction.name.lower() != direction:
@@ -129,7 +136,6 @@ class StudySweeperImpl(OptunaSweeperImpl):
             len(_finished(study, label)),
             self.n_trials,
         )
-        lock = study_lock_path(storage, sweep_dir)
         while (trial := reserve_trial(study, label, self.n_trials, lock, searched)) is not None:
             self._run_trial(study, label, trial, sweep_dir, distributions, fixed, metric, direction)
             if self._too_many_failures(study, label):

@@ -187,7 +187,7 @@ def read_trials(study: optuna.Study, label: str, states: tuple[TrialState, ...] 
     """
     try:
         return study.get_trials(deepcopy=False, states=states)
-    except (ValueError, KeyError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+    except (ValueError, LookupError, TypeError) as error:  # JSONDecodeError, an unknown enum value, a missing key
         raise StudyDataError(f"{label} cannot be read: {_undecodable(study) or error}; {FIX}") from error
 
 
