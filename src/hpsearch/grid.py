@@ -21,6 +21,8 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from src.config import CONFIG_DIR
+from src.config.targets import group_targets
 from src.hpsearch.history import best_record, write_best, write_history, write_results
 from src.hpsearch.objective import infer_direction, job_record, trial_line
 from src.hpsearch.sweep_info import atomic_write_text, split_override, unsafe_override, write_sweep_file
@@ -46,7 +48,7 @@ def read_grid_file(path: str | Path, jobs: list[int] | None = None) -> list[tupl
     """The rows of a ``grid.csv`` as ``(job, overrides)``, optionally only the ``jobs`` listed.
 
     A grid file sets plain values only (:func:`~src.hpsearch.sweep_info.unsafe_override`): a shared file may
-    not name code for Hydra to build, Hydra's own settings or interpolations.
+    name no code but the ``_target_``s of ``conf/``, no Hydra setting and no interpolation.
 
     Raises:
         ValueError: the file has no ``job`` column, a listed job is not in it, or a cell is not a plain value
@@ -63,13 +65,19 @@ def read_grid_file(path: str | Path, jobs: list[int] | None = None) -> list[tupl
             raise ValueError(f"hydra.sweeper.jobs: job(s) {missing} are not in {path} (it has {sorted(table.job)})")
         table = table[table.job.isin(jobs)]
     rows = [(int(row.job), [f"{k}={row[k]}" for k in keys if row[k] != ""]) for _, row in table.iterrows()]
+    shipped = conf_targets()
     for job, overrides in rows:
         for override in overrides:
-            if reason := unsafe_override(override):
+            if reason := unsafe_override(override, shipped):
                 raise ValueError(
                     f"{path}, job {job}: {reason}; a grid file sets plain values only (edit or delete that column)"
                 )
     return rows
+
+
+def conf_targets() -> frozenset[str]:
+    """Every ``_target_`` named by a config group's options in ``conf/`` (read as text, nothing imported)."""
+    return frozenset().union(*(group_targets(p.name) for p in sorted(CONFIG_DIR.iterdir()) if p.is_dir()))
 
 
 class GridSweeperImpl(BasicSweeper):

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from src.hpsearch.sweep_info import atomic_write_text, split_override, unsafe_override
+from src.hpsearch.sweep_info import atomic_write_text, split_override
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +76,16 @@ def write_best(sweep_dir: Path, best: Mapping[str, Any], metric: str, objective:
     """Write ``best.yaml``: a primary config re-running the best trial (its group choices and overrides).
 
     It reads the trial's ``.hydra/overrides.yaml`` and ``.hydra/hydra.yaml``: every config-group choice is
-    pinned in its defaults list, every plain value override becomes a key (one that names code, a Hydra
-    setting or an interpolation, :func:`~src.hpsearch.sweep_info.unsafe_override`, is left out with a
-    warning). Returns None when those files are gone.
+    pinned in its defaults list, every value override becomes a key. Returns None when those files are gone.
+    ``best.yaml`` is a config like any other: it runs what the trial ran (a ``model.backbone._target_`` given on
+    the command line included), so it is run only from a sweep folder one trusts, as any shared config.
     """
     job_dir = Path(best["job_dir"])
     overrides_file, hydra_file = job_dir / ".hydra" / "overrides.yaml", job_dir / ".hydra" / "hydra.yaml"
     if not overrides_file.exists() or not hydra_file.exists():
         log.warning("best.yaml not written: %s has no .hydra/overrides.yaml", job_dir)
         return None
-    overrides = [str(o) for o in yaml.safe_load(overrides_file.read_text()) or []]
-    for override in [o for o in overrides if unsafe_override(o)]:
-        log.warning("best.yaml leaves out %s from %s: %s", override, overrides_file, unsafe_override(override))
-        overrides.remove(override)
+    overrides = yaml.safe_load(overrides_file.read_text()) or []
     choices = OmegaConf.to_container(OmegaConf.load(hydra_file).hydra.runtime.choices)
     groups = {g for g in choices if g != "hydra" and not g.startswith("hydra/")}
     defaults: list[Any] = ["train"]

@@ -93,17 +93,19 @@ def split_override(text: str) -> tuple[str, str]:
     return key.lstrip("+~"), value
 
 
-def unsafe_override(text: str) -> str | None:
-    """Why an override read from a file (``grid.csv``, a job's ``overrides.yaml``) could run code, or None.
+def unsafe_override(text: str, allowed_targets: frozenset[str] = frozenset()) -> str | None:
+    """Why an override read from a file (a ``grid.csv`` given back) could run code, or None.
 
-    A file may set plain values only: no key naming code for Hydra to build (``_target_``, ``_args_``,
-    ``_partial_``, ``_recursive_``, ``_convert_`` anywhere in it), no ``hydra.`` key (callbacks, launcher,
-    output folders) and no ``${...}`` interpolation (resolvers).
+    A file may set plain values only: a ``_target_`` only to one of ``allowed_targets`` (those ``conf/`` names),
+    no other key for Hydra to build with (``_args_``, ``_partial_``, ``_recursive_``, ``_convert_``), no
+    ``hydra.`` key (callbacks, launcher, output folders) and no ``${...}`` interpolation (resolvers).
     """
     key, value = split_override(text)
     parts = key.split(".")
-    if any(part in HYDRA_SPECIAL_KEYS for part in parts):
-        return f"{key} names code for Hydra to build"
+    if parts[-1] == "_target_" and value not in allowed_targets:
+        return f"{key}={value} names code that no config in conf/ names"
+    if any(part in HYDRA_SPECIAL_KEYS[1:] for part in parts) or "_target_" in parts[:-1]:
+        return f"{key} is a key for Hydra to build with"
     if parts[0] == "hydra":
         return f"{key} is Hydra's own setting"
     if "${" in value:

@@ -124,9 +124,14 @@ def test_sweep_json_and_grid_files_hold_plain_data_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"sweep\.json: common_overrides='batch_size=8', expected a list"):
         read_sweep_file(tmp_path)
     grid = tmp_path / "grid.csv"
-    for column, value in [("model.backbone._target_", "os.system"), ("hydra.run.dir", "/x"), ("l1", "${oc.env:X}")]:
+    for column, value in [
+        ("model.backbone._target_", "os.system"),  # only the targets conf/ names
+        ("model._args_", "[1]"),
+        ("hydra.run.dir", "/x"),
+        ("l1", "${oc.env:X}"),
+    ]:
         grid.write_text(f"job,{column},overrides\n0,{value},x\n")
         with pytest.raises(ValueError, match=r"grid\.csv, job 0: .*plain values only"):
             read_grid_file(grid)
-    grid.write_text("job,optimizer.lr,overrides\n0,1e-3,optimizer.lr=1e-3\n")
-    assert read_grid_file(grid) == [(0, ["optimizer.lr=1e-3"])]
+    grid.write_text("job,optimizer.lr,model.backbone._target_,overrides\n0,1e-3,src.models.examples.small_cnn,x\n")
+    assert read_grid_file(grid) == [(0, ["optimizer.lr=1e-3", "model.backbone._target_=src.models.examples.small_cnn"])]
