@@ -29,7 +29,7 @@ import functools
 import importlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,16 +216,21 @@ IMPORTING_KEYS = frozenset(
 )  # config keys whose dotted value is imported
 
 
-def override_problem(key: str, value: str, where: str) -> str | None:
-    """(a), (c) The line refusing a config override read from a file (a row of a sweep's ``grid.csv``), or None.
+def override_problem(key: str, value: str, where: str, allowed_targets: Collection[str] = frozenset()) -> str | None:
+    """(a), (b), (c) The line refusing a config override read from a file (a row of a sweep's ``grid.csv``), or None.
 
-    Such an override is plain data: its key sets no ``_target_`` (or another ``_...`` key Hydra acts on) and no
-    ``hydra`` setting, and its value is no ``${...}`` interpolation, nor a dotted name at a key whose dotted
-    value is imported (``loss.kind=pkg.module``, ``dataset.backend=pkg.Reader``: :data:`IMPORTING_KEYS`). Set
-    those on the command line, where you write them yourself.
+    Such an override is plain data: its key sets no ``_...`` key Hydra acts on (a ``_target_`` only to one of
+    ``allowed_targets``, those ``conf/`` names) and no ``hydra`` setting, and its value is no ``${...}``
+    interpolation, nor a dotted name at a key whose dotted value is imported (``loss.kind=pkg.module``,
+    ``dataset.backend=pkg.Reader``: :data:`IMPORTING_KEYS`). Set those on the command line, where you write them
+    yourself.
     """
     name = key.lstrip("+~")
     parts = re.split(r"[./]", name)
+    if parts[-1] == TARGET_KEY and not any(p.startswith("_") for p in parts[:-1]) and parts[0] != "hydra":
+        if value.strip() in allowed_targets:
+            return None
+        return f"{where}: {key}={value!r} names code that no config in conf/ names (set it on the command line)"
     if any(part.startswith("_") for part in parts) or parts[0] == "hydra":
         return f"{where}: the key {key!r} could name code or change Hydra (set it on the command line)"
     if "${" in value:

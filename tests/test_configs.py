@@ -34,6 +34,8 @@ def _instantiable(node, path=""):
 
 # options that need another group chosen with them
 COMPANIONS = {("dataset", "features"): ["encoder=tiny_random"]}
+# groups whose options are not placed under the group's name (their `# @package`; experiments: the root)
+PACKAGES = {"experiment": "", "lr": "optimizer"}
 
 
 @pytest.mark.parametrize(("group", "option"), group_options())
@@ -41,7 +43,8 @@ def test_every_option_composes_and_instantiates(group: str, option: str) -> None
     overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
     cfg = compose(overrides)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
-    node = cfg[group] if group != "experiment" else cfg
+    package = PACKAGES.get(group, group)
+    node = cfg[package] if package else cfg
     skip = ("trainer", "project")  # trainer needs runtime args; the demo project writes files
     for path, target in _instantiable(node, group):
         if path.startswith(skip) or ".project." in f".{path}.":

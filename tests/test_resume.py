@@ -116,7 +116,8 @@ def test_a_differing_config_is_refused_with_the_keys_listed(tiny_cfg, tmp_path: 
     message = str(error.value)
     listed = [line.strip().split(":")[0] for line in message.splitlines()[1:-1]]
     assert listed == ["epochs", "optimizer.lr"] and "2 key(s)" in message  # not run_dir, not an equal batch_size
-    assert "epochs: [1] → [1, 3]" in message and "optimizer.lr: 0.0001 → 0.01" in message
+    before = tiny_cfg().optimizer.lr  # the model preset's own rate (conf/lr/)
+    assert "epochs: [1] → [1, 3]" in message and f"optimizer.lr: {before} → 0.01" in message
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml"]  # refused before anything ran
 
 

@@ -21,6 +21,8 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from src.config import CONFIG_DIR
+from src.config.targets import group_targets
 from src.errors import UnsafeFileError
 from src.hpsearch.history import best_record, write_best, write_history, write_results
 from src.hpsearch.objective import infer_direction, job_record, trial_line
@@ -47,10 +49,14 @@ def epochs_as_list(override: str) -> str:
 def read_grid_file(path: str | Path, jobs: list[int] | None = None) -> list[tuple[int, list[str]]]:
     """The rows of a ``grid.csv`` as ``(job, overrides)``, optionally only the ``jobs`` listed.
 
+    A grid file sets plain values only (:func:`src.trust.override_problem`): a shared file may name no code but
+    the ``_target_``s of ``conf/``, no Hydra setting and no interpolation.
+
     Raises:
         ValueError: the file has no ``job`` column, or a listed job is not in it (names the file and jobs).
-        UnsafeFileError: a cell that could name code (a ``_target_`` or ``hydra`` key, an interpolation, a
-            dotted name: :func:`src.trust.override_problem`), naming the file, the job and the column.
+        UnsafeFileError: a cell that could name code (a ``_target_`` that ``conf/`` does not name, another ``_...``
+            or ``hydra`` key, an interpolation, a dotted name: :func:`src.trust.override_problem`), naming the
+            file, the job and the column.
     """
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if "job" not in table.columns:
@@ -63,13 +69,19 @@ def read_grid_file(path: str | Path, jobs: list[int] | None = None) -> list[tupl
             raise ValueError(f"hydra.sweeper.jobs: job(s) {missing} are not in {path} (it has {sorted(table.job)})")
         table = table[table.job.isin(jobs)]
     rows = [(int(row.job), [(k, row[k]) for k in keys if row[k] != ""]) for _, row in table.iterrows()]
-    problems = [p for job, cells in rows for k, v in cells if (p := override_problem(k, v, f"job {job}"))]
+    shipped = conf_targets()
+    problems = [p for job, cells in rows for k, v in cells if (p := override_problem(k, v, f"job {job}", shipped))]
     if problems:
         raise UnsafeFileError(
             f"{path} was not run: a grid file holds plain values only, and nothing was run:\n  - "
             + "\n  - ".join(problems)
         )
     return [(job, [f"{k}={v}" for k, v in cells]) for job, cells in rows]
+
+
+def conf_targets() -> frozenset[str]:
+    """Every ``_target_`` named by a config group's options in ``conf/`` (read as text, nothing imported)."""
+    return frozenset().union(*(group_targets(p.name) for p in sorted(CONFIG_DIR.iterdir()) if p.is_dir()))
 
 
 class GridSweeperImpl(BasicSweeper):

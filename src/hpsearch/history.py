@@ -79,6 +79,8 @@ def write_best(sweep_dir: Path, best: Mapping[str, Any], metric: str, objective:
     It reads the trial's ``.hydra/overrides.yaml`` and ``.hydra/hydra.yaml``: every config-group choice is
     pinned in its defaults list, every value override becomes a key. Returns None when those files are gone, or
     when the trial's folder (a study's trial attribute, read from its storage) is not inside ``sweep_dir``.
+    ``best.yaml`` is a config like any other: it runs what the trial ran (a ``model.backbone._target_`` given on
+    the command line included), so it is run only from a sweep folder one trusts, as any shared config.
     """
     job_dir = Path(str(best.get("job_dir")))
     if not inside(sweep_dir, job_dir):  # rule (d) of src.trust: a path read from a file stays in its folder

@@ -1,8 +1,9 @@
 """Fold-level pruning of Optuna trials: after each fold, report the running fold mean; stop a clearly bad trial.
 
 With a pruner (``hydra/sweeper/pruner=median``, or any ``optuna.pruners`` ``_target_`` at
-``hydra.sweeper.pruner``) the study sweeper records it in ``sweep.json``. Each trial's job (the same process
-under Hydra's basic launcher, another one under submitit) then reports, after fold *k*, the mean of
+``hydra.sweeper.pruner``), each trial's job (the same process under Hydra's basic launcher, another one under
+submitit) reads the pruner, the study's storage and its name from its own Hydra config (``hydra.sweeper``, as
+the sweeper does; never from a file in the sweep folder), and reports, after fold *k*, the mean of
 ``optimized_metric`` over its first *k* folds (last epoch) as the trial's intermediate value at step *k*, in the
 study's storage. When the pruner says so, the run stops with :class:`TrialPrunedError`: its completed folds
 stay in ``results_log.csv``, its ``status.json`` says ``pruned``, and the study records the trial as *pruned*
@@ -24,9 +25,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from src.errors import UnsafeFileError
-from src.hpsearch.sweep_info import SWEEP_FILE, read_sweep_file
-from src.trust import TARGET_KEY, AllowList, named, unsafe_nodes
+from src.hpsearch.sweep_info import STUDY_SWEEPER, study_location
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +99,10 @@ def fold_pruner(metric: str) -> FoldPruner | None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
-    sweep_file = Path(hydra_cfg.sweep.dir) / SWEEP_FILE
-    sweep = read_sweep_file(Path(hydra_cfg.sweep.dir)) or {}
-    if sweep.get("kind") != "optuna" or not sweep.get("pruner"):
+    sweeper = hydra_cfg.sweeper
+    if sweeper.get("_target_") != STUDY_SWEEPER or not sweeper.get("pruner"):
         return None
-    own = OmegaConf.to_container(hydra_cfg.sweeper, resolve=False).get("pruner") if "sweeper" in hydra_cfg else None
-    rules = AllowList.from_conf(
-        "hydra/sweeper/pruner", anywhere=[t for _, t in named(own, [TARGET_KEY]) if isinstance(t, str)]
-    )
-    problems = unsafe_nodes(sweep["pruner"], rules, "pruner")
-    if problems:  # the pruner is built from sweep.json: only one conf/ or this job's own config names
-        raise UnsafeFileError(
-            f"{sweep_file} was not used: its pruner names code that is not allowed (nothing was built):\n  - "
-            + "\n  - ".join(problems)
-            + "\nAllowed: the pruners of conf/hydra/sweeper/pruner/*.yaml and this job's hydra.sweeper.pruner."
-        )
-    return FoldPruner(sweep["storage"], sweep["study_name"], int(hydra_cfg.job.num), sweep["pruner"], metric)
+    sweep_dir = Path(hydra_cfg.sweep.dir).absolute()
+    storage, study_name = study_location(sweeper.get("storage"), sweeper.get("study_name"), sweep_dir)
+    pruner = OmegaConf.to_container(sweeper.pruner, resolve=True)
+    return FoldPruner(storage, study_name, int(hydra_cfg.job.num), pruner, metric)

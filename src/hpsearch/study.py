@@ -12,9 +12,12 @@ grid sampler, (v) asks two trials blind (``n_jobs: 2``) and (vi) floods the log.
 - a trial that raises, or whose objective is NaN, is *failed* with its reason (trial user attribute
   ``reason`` and ``history.csv``) and the sweep goes on;
 - the study lives in ``sqlite:///<sweep dir>/study.db`` by default; the same command continues it,
-  ``n_trials`` is the *total* number of finished trials, trials left running by a killed process are
-  marked ``interrupted`` and their parameters are tried again; the job folder of a trial is named by its
-  Optuna number and never reused;
+  ``n_trials`` is the *total* number of finished trials, also of several commands run at once on one study
+  (trials are reserved under a lock, :mod:`src.hpsearch.trial_budget`), trials left running by a killed
+  process are marked ``interrupted`` and their parameters are tried again; the job folder of a trial is
+  named by its Optuna number and never reused;
+- every value read back from the study is checked against a schema first (:mod:`src.hpsearch.study_data`):
+  a malformed one stops the sweep with an error naming the study, trial and attribute;
 - one console line per trial, and ``history.csv``, ``best.yaml``, ``optimization_results.yaml`` and the
   two plots are refreshed after each trial.
 """
@@ -23,8 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -35,19 +36,19 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from src.config import validate
+from src.extraction.locks import FileLock
 from src.hpsearch.history import best_record, write_best, write_history, write_plots, write_results
 from src.hpsearch.objective import OBJECTIVES, infer_direction, job_record, trial_line
 from src.hpsearch.space import distribution, grid_choices, override_distribution, space_entries, suggest_space
-from src.hpsearch.sweep_info import read_sweep_file, split_override, write_sweep_file
-from src.processes import pid_alive
+from src.hpsearch.study_data import ATTR, job_folder, read_trials, study_label, trial_attrs
+from src.hpsearch.sweep_info import read_sweep_file, split_override, study_location, write_sweep_file
+from src.hpsearch.trial_budget import Heartbeat, counts, reserve_trial, study_lock_path
 
 log = logging.getLogger(__name__)
 
-ATTR = "workbench:"  # prefix of our trial user attributes (fixed parameters use the bare key)
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 QUIET = ("optuna", "alembic", "sqlalchemy", "hydra._internal.core_plugins.basic_launcher")
 
 
@@ -57,8 +58,8 @@ class StudySweeperImpl(OptunaSweeperImpl):
     Args:
         objective: ``mean`` or ``mean_minus_sd`` of ``optimized_metric`` over folds.
         plots: Draw the optimization-history and importance pictures after each trial.
-        pruner: Fold-level pruner (``hydra.sweeper.pruner``); its config goes to ``sweep.json``, where each trial's
-            job reads it (:mod:`src.hpsearch.pruning`), so the built object is not used here.
+        pruner: Fold-level pruner (``hydra.sweeper.pruner``); each trial's job builds it from its own config
+            (:mod:`src.hpsearch.pruning`), so the built object is not used here (``sweep.json`` records it).
         **kwargs: The plugin's arguments (``sampler``, ``direction`` (also ``auto``), ``storage``,
             ``study_name``, ``n_trials``, ``n_jobs``, ``max_failure_rate``, ``params``, ...).
     """
@@ -81,21 +82,27 @@ class StudySweeperImpl(OptunaSweeperImpl):
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
         distributions, fixed = self._parse_space(arguments)
+        searched = dict(distributions)  # every distribution of the sweep: queued parameters must fit them
         for entry in space_entries(self.config).values():  # every entry's grammar, before anything trains
-            distribution(str(entry["key"]), str(entry["values"]))
+            searched[str(entry["key"])] = distribution(str(entry["key"]), str(entry["values"]))
         job_cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
         validate(job_cfg)  # optimized_metric, keys, targets: before the first trial
         metric = str(job_cfg.optimized_metric)
         direction = infer_direction(metric, _direction_name(self.direction))
         self._make_grid_sampler(distributions)
 
-        storage = self.storage or f"sqlite:///{sweep_dir / 'study.db'}"
-        study_name = self.study_name or sweep_dir.name
+        storage, study_name = study_location(self.storage, self.study_name, sweep_dir)
+        lock = study_lock_path(storage, sweep_dir)
         logging.disable(logging.INFO)  # Optuna's alembic migrations log a page of "setup plugin" lines
         try:
-            study = optuna.create_study(
-                study_name=study_name, storage=storage, sampler=self.sampler, direction=direction, load_if_exists=True
-            )
+            with FileLock(lock):  # two commands started at once: one creates the study, the other loads it
+                study = optuna.create_study(
+                    study_name=study_name,
+                    storage=storage,
+                    sampler=self.sampler,
+                    direction=direction,
+                    load_if_exists=True,
+                )
         finally:
             logging.disable(logging.NOTSET)
         if study.direction.name.lower() != direction:
@@ -103,9 +110,10 @@ class StudySweeperImpl(OptunaSweeperImpl):
                 f"study '{study_name}' in {storage} was created to {study.direction.name.lower()}, but "
                 f"{metric} asks to {direction}: set hparams_search.direction or use another study"
             )
-        self._reseed_on_resume(study)
-        self._recover_interrupted(study)
-        _check_same_study(sweep_dir, study_name, list(fixed), len(study.trials))
+        label = study_label(study, storage)
+        so_far = len(read_trials(study, label))
+        self._reseed_on_resume(study, so_far)
+        _check_same_study(sweep_dir, study_name, list(fixed), so_far)
         write_sweep_file(
             sweep_dir,
             "optuna",
@@ -125,15 +133,14 @@ class StudySweeperImpl(OptunaSweeperImpl):
             direction,
             self.objective,
             metric,
-            len(_finished(study)),
+            len(_finished(study, label)),
             self.n_trials,
         )
-        while len(_finished(study)) < self.n_trials:
-            self._run_trial(study, sweep_dir, distributions, fixed, metric, direction)
-            if self._too_many_failures(study):
+        while (trial := reserve_trial(study, label, self.n_trials, lock, searched)) is not None:
+            self._run_trial(study, label, trial, sweep_dir, distributions, fixed, metric, direction)
+            if self._too_many_failures(study, label):
                 break
-        records = [_record(t) for t in study.trials]
-        best = best_record(records, direction)
+        best = best_record(_records(study, label, sweep_dir), direction)
         log.info(
             "Study '%s' done: %s",
             study_name,
@@ -172,7 +179,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in space.values()))
 
     def _pruner_config(self) -> dict[str, Any] | None:
-        """``hydra.sweeper.pruner`` as plain data (the trials' jobs build it from ``sweep.json``), or None."""
+        """``hydra.sweeper.pruner`` as plain data (recorded in ``sweep.json``; each job builds its own), or None."""
         node = OmegaConf.select(self.config, "hydra.sweeper.pruner")
         if node is None:
             return None
@@ -180,38 +187,25 @@ class StudySweeperImpl(OptunaSweeperImpl):
         instantiate(config)  # a bad pruner fails here, before the first trial
         return config
 
-    def _reseed_on_resume(self, study: optuna.Study) -> None:
+    def _reseed_on_resume(self, study: optuna.Study, n_trials_so_far: int) -> None:
         """A continued study draws on from ``seed + number of trials`` (the same seed would repeat trial 0, 1, ...)."""
         node = OmegaConf.select(self.config, "hydra.sweeper.sampler")
-        if not study.trials or node is None or node.get("seed") is None or node.get("_partial_"):
+        if not n_trials_so_far or node is None or node.get("seed") is None or node.get("_partial_"):
             return
-        study.sampler = self.sampler = instantiate(node, seed=int(node.seed) + len(study.trials))
-
-    def _recover_interrupted(self, study: optuna.Study) -> None:
-        """Trials left RUNNING by a dead process on this host: failed + ``interrupted``, their params re-queued."""
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            pid, host = trial.user_attrs.get(ATTR + "pid"), trial.user_attrs.get(ATTR + "host")
-            if host != socket.gethostname() or (pid is not None and pid_alive(int(pid))):
-                continue  # another live worker's trial
-            storage = study._storage
-            storage.set_trial_user_attr(trial._trial_id, ATTR + "interrupted", True)
-            storage.set_trial_user_attr(trial._trial_id, ATTR + "reason", "interrupted: its process ended")
-            storage.set_trial_state(trial._trial_id, TrialState.FAIL)
-            study.enqueue_trial(dict(trial.params))
-            log.info("trial %d interrupted earlier: marked failed, its parameters are tried again", trial.number)
+        study.sampler = self.sampler = instantiate(node, seed=int(node.seed) + n_trials_so_far)
 
     def _run_trial(
         self,
         study: optuna.Study,
+        label: str,
+        trial: Trial,
         sweep_dir: Path,
         distributions: dict[str, BaseDistribution],
         fixed: dict[str, str],
         metric: str,
         direction: str,
     ) -> None:
-        trial = study.ask()
-        trial.set_user_attr(ATTR + "pid", os.getpid())
-        trial.set_user_attr(ATTR + "host", socket.gethostname())
+        """Run one reserved trial (:func:`~src.hpsearch.trial_budget.reserve_trial`) and record it."""
         for key, dist in distributions.items():
             trial._suggest(key, dist)
         for line, key in fixed.items():
@@ -230,7 +224,8 @@ class StudySweeperImpl(OptunaSweeperImpl):
         overrides = [*fixed, *(f"{k}={v}" for k, v in trial.params.items())]
         tic = time.perf_counter()
         try:
-            (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
+            with Heartbeat(study, trial):
+                (ret,) = self.launcher.launch([overrides], initial_job_idx=trial.number)
         except BaseException as error:  # e.g. Ctrl-C: the trial must not stay RUNNING
             trial.set_user_attr(ATTR + "reason", f"interrupted: {type(error).__name__}")
             trial.set_user_attr(ATTR + "interrupted", True)
@@ -239,6 +234,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
         record = job_record(
             trial.number, ret, time.perf_counter() - tic, metric, self.objective, direction, dict(trial.params)
         )
+        record["job_dir"] = _relative(record.get("job_dir"), sweep_dir)  # read back only inside the sweep folder
         for key in ("mean", "sd", "folds", "seconds", "run_folder", "job_dir", "reason"):
             trial.set_user_attr(ATTR + key, record.get(key))
         try:
@@ -251,7 +247,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
         except RuntimeError as error:  # the grid sampler asks to stop once its grid is done: the trial is told
             if "Study.stop" not in str(error):
                 raise
-        records = [_record(t) for t in study.trials]
+        records = _records(study, label, sweep_dir)
         best = best_record(records, direction)
         log.info(trial_line(record, best))
         self._write_outputs(sweep_dir, study, records, best, metric, direction)
@@ -266,8 +262,8 @@ class StudySweeperImpl(OptunaSweeperImpl):
         if self.plots:
             write_plots(sweep_dir, study)
 
-    def _too_many_failures(self, study: optuna.Study) -> bool:
-        done = [t for t in _finished(study)]
+    def _too_many_failures(self, study: optuna.Study, label: str) -> bool:
+        done = _finished(study, label)
         failed = [t for t in done if t.state == TrialState.FAIL]
         if len(done) >= 3 and len(failed) / len(done) > self.max_failure_rate:
             log.error(
@@ -298,26 +294,43 @@ def _check_same_study(sweep_dir: Path, study_name: str, fixed: list[str], n_tria
         )
 
 
-def _finished(study: optuna.Study) -> list[FrozenTrial]:
+def _finished(study: optuna.Study, label: str) -> list[FrozenTrial]:
     """Finished trials that count towards ``n_trials`` (interrupted ones do not)."""
-    return [t for t in study.get_trials(deepcopy=False, states=FINISHED) if not t.user_attrs.get(ATTR + "interrupted")]
+    return [t for t in read_trials(study, label) if counts(t, trial_attrs(label, t))]
 
 
-def _record(trial: FrozenTrial) -> dict[str, Any]:
-    """A trial as a history record (see :func:`src.hpsearch.history.history_table`)."""
-    attrs = {k[len(ATTR) :]: v for k, v in trial.user_attrs.items() if k.startswith(ATTR)}
+def _records(study: optuna.Study, label: str, sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every trial but the queued ones as a history record (see :func:`src.hpsearch.history.history_table`)."""
+    return [_record(label, t, sweep_dir) for t in read_trials(study, label) if t.state != TrialState.WAITING]
+
+
+def _record(label: str, trial: FrozenTrial, sweep_dir: Path) -> dict[str, Any]:
+    """A trial as a history record, from its checked attributes; ``job_dir`` only as a folder in ``sweep_dir``."""
+    attrs = trial_attrs(label, trial)
     state = {TrialState.COMPLETE: "complete", TrialState.FAIL: "failed", TrialState.PRUNED: "pruned"}.get(
         trial.state, trial.state.name.lower()
     )
-    if attrs.get("interrupted"):
+    if attrs.interrupted:
         state = "interrupted"
+    folder = job_folder(sweep_dir, attrs.job_dir)
     return {
         "trial": trial.number,
         "state": state,
         "params": dict(trial.params),
         "objective": trial.value,
-        **{k: attrs.get(k) for k in ("mean", "sd", "folds", "seconds", "run_folder", "job_dir", "reason")},
+        **{k: getattr(attrs, k) for k in ("mean", "sd", "folds", "seconds", "run_folder", "reason")},
+        "job_dir": str(folder) if folder else None,
     }
+
+
+def _relative(job_dir: str | None, sweep_dir: Path) -> str | None:
+    """A job folder as stored in the study: relative to the sweep folder when inside it."""
+    if not job_dir:
+        return None
+    try:
+        return str(Path(job_dir).absolute().relative_to(sweep_dir))
+    except ValueError:
+        return job_dir
 
 
 def _direction_name(direction: Any) -> str:

@@ -18,6 +18,16 @@ from hydra.types import RunMode
 
 SWEEP_FILE = "sweep.json"
 PARAM_PREFIX = "hp."  # results-row column of a swept key: ``hp.optimizer.lr``
+STUDY_SWEEPER = "hydra_plugins.workbench_sweepers.StudySweeper"  # hydra.sweeper._target_ of our Optuna sweeper
+
+
+def study_location(storage: str | None, study_name: str | None, sweep_dir: Path) -> tuple[str, str]:
+    """A study's storage and name: ``hydra.sweeper.storage`` / ``study_name``, or their defaults.
+
+    The defaults are ``sqlite:///<sweep dir>/study.db`` and the sweep folder's name. The sweeper and each
+    trial's job (:mod:`src.hpsearch.pruning`) both take them from their own config, never from a file.
+    """
+    return storage or f"sqlite:///{sweep_dir / 'study.db'}", study_name or sweep_dir.name
 
 
 def write_sweep_file(sweep_dir: str | Path, kind: str, common_overrides: list[str], **fields: Any) -> dict:
@@ -40,9 +50,33 @@ def write_sweep_file(sweep_dir: str | Path, kind: str, common_overrides: list[st
 
 
 def read_sweep_file(sweep_dir: str | Path) -> dict | None:
-    """The sweep's ``sweep.json``, or None when it has none."""
+    """The sweep's ``sweep.json``, or None when it has none.
+
+    Only ``kind`` (text) and ``common_overrides`` (a list of text) are read back by the workbench; the other
+    fields are for people. Nothing in the file decides code, a path or a storage.
+
+    Raises:
+        ValueError: the file is not JSON, or those two fields are of another type (names the file and field).
+    """
     path = Path(sweep_dir) / SWEEP_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not JSON ({error}): delete it, the sweeper writes it again") from error
+    problems = []
+    if not isinstance(record, dict):
+        problems.append(f"it holds a {type(record).__name__}, expected a mapping")
+    else:
+        if not isinstance(record.get("kind", ""), str):
+            problems.append(f"kind={record['kind']!r}, expected grid or optuna")
+        overrides = record.get("common_overrides", [])
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            problems.append(f"common_overrides={overrides!r}, expected a list of overrides (text)")
+    if problems:
+        raise ValueError(f"{path}: {'; '.join(problems)}: delete it, the sweeper writes it again")
+    return record
 
 
 def atomic_write_text(path: Path, text: str) -> None:

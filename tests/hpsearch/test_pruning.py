@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from hydra.types import RunMode
-from omegaconf import OmegaConf
 
-from src.errors import UnsafeFileError
-from src.hpsearch import pruning
 from src.hpsearch.pruning import FoldPruner, TrialPrunedError, fold_pruner, running_mean
 from tests.hpsearch.test_sweeps import _tiny, _train
 
@@ -96,21 +91,36 @@ def test_a_pruned_study_records_pruned_trials_and_keeps_their_folds(data_dir: Pa
     assert len(log) == 2
 
 
-@pytest.mark.parametrize("named", ["conf", "own", "other"])
-def test_a_sweep_file_pruner_builds_only_code_conf_or_the_job_names(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
-) -> None:
-    """sweep.json is read by every trial's job: its pruner node is built only from allowed targets."""
-    own = {"_target_": "optuna.pruners.NopPruner"}
-    pruner = {"conf": MEDIAN, "own": own, "other": {"_target_": "builtins.open", "file": str(tmp_path / "marker")}}
-    sweep = {"kind": "optuna", "storage": "sqlite://", "study_name": "s", "pruner": pruner[named]}
-    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
-    job = {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(tmp_path)}, "job": {"num": 0}, "sweeper": {"pruner": own}}
-    hydra = SimpleNamespace(initialized=lambda: True, get=lambda: OmegaConf.create(job))
-    monkeypatch.setattr(pruning, "HydraConfig", hydra)
-    if named == "other":
-        with pytest.raises(UnsafeFileError, match=r"(?s)sweep\.json was not used: .*pruner\._target_='builtins\.open'"):
-            fold_pruner(METRIC)
-    else:
-        assert fold_pruner(METRIC).pruner == pruner[named]
-    assert not (tmp_path / "marker").exists()
+def test_a_job_takes_its_pruner_and_study_from_its_own_config_not_from_sweep_json(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from src.config import CONFIG_DIR, register_configs
+
+    register_configs()
+    sweep = tmp_path / "sweep"
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "hparams_search=shallow",
+                "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner}",
+                f"hydra.sweep.dir={sweep}",
+            ],
+            return_hydra_config=True,
+        )
+    with open_dict(cfg):
+        cfg.hydra.job.num = 3
+    sweep.mkdir()  # a sweep.json naming other code and another storage is not read
+    (sweep / "sweep.json").write_text(
+        json.dumps({"kind": "optuna", "storage": "sqlite:////elsewhere.db", "pruner": {"_target_": "os.system"}})
+    )
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        pruner = fold_pruner(METRIC)
+    finally:
+        HydraConfig.instance().cfg = previous
+    assert pruner.storage == f"sqlite:///{sweep / 'study.db'}" and pruner.study_name == "tumor_type-shallow"
+    assert pruner.pruner["_target_"] == "optuna.pruners.MedianPruner" and pruner.trial_number == 3

@@ -6,8 +6,9 @@ import math
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 
-from src.config import compose
+from src.config import CONFIG_DIR, compose
 from src.hpsearch.objective import FoldValues, infer_direction
 from src.hpsearch.space import SearchSpaceError, distribution, grid_choices, suggest_space
 
@@ -35,6 +36,11 @@ SLIDEFLOW = {
     },
 }
 CONDITIONAL = {"model.hidden_layer_width", "scheduler.fn.decay_steps"}
+# Keys whose range is wider than Slideflow's (it must hold every model preset's own value, see below)
+WIDENED = {"optimizer.lr"}
+MODELS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
+SPACES = sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*.yaml") if p.stem != "grid_example")
+LR_OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "lr").glob("*.yaml"))
 
 
 def _sample(cfg, n: int, sampler=None) -> list[dict]:
@@ -52,7 +58,11 @@ def _sample(cfg, n: int, sampler=None) -> list[dict]:
 def test_preset_space_stays_in_slideflow_ranges_and_obeys_conditions(preset: str) -> None:
     cfg = compose([f"hparams_search={preset}"])
     drawn = _sample(cfg, 200)
-    expected = SLIDEFLOW[preset]
+    expected = dict(SLIDEFLOW[preset])
+    for key in WIDENED:  # the preset's own range, which must hold Slideflow's
+        own = _interval(cfg, key)
+        assert own[0] <= expected[key][0] and expected[key][1] <= own[1], (key, own, expected[key])
+        expected[key] = own
     for params in drawn:
         assert set(params) - CONDITIONAL == set(expected) - CONDITIONAL
         for key, value in params.items():
@@ -148,3 +158,76 @@ def test_the_cox_space_draws_epoch_lists_that_compose_and_validate() -> None:
 def yaml_list(text: str) -> list[int]:
     """``'[4]'`` → ``[4]``."""
     return [int(v) for v in text.strip("[]").split(",")]
+
+
+def _interval(cfg, key: str) -> tuple[float, float]:
+    """The (low, high) of the space entry searching ``key``."""
+    (entry,) = [e for e in cfg.hparams_search.space.values() if e is not None and e.key == key]
+    dist = distribution(key, entry["values"])
+    return dist.low, dist.high
+
+
+def _situation(cfg) -> str:
+    """What the model's config says it trains: a head on feature bags, or a backbone from scratch or pretrained."""
+    backbone = cfg.model.get("backbone")
+    if backbone is None:
+        return "mil"
+    return "fine_tuning" if backbone.get("pretrained") or backbone.get("weights_path") else "from_scratch"
+
+
+@pytest.fixture(scope="module")
+def composed() -> dict[str, object]:
+    """Every model preset and every search space, composed once (one Hydra initialisation)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from src.config import register_configs
+
+    register_configs()
+    runs = {f"model={m}": [f"model={m}"] for m in MODELS}
+    runs |= {f"hparams_search={s}": [f"hparams_search={s}"] for s in SPACES}
+    runs["lr=fine_tuning"] = ["model=tiny", "lr=fine_tuning"]  # tiny's own is from_scratch
+    runs["lr=fine_tuning optimizer.lr=3e-4"] = ["model=tiny", "lr=fine_tuning", "optimizer.lr=3e-4"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return {name: hydra_compose(config_name="train", overrides=overrides) for name, overrides in runs.items()}
+
+
+def test_every_model_presets_lr_is_inside_every_space_that_can_tune_it(composed: dict) -> None:
+    rates = {name: float(OmegaConf.load(CONFIG_DIR / "lr" / f"{name}.yaml").lr) for name in LR_OPTIONS}
+    missing = object()
+    tuned = set()
+    for space in SPACES:
+        space_cfg = composed[f"hparams_search={space}"]
+        low, high = _interval(space_cfg, "optimizer.lr")
+        keys = [str(e.key) for e in space_cfg.hparams_search.space.values() if e is not None]
+        for model in MODELS:
+            model_cfg = composed[f"model={model}"]
+            # a model key must be in the model's preset, any other key in the config the space composes
+            if any(
+                OmegaConf.select(model_cfg if k.startswith("model.") else space_cfg, k, default=missing) is missing
+                for k in keys
+            ):
+                continue  # e.g. shallow's model.hidden_layers: a MIL model has none, the space cannot tune it
+            tuned.add(space)
+            own = model_cfg.optimizer.lr
+            assert low <= own <= high, (space, model, own, (low, high))
+            if _situation(model_cfg) != "mil":  # a tile model may be trained from scratch or fine-tuned
+                for option in ("from_scratch", "fine_tuning"):
+                    assert low <= rates[option] <= high, (space, model, option, (low, high))
+    assert tuned == set(SPACES)  # every shipped space tunes some model
+
+
+def test_each_model_preset_gets_the_lr_of_its_situation_and_from_scratch_is_the_highest(composed: dict) -> None:
+    rates = {name: float(OmegaConf.load(CONFIG_DIR / "lr" / f"{name}.yaml").lr) for name in LR_OPTIONS}
+    seen = set()
+    for model in MODELS:
+        cfg = composed[f"model={model}"]
+        situation = _situation(cfg)
+        seen.add(situation)
+        assert cfg.optimizer.lr == rates[situation], (model, situation)
+    assert {"from_scratch", "mil"} <= seen
+    assert rates["from_scratch"] > rates["fine_tuning"]  # random weights need larger steps than pretrained ones
+    assert rates["from_scratch"] == max(rates.values())
+    # `lr=<situation>` switches a preset's rate; optimizer.lr= still sets a number
+    assert composed["lr=fine_tuning"].optimizer.lr == rates["fine_tuning"]
+    assert composed["lr=fine_tuning optimizer.lr=3e-4"].optimizer.lr == 3e-4
