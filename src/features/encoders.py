@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from src.errors import ConfigError
+from src.infra.files import write_json_atomic
 from src.models.weights_file import load_torch_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -250,10 +251,7 @@ class Encoder:
                     digest.update(chunk)
             cache[key] = digest.hexdigest()
             if cache_file is not None:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_suffix(f".tmp{id(cache)}")
-                tmp.write_text(json.dumps(cache, indent=1))
-                tmp.replace(cache_file)
+                write_json_atomic(cache_file, cache, indent=1)
         return cache[key]
 
     def describe(self) -> dict[str, Any]:

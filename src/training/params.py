@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from src.data.datamodule import FoldDataModule
+from src.infra.files import atomic_path, write_json_atomic
 
 
 def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[str, Any]) -> dict[str, Any]:
@@ -37,13 +37,12 @@ def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[s
 
 def write_fold_files(outdir: Path, params: dict[str, Any], data: FoldDataModule, labels: Any) -> None:
     """Write ``params.json`` and ``slide_manifest.csv`` (slide, patient, training/validation, label)."""
-    (outdir / "params.json").write_text(json.dumps(params, indent=2, default=str))
+    write_json_atomic(outdir / "params.json", params)
     rows = []
     for slide_set, role in ((data.train, "training"), (data.val, "validation")):
         if slide_set is None:
             continue
         for slide, patient in zip(slide_set.slides, slide_set.patients, strict=True):
             rows.append({"slide": slide, "patient": patient, "dataset": role, "outcome_label": labels[slide]})
-    pd.DataFrame(rows, columns=["slide", "patient", "dataset", "outcome_label"]).to_csv(
-        outdir / "slide_manifest.csv", index=False
-    )
+    with atomic_path(outdir / "slide_manifest.csv") as tmp:
+        pd.DataFrame(rows, columns=["slide", "patient", "dataset", "outcome_label"]).to_csv(tmp, index=False)
