@@ -93,8 +93,8 @@ def run(cfg: DictConfig) -> float:
     return metric
 
 
-def _record_end(out: Path, token: str, error: BaseException, status: str, **fields: object) -> None:
-    """Write the status of a run that ``error`` ended; never raises, so that ``error`` is what the run exits with.
+def _record_end(out: Path, token: str, cause: BaseException, status: str, /, **fields: object) -> None:
+    """Write the status of a run that ``cause`` ended; never raises, so that ``cause`` is what the run exits with.
 
     A status that cannot be written (a full disk) is logged, with the error that ended the run; no temporary
     file is left (``src.infra.files``).
@@ -103,9 +103,9 @@ def _record_end(out: Path, token: str, error: BaseException, status: str, **fiel
         with run_lock(out):
             write_status(out, status, jobs=left(read_status(out), out), **fields)
     except Exception as unwritten:
-        log.error("%s could not be set to %r (%s); the run ended with %r", out / STATUS_FILE, status, unwritten, error)
+        log.error("%s could not be set to %r (%s); the run ended with %r", out / STATUS_FILE, status, unwritten, cause)
     try:
-        write_attempt(out, token, "failed", **failure_fields(error))
+        write_attempt(out, token, "failed", **failure_fields(cause))
     except Exception as unwritten:
         log.error("The attempt file of %s could not be written (%s)", out, unwritten)
 

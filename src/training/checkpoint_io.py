@@ -31,13 +31,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Write ``checkpoint`` to ``path``: the whole file under that name, or (on any failure) no new file.
 
         Raises:
-            OSError: the file could not be written (``ENOSPC``: a full disk); the temporary file is deleted and
-                an earlier file at ``path`` is left as it was.
+            OSError: the file could not be written (``ENOSPC``: a full disk), with the errno of the failed write
+                and ``path``; the temporary file is deleted and an earlier file at ``path`` is left as it was.
         """
         if "://" in str(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options (got {storage_options!r})")
-        with atomic_file(path, "wb") as handle:
-            torch.save(checkpoint, handle)
+        try:
+            with atomic_file(path, "wb") as handle:
+                torch.save(checkpoint, handle)
+        except RuntimeError as error:  # torch's zip writer hides a failed write behind its own error
+            cause = _os_error(error)
+            if cause is None:
+                raise
+            raise OSError(cause.errno, f"{cause.strerror}: the checkpoint was not saved", str(path)) from error
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The ``OSError`` (e.g. ENOSPC) that caused ``error``, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
