@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,8 @@ def resume_problem(path: str | Path) -> str | None:
     The file is read with the weights-only loader: a pickled object beyond tensors and plain data is refused,
     never unpickled.
     """
+    if not zipfile.is_zipfile(path):  # every checkpoint we save is a zip archive; a cut-short one has no directory
+        return "it is not a whole checkpoint archive (cut short, overwritten, or not a checkpoint)"
     try:
         checkpoint = load_torch_file(path)
     except UnsafeFileError:
