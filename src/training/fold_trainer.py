@@ -29,6 +29,7 @@ from src.training.module import TileModule
 from src.training.params import fold_params, write_fold_files
 from src.training.quiet import quiet_console
 from src.training.resume import EpochSeeds, LastCheckpoint, fold_logger_id, set_aside_csv_metrics
+from src.training.resume_point import check_resumable
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,14 @@ class FoldTrainer:
             train_ds: The training slides.
             val_ds: The validation slides (None: no validation).
             resume_from: A ``last.ckpt`` of this model (same config, same slides) to continue from: its
-                epochs are not trained, saved or evaluated again, and their results rows are kept.
+                epochs are not trained, saved or evaluated again, and their results rows are kept. It is
+                checked first (``src.training.resume_point.check_resumable``).
 
         Returns:
             ``{"epochs": {"epoch3": {"train/loss": ..., "val/loss": ..., "val/slide_auroc/tumor_type": ...}}}``.
         """
+        if resume_from is not None:
+            check_resumable(resume_from)  # a damaged or pickled checkpoint: refused before the data is set up
         self.outdir.mkdir(parents=True, exist_ok=True)
         data_module = instantiate(self.hp.dataset.datamodule) if self.hp.dataset.get("datamodule") else FoldDataModule
         self.data = data_module(self.hp, self.labels, train_ds, val_ds, where=self.row_info.get("fold", self.name))

@@ -30,6 +30,7 @@ UNUSABLE_SUFFIX = ".unusable"
 #: What a checkpoint saved by our Trainer with ``weights_only=False`` holds, and a resume needs.
 TRAINING_KEYS = ("state_dict", "loops", "callbacks", "optimizer_states", "epoch")
 _EPOCH_FILE = re.compile(r"epoch(\d+)\.ckpt")
+PICKLED = "it holds pickled objects beyond tensors and plain data, which could run code (it was not unpickled)"
 
 
 def check_resume_point(fold_dir: str | Path) -> Path | None:
@@ -46,7 +47,7 @@ def check_resume_point(fold_dir: str | Path) -> Path | None:
     """
     fold_dir = Path(fold_dir)
     last = fold_dir / LAST_CHECKPOINT
-    for tmp in leftovers(last.parent):
+    for tmp in [*leftovers(last.parent), last.with_name(f".{last.name}.tmp")]:  # (the latter: older versions)
         tmp.unlink(missing_ok=True)
     if not last.exists():
         return None
@@ -80,12 +81,17 @@ def resume_problem(path: str | Path) -> str | None:
     The file is read with the weights-only loader: a pickled object beyond tensors and plain data is refused,
     never unpickled.
     """
-    if not zipfile.is_zipfile(path):  # every checkpoint we save is a zip archive; a cut-short one has no directory
+    try:  # every checkpoint we save is a zip archive whose records carry a CRC32 (torch itself never checks it)
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
         return "it is not a whole checkpoint archive (cut short, overwritten, or not a checkpoint)"
+    if damaged is not None:
+        return f"its record {damaged} fails its CRC32 check (damaged on disk or in a copy)"
     try:
-        checkpoint = load_torch_file(path)
+        checkpoint = load_torch_file(path, mmap=True)  # the pickle is read; the checked tensors are only mapped
     except UnsafeFileError:
-        return "it holds pickled objects beyond tensors and plain data, which could run code (it was not unpickled)"
+        return PICKLED
     except Exception as error:  # truncated, corrupt, not a torch file
         return f"it cannot be read ({type(error).__name__}: {_first_line(error)})"
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in TRAINING_KEYS):
@@ -94,6 +100,20 @@ def resume_problem(path: str | Path) -> str | None:
     if missing:
         return f"it lacks the results rows of epoch(s) {missing} it saved (written by an older version)"
     return None
+
+
+def check_resumable(path: str | Path) -> None:
+    """Refuse, before any data is set up, a checkpoint that a fit cannot resume from (see :func:`resume_problem`).
+
+    Raises:
+        UnsafeFileError: the file holds pickled objects beyond tensors and plain data (it was not unpickled).
+        ValueError: the file is cut short, damaged or not one of our full training checkpoints; the message
+            names it and says why.
+    """
+    problem = resume_problem(path)
+    if problem is not None:
+        error = UnsafeFileError if problem == PICKLED else ValueError
+        raise error(f"Cannot resume from {path}: {problem}. Resume from another checkpoint, or train from the start")
 
 
 def epoch_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:

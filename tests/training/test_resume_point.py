@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.errors import UnsafeFileError
 from src.models.weights_file import load_torch_file
-from src.training.resume_point import check_resume_point
+from src.training.resume_point import check_resumable, check_resume_point
 from tests.payloads import save_with_payload
 from tests.training.conftest import train_model
 
@@ -87,3 +88,18 @@ def test_a_good_last_ckpt_is_kept_as_it_is(fold: Path) -> None:
     before = last.read_bytes()
     assert check_resume_point(fold) == last and last.read_bytes() == before
     assert not (fold / "checkpoints" / "last.ckpt.unusable").exists()
+
+
+def test_the_trainer_api_refuses_a_damaged_or_pickled_resume_point_naming_it(fold: Path, tmp_path: Path) -> None:
+    last = fold / "checkpoints" / "last.ckpt"
+    damaged = bytearray(last.read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle : middle + 64] = bytes(b ^ 0xFF for b in damaged[middle : middle + 64])  # bit rot in the weights
+    (tmp_path / "damaged.ckpt").write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match=r"damaged\.ckpt: its record .* fails its CRC32 check"):
+        check_resumable(tmp_path / "damaged.ckpt")
+    save_with_payload(tmp_path / "pickled.ckpt", tmp_path / "payload_ran", content=load_torch_file(last))
+    with pytest.raises(UnsafeFileError, match=r"pickled\.ckpt: it holds pickled objects"):
+        check_resumable(tmp_path / "pickled.ckpt")
+    assert not (tmp_path / "payload_ran").exists()
+    check_resumable(last)  # a good one passes
