@@ -95,7 +95,7 @@ def test_a_config_error_in_a_hydra_job_folder_leaves_status_failed(
 ) -> None:
     """Issue 20 item 20 (i): Hydra makes the run folder before validate() refuses the config."""
     folder = tmp_path / "job"
-    hydra = [f"hydra.run.dir={folder}", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    hydra = [f"hydra.run.dir={folder}", "hydra/job_logging=none", "hydra/hydra_logging=none"]
     overrides = [*tiny_overrides(data_dir, tmp_path / "outputs"), *hydra, "epochs=[0]"]
     monkeypatch.setattr(sys, "argv", ["train.py", *overrides])
     with pytest.raises(SystemExit):  # Hydra prints the error and exits with status 1
