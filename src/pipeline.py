@@ -21,9 +21,9 @@ from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
 from src.outcomes import metric_bounds
 from src.processes import use_threads
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds, prepare_tiles, without_slides
-from src.resume import Resume, check_resume, check_same_folds, run_folder
+from src.resume import Resume, check_resume, check_resume_points, check_same_folds, run_folder
 from src.run_jobs import asked_folds, incomplete_folds, joined, left, run_lock
-from src.run_status import failure_fields, read_attempt, read_status, write_attempt, write_status
+from src.run_status import STATUS_FILE, failure_fields, read_attempt, read_status, write_attempt, write_status
 from src.run_summary import write_summary
 from src.training.fold_trainer import build_trainer
 from src.training.resume import completed_fold_rows, last_checkpoint, mark_fold_completed
@@ -58,7 +58,11 @@ def run(cfg: DictConfig) -> float:
     Under DDP every rank runs this; only rank 0 prepares the data and writes files or prints, the other
     ranks wait for it, read its ``splits.json`` and train with it (``src.distributed``).
     """
-    validate(cfg)  # every config error before any data is read
+    try:
+        validate(cfg)  # every config error before any data is read
+    except Exception as error:
+        _record_config_error(cfg, error)
+        raise
     use_threads(cfg.get("torch_threads", "auto"), int(cfg.dataloader.num_workers), "dataloader.num_workers")
     out = run_folder(cfg, run_dir)
     if not is_main():  # a DDP rank > 0: trains with rank 0, writes nothing (see src.distributed)
@@ -79,18 +83,48 @@ def run(cfg: DictConfig) -> float:
             write_status(out, "running", jobs=jobs, **({"sweep": sweep} if sweep else {}))
             atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # a resume keeps its own
     try:
+        if resumed is not None:  # before the data set-up: an unusable last.ckpt falls back, saying so
+            check_resume_points(out, asked_folds(cfg))
         metric = _run(cfg, out, resumed, sweep, token)
     except TrialPrunedError as error:  # stopped by its study's pruner: its completed folds are in the log
-        with run_lock(out):
-            write_status(out, "pruned", jobs=left(read_status(out), out), reason=str(error))
-        write_attempt(out, token, "failed", error_type=type(error).__name__, error=str(error))
+        _record_end(out, token, error, "pruned", reason=str(error))
         raise
     except BaseException as error:  # also KeyboardInterrupt: the folder must not look like a good run
-        with run_lock(out):
-            write_status(out, "failed", jobs=left(read_status(out), out), **failure_fields(error))
-        write_attempt(out, token, "failed", **failure_fields(error))
+        _record_end(out, token, error, "failed", **failure_fields(error))
         raise
     return metric
+
+
+def _record_end(out: Path, token: str, cause: BaseException, status: str, /, **fields: object) -> None:
+    """Write the status of a run that ``cause`` ended; never raises, so that ``cause`` is what the run exits with.
+
+    A status that cannot be written (a full disk) is logged, with the error that ended the run; no temporary
+    file is left (``src.infra.files``).
+    """
+    try:
+        with run_lock(out):
+            write_status(out, status, jobs=left(read_status(out), out), **fields)
+    except Exception as unwritten:
+        log.error("%s could not be set to %r (%s); the run ended with %r", out / STATUS_FILE, status, unwritten, cause)
+    try:
+        write_attempt(out, token, "failed", **failure_fields(cause))
+    except Exception as unwritten:
+        log.error("The attempt file of %s could not be written (%s)", out, unwritten)
+
+
+def _record_config_error(cfg: DictConfig, error: BaseException) -> None:
+    """A config refused by ``validate``: Hydra's new job folder (the run folder) gets ``status.json`` ``failed``.
+
+    With ``run_dir`` or ``resume`` the run folder is that one, which a refused config must not touch (it may
+    hold a completed run), and without Hydra no folder was made: nothing is written then.
+    """
+    if cfg.get("run_dir") or cfg.get("resume") or not HydraConfig.initialized() or not is_main():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        write_status(folder, "failed", **failure_fields(error))
+    except Exception as unwritten:
+        log.error("%s could not be written (%s); the config error: %s", folder / STATUS_FILE, unwritten, error)
 
 
 def _finish(cfg: DictConfig, out: Path, metric: float) -> None:

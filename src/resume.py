@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import ConfigError
 from src.run_jobs import asked_folds, busy_jobs, missing_folds
 from src.run_status import read_status, write_status
+from src.training.resume_point import check_resume_point
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +205,19 @@ def check_same_folds(folder: Path, splits: Mapping[str, Any]) -> None:
             f"Cannot resume the run in {folder}: the folds planned now differ from its splits.json in "
             f"{', '.join(changed)} (the annotations, slides or tiles changed); start a new run instead"
         )
+
+
+def check_resume_points(folder: Path, folds: list[int] | None) -> None:
+    """Before the data set-up, leave each unfinished fold this job trains a ``last.ckpt`` it can resume from.
+
+    An unusable one (corrupt, pickled, not a training checkpoint) is replaced by the fold's newest usable
+    ``epoch{N}.ckpt``, or removed so that the fold starts again, with a warning that says which
+    (``src.training.resume_point``). Folds of other live jobs of the run are not touched.
+
+    Args:
+        folder: The run folder being resumed.
+        folds: The fold numbers this job trains (``validation.folds``; None: all).
+    """
+    for name in missing_folds(folder, folds) or []:
+        if isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name:  # a folder of this run
+            check_resume_point(folder / name)

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from src.infra.files import write_json_atomic
+
 STATUS_FILE = "status.json"
 
 
@@ -44,10 +46,8 @@ def write_status(run_folder: Path, status: str, clear: tuple[str, ...] = (), **f
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` through a temporary name and a rename (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    """Write ``record`` beside ``path`` and rename it (a reader never sees half a file; no temp file is left)."""
+    write_json_atomic(path, record)
 
 
 #: Folder of a run folder holding one small file per attempt (DDP token): its state for the waiting ranks.

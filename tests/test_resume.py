@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -96,6 +97,28 @@ def test_a_resumed_fold_logs_to_the_same_logger_run(runs: SimpleNamespace) -> No
     assert set(first) == {"tumor_type-fold1", "tumor_type-fold2"}
     assert set(resumed) == {"tumor_type-fold2"}  # fold 1 was kept: no logger
     assert resumed["tumor_type-fold2"] == first["tumor_type-fold2"] != first["tumor_type-fold1"]
+
+
+def test_a_corrupt_last_ckpt_resumes_from_the_newest_epoch_checkpoint_and_says_so(
+    runs: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 20 item 7: fold 1 interrupted in epoch 2, its last.ckpt then cut short (a full disk, an old copy)."""
+    folder, flag = runs.base / "corrupt", runs.base / "flag_corrupt"
+    interrupt = [INTERRUPT, f"+callbacks.stop.flag={flag}", "+callbacks.stop.fold=fold1"]
+    cfg = compose([*runs.overrides, "validation.folds=[1]", f"run_dir={folder}", *interrupt])
+    with pytest.raises(RuntimeError, match="interrupted in fold1"):
+        run(cfg)
+    last = folder / "fold1" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:4096])
+    with caplog.at_level(logging.WARNING, logger="src.training.resume_point"):
+        run(cfg)  # the same command: resumes
+    assert f"{last} cannot be resumed from" in caplog.text and "fold1 continues from epoch1.ckpt" in caplog.text
+    assert read_status(folder)["status"] == "completed"
+    resumed = pd.read_csv(folder / "fold1" / "results_log.csv")
+    whole = pd.read_csv(runs.whole / "fold1" / "results_log.csv")
+    metrics = [c for c in whole.columns if c.startswith(("train/", "val/"))]
+    pd.testing.assert_frame_equal(resumed[["epoch", *metrics]], whole[["epoch", *metrics]])  # as if never cut
+    assert (last.parent / "last.ckpt.unusable").exists() and not last.exists()
 
 
 def test_a_completed_run_resumed_does_nothing_and_says_so(runs: SimpleNamespace, capsys) -> None:

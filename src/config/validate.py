@@ -3,8 +3,9 @@
 The schema (:mod:`src.config.schema`) types each plain key while Hydra composes. What a type cannot say is
 checked here: that the balance strategies fit the first outcome's kind, that ``optimized_metric`` is a
 metric the run produces, that the optimizer, scheduler and splitter can be built from their groups, the
-augmentation codes, the normalizer's reference tile and the tile settings. Nothing is read or written and
-no model is built, so this takes milliseconds; each error names the key, its value and what is allowed.
+augmentation codes, the normalizer's reference tile, the tile settings, and that no ``weights_path`` file
+holds pickled objects (only its pickle is read). No data is read, nothing is written and no model is built,
+so this takes milliseconds; each error names the key, its value and what is allowed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.predict_rules import validate_predict
+from src.config.weights_files import check_weights_files
 from src.data.augment import check_augment_config
 from src.data.splits import small_classes_policy
 from src.errors import ConfigError
@@ -49,6 +51,8 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
 
     Raises:
         ConfigError: naming the key, the bad value and the allowed values.
+        UnsafeFileError: a ``weights_path`` file holds pickled objects beyond tensors and plain data (naming the
+            key and the file; ``src.config.weights_files``).
     """
     if "model_path" in cfg:  # the prediction config: its tile settings come from the checkpoint
         validate_predict(cfg)
@@ -82,6 +86,7 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
     with _as_config_error():
         small_classes_policy(cfg.validation.get("small_classes", "warn"))
     check_multirun_ddp(cfg.get("trainer") or {})
+    check_weights_files(cfg)  # a pickled weights_path is refused before any tile is extracted
 
 
 def check_multirun_ddp(trainer: Mapping[str, Any]) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score, roc_auc_score, roc_curve
 
+from src.infra.files import atomic_path
+
 
 def roc_plot(
     tables: Mapping[str, pd.DataFrame],
@@ -52,8 +54,7 @@ def roc_plot(
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -74,8 +75,7 @@ def scatter_plot(tables: Mapping[str, pd.DataFrame], outcome: str, path: Path, t
         ax.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal")
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -88,3 +88,12 @@ def outcome_plots(
     for outcome in outcomes:
         written += outcome.plots(tables, plot_dir, epoch, f"{outcome.name}, validation, epoch {epoch}")
     return written
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> None:
+    """Save and close a figure: the whole image under ``path`` or, on any failure, no new file."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)

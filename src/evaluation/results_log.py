@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,9 +9,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from src.extraction.locks import FileLock
+from src.infra.files import atomic_path
+
 
 def append_results(path: str | Path, rows: list[Mapping], replace: Mapping[str, object] | None = None) -> None:
     """Append rows to a CSV, adding columns as needed (file-locked, so parallel folds/jobs are safe).
+
+    The lock (``{name}.lock``, a `src.extraction.locks.FileLock`) is deleted when released, and the CSV is
+    replaced atomically: after any failure (a full disk) the file holds its old rows, and no temporary file
+    or lock file is left.
 
     Args:
         path: The CSV file.
@@ -24,9 +30,7 @@ def append_results(path: str | Path, rows: list[Mapping], replace: Mapping[str, 
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_suffix(path.suffix + ".lock")
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with FileLock(path.with_name(path.name + ".lock")):
         new = pd.DataFrame(list(rows))
         if path.exists() and path.stat().st_size:
             old = pd.read_csv(path)
@@ -34,10 +38,8 @@ def append_results(path: str | Path, rows: list[Mapping], replace: Mapping[str, 
                 same = np.logical_and.reduce([old[k].astype(str) == str(v) for k, v in replace.items()])
                 old = old[~same]
             new = pd.concat([old, new], ignore_index=True) if len(old) else new
-        tmp = path.with_suffix(".tmp")
-        new.to_csv(tmp, index=False)
-        tmp.replace(path)
-        fcntl.flock(handle, fcntl.LOCK_UN)
+        with atomic_path(path) as tmp:
+            new.to_csv(tmp, index=False)
 
 
 INTERVAL_METHOD = (

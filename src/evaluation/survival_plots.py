@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from src.evaluation.metrics import concordance_index
+from src.evaluation.plots import save_figure
 
 
 def risk_groups(risk: np.ndarray) -> np.ndarray:
@@ -68,6 +69,5 @@ def km_plot(table: pd.DataFrame, outcome: str, path: Path, title: str) -> Path:
     ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

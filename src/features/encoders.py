@@ -25,7 +25,7 @@ from torch import nn
 
 from src.command_keys import config_key
 from src.errors import ConfigError
-from src.extraction.tempfiles import write_atomic
+from src.infra.files import write_json_atomic
 from src.models.weights_file import load_torch_file
 from src.trust import AllowList, resolve_name
 
@@ -273,7 +273,7 @@ class Encoder:
         if cache_file is not None:  # only a cache: a failed write (a full disk) costs a hash next time
             try:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(cache_file, json.dumps(cache, indent=1).encode())
+                write_json_atomic(cache_file, cache, indent=1)
             except OSError as err:
                 log.warning("Could not update %s (%s); the weights are hashed again next time", cache_file, err)
         return cache[key]

@@ -21,6 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from src.hpsearch.sweep_info import atomic_write_text, split_override
+from src.infra.files import atomic_path
 from src.trust import inside
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,8 @@ def history_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def write_history(sweep_dir: Path, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Write ``history.csv`` atomically; returns the table."""
     table = history_table(records)
-    tmp = sweep_dir / f".{HISTORY_FILE}.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.replace(sweep_dir / HISTORY_FILE)
+    with atomic_path(sweep_dir / HISTORY_FILE) as tmp:
+        table.to_csv(tmp, index=False)
     return table
 
 
@@ -155,10 +155,11 @@ def write_plots(sweep_dir: Path, study: Any) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 figure = draw()
-            tmp = sweep_dir / f".{name}.tmp.png"
-            figure.savefig(tmp, dpi=100, bbox_inches="tight")
-            plt.close(figure)
-            tmp.replace(sweep_dir / name)
+            try:
+                with atomic_path(sweep_dir / name) as tmp:
+                    figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            finally:
+                plt.close(figure)
         except Exception as error:  # a picture must never stop a sweep
             log.warning("%s not drawn: %s", name, error)
 

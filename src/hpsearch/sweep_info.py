@@ -9,12 +9,13 @@ Under Hydra's stock sweepers (no ``sweep.json``) every task override counts as t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+
+from src.infra.files import write_text_atomic
 
 SWEEP_FILE = "sweep.json"
 PARAM_PREFIX = "hp."  # results-row column of a swept key: ``hp.optimizer.lr``
@@ -80,10 +81,8 @@ def read_sweep_file(sweep_dir: str | Path) -> dict | None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary name and a rename (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write ``text`` to ``path`` through a temporary name beside it and a rename (``src.infra.files``)."""
+    write_text_atomic(path, text)
 
 
 def split_override(text: str) -> tuple[str, str]:

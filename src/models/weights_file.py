@@ -21,12 +21,14 @@ from src.errors import UnsafeFileError
 MIN_SAFE_TORCH = "2.6"
 
 
-def load_torch_file(path: str | Path) -> Any:
+def load_torch_file(path: str | Path, mmap: bool = False) -> Any:
     """``torch.load`` a file onto the CPU with the weights-only unpickler: nothing pickled in it can run.
 
     Args:
         path: A state dict (``torch.save(model.state_dict(), path)``), a timm/torchvision weights file or one
             of our Lightning ``.ckpt`` files (all of which hold tensors and plain data only).
+        mmap: Map the tensors' storage instead of reading it (only the file's pickle is read: a cheap check of
+            a large file); a file in torch's legacy format, which cannot be mapped, is read whole.
 
     Returns:
         What the file holds (dicts, lists, tensors, numbers, strings).
@@ -43,6 +45,12 @@ def load_torch_file(path: str | Path) -> Any:
             f"file (CVE-2025-32434); install torch >= {MIN_SAFE_TORCH} (requirements.txt)"
         )
     try:
+        if mmap:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as error:
+                if "mmap" not in str(error):  # else: the legacy format, read whole below
+                    raise
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise UnsafeFileError(

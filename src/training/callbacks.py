@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 
 from src.evaluation.plots import outcome_plots
 from src.evaluation.results_log import append_results
+from src.infra.files import atomic_path
 from src.training.resume import plain_row
 
 
@@ -56,14 +57,27 @@ class EpochOutputs(pl.Callback):
             self.save(trainer, module, epoch, early_stop=True)
 
     def save(self, trainer: pl.Trainer, module: pl.LightningModule, epoch: int, early_stop: bool = False) -> None:
-        """Write everything for ``epoch``; only rank 0 writes files."""
+        """Write everything for ``epoch``; only rank 0 writes files.
+
+        The row is made before the checkpoint is saved, so ``epoch{N}.ckpt`` holds it: a fold whose
+        ``last.ckpt`` is unusable can continue from that file (``src.training.resume_point``) with its rows.
+        """
         if epoch in self._saved:
             return
         self._saved.add(epoch)
-        trainer.save_checkpoint(self.outdir / "checkpoints" / f"epoch{epoch}.ckpt", weights_only=False)  # + optimizer
         metrics = trainer.callback_metrics  # on every rank: it reduces the sync_dist metrics (a collective)
-        if trainer.global_rank != 0:
-            return
+        row = self._row(trainer, module, metrics, epoch, early_stop) if trainer.global_rank == 0 else None
+        if row is not None:
+            self.rows.append(row)
+        trainer.save_checkpoint(self.outdir / "checkpoints" / f"epoch{epoch}.ckpt", weights_only=False)  # + optimizer
+        if row is not None:
+            # an epoch re-done after a kill (its row written, its last.ckpt not) replaces its row
+            append_results(self.outdir / "results_log.csv", [row], replace={"epoch": epoch})
+
+    def _row(
+        self, trainer: pl.Trainer, module: pl.LightningModule, metrics: dict, epoch: int, early_stop: bool
+    ) -> dict[str, Any]:
+        """Rank 0: the results row of ``epoch``, after writing its predictions and plots."""
         row = {**self.row_info, "epoch": epoch, "early_stop": int(early_stop)}
         for key in ("train/loss_epoch", "val/loss"):
             value = metrics.get(key)
@@ -80,8 +94,7 @@ class EpochOutputs(pl.Callback):
             predictions = self.outdir / "predictions"
             predictions.mkdir(parents=True, exist_ok=True)
             for level, table in evaluation["tables"].items():
-                table.to_parquet(predictions / f"{level}_val_epoch{epoch}.parquet", index=False)
+                with atomic_path(predictions / f"{level}_val_epoch{epoch}.parquet") as tmp:
+                    table.to_parquet(tmp, index=False)
             outcome_plots(evaluation["tables"], module.outcomes, self.outdir / "plots", epoch)
-        self.rows.append(row)
-        # an epoch re-done after a kill (its row written, its last.ckpt not) replaces its row
-        append_results(self.outdir / "results_log.csv", [row], replace={"epoch": epoch})
+        return row

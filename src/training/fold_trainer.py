@@ -23,11 +23,13 @@ from src.losses.outcome_losses import OutcomeLoss, build_losses, check_loss_fits
 from src.models.memory_format import channels_last_setting
 from src.training.callbacks import EpochOutputs
 from src.training.checkpoint import ParamsInCheckpoint
+from src.training.checkpoint_io import AtomicCheckpointIO
 from src.training.loggers import build_loggers, configure_wandb_env, finish_loggers, logger_group, sweep_tags
 from src.training.module import TileModule
 from src.training.params import fold_params, write_fold_files
 from src.training.quiet import quiet_console
 from src.training.resume import EpochSeeds, LastCheckpoint, fold_logger_id, set_aside_csv_metrics
+from src.training.resume_point import check_resumable
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +69,14 @@ class FoldTrainer:
             train_ds: The training slides.
             val_ds: The validation slides (None: no validation).
             resume_from: A ``last.ckpt`` of this model (same config, same slides) to continue from: its
-                epochs are not trained, saved or evaluated again, and their results rows are kept.
+                epochs are not trained, saved or evaluated again, and their results rows are kept. It is
+                checked first (``src.training.resume_point.check_resumable``).
 
         Returns:
             ``{"epochs": {"epoch3": {"train/loss": ..., "val/loss": ..., "val/slide_auroc/tumor_type": ...}}}``.
         """
+        if resume_from is not None:
+            check_resumable(resume_from)  # a damaged or pickled checkpoint: refused before the data is set up
         self.outdir.mkdir(parents=True, exist_ok=True)
         data_module = instantiate(self.hp.dataset.datamodule) if self.hp.dataset.get("datamodule") else FoldDataModule
         self.data = data_module(self.hp, self.labels, train_ds, val_ds, where=self.row_info.get("fold", self.name))
@@ -86,13 +91,16 @@ class FoldTrainer:
         trainer, loggers = self._lightning(epochs, saver, params, resume=resume_from is not None)
         if resume_from is not None:
             log.info("%s: resuming from %s", self.name, resume_from)
-        status = "failed"
+        hparams = OmegaConf.to_container(self.hp, resolve=True)
         try:  # weights_only: a checkpoint from a run folder is data, never code
             trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from, weights_only=True)
-            status = "success"
-        finally:  # always: a W&B run is finished even when the fit fails
-            final = _final_metrics(saver.rows) if status == "success" else None
-            finish_loggers(loggers, status, final, OmegaConf.to_container(self.hp, resolve=True))
+        except BaseException:  # a W&B run is finished even when the fit fails, and the fit's error is raised
+            try:
+                finish_loggers(loggers, "failed", None, hparams)
+            except Exception as cleanup:  # e.g. a full disk: it must not hide the error that stopped the fit
+                log.error("%s: the loggers could not be finalized after the failure: %s", self.name, cleanup)
+            raise
+        finish_loggers(loggers, "success", _final_metrics(saver.rows), hparams)
         return {"epochs": {f"epoch{row['epoch']}": row for row in saver.rows}}
 
     def _module(self, losses: list[OutcomeLoss]) -> TileModule:
@@ -149,11 +157,21 @@ class FoldTrainer:
             logger=loggers or False,
             default_root_dir=str(self.outdir),
             enable_checkpointing=True,  # our LastCheckpoint; Lightning adds none of its own
+            plugins=[*_trainer_plugins(hp.trainer), AtomicCheckpointIO()],  # every .ckpt complete or absent
             num_sanity_val_steps=0,
             limit_val_batches=None if self.data.val is not None else 0,  # None: all (and no "100%" message)
             use_distributed_sampler=False,  # the data modules shard by rank themselves (src.samplers.shards)
         )
         return trainer, loggers
+
+
+def _trainer_plugins(trainer_cfg: DictConfig) -> list:
+    """The plugins ``trainer.plugins`` names (built), to which the fold adds its checkpoint writer."""
+    plugins = trainer_cfg.get("plugins") if isinstance(trainer_cfg, DictConfig) else None
+    if not plugins:
+        return []
+    built = instantiate(plugins)
+    return list(built) if isinstance(built, list | tuple) or OmegaConf.is_list(built) else [built]
 
 
 def _final_metrics(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

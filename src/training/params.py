@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.data.datamodule import FoldDataModule
 from src.data.tile_colour import colour_stats
+from src.infra.files import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,12 @@ def training_colour(data: FoldDataModule) -> dict[str, Any] | None:
 
 def write_fold_files(outdir: Path, params: dict[str, Any], data: FoldDataModule, labels: Any) -> None:
     """Write ``params.json`` and ``slide_manifest.csv`` (slide, patient, training/validation, label)."""
-    (outdir / "params.json").write_text(json.dumps(params, indent=2, default=str))
+    write_json_atomic(outdir / "params.json", params)
     rows = []
     for slide_set, role in ((data.train, "training"), (data.val, "validation")):
         if slide_set is None:
             continue
         for slide, patient in zip(slide_set.slides, slide_set.patients, strict=True):
             rows.append({"slide": slide, "patient": patient, "dataset": role, "outcome_label": labels[slide]})
-    pd.DataFrame(rows, columns=["slide", "patient", "dataset", "outcome_label"]).to_csv(
-        outdir / "slide_manifest.csv", index=False
-    )
+    with atomic_path(outdir / "slide_manifest.csv") as tmp:
+        pd.DataFrame(rows, columns=["slide", "patient", "dataset", "outcome_label"]).to_csv(tmp, index=False)

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import uuid
 from collections.abc import Mapping
@@ -32,18 +31,12 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint
 
 from src.evaluation.results_log import json_safe
+from src.infra.files import write_json_atomic, write_text_atomic
 from src.samplers.epochs import seed_for
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 FOLD_STATUS = "fold_status.json"
 LOGGER_ID = "logger_id.txt"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 class LastCheckpoint(Checkpoint):
@@ -57,11 +50,8 @@ class LastCheckpoint(Checkpoint):
         self.path = Path(fold_dir) / LAST_CHECKPOINT
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        """Write the checkpoint under a temporary name, then rename it over the previous one."""
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # the full state; every rank calls it, rank 0 writes
-        if trainer.global_rank == 0:
-            tmp.replace(self.path)
+        """Write the checkpoint beside the previous one and rename it over it (the Trainer's ``AtomicCheckpointIO``)."""
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state; every rank calls it, rank 0 writes
 
 
 def seed_epoch(seed: int, epoch: int) -> None:
@@ -117,7 +107,7 @@ def fold_logger_id(fold_dir: str | Path, resume: bool) -> str:
     if resume and path.exists() and path.read_text().strip():
         return path.read_text().strip()
     run_id = uuid.uuid4().hex[:16]
-    _write_atomic(path, run_id + "\n")
+    write_text_atomic(path, run_id + "\n")
     return run_id
 
 
@@ -133,7 +123,7 @@ def mark_fold_completed(fold_dir: str | Path, rows: list[Mapping[str, Any]]) -> 
         "epochs": [row.get("epoch") for row in rows],
         "rows": json_safe([dict(row) for row in rows]),  # NaN → null (strict JSON); read back as NaN
     }
-    _write_atomic(fold_dir / FOLD_STATUS, json.dumps(record, indent=2, default=str))
+    write_json_atomic(fold_dir / FOLD_STATUS, record)
     (fold_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # the last epoch is also in its epoch{N}.ckpt
 
 

@@ -20,6 +20,7 @@ from src.evaluation.results_log import (
 )
 from src.outcomes import available_kinds, metric_bounds, outcome_kind
 from src.outcomes.categorical import CategoricalOutcome
+from tests.full_disk import small_disk
 
 
 def fold_rows(values: list[float], epoch: int = 1) -> list[dict]:
@@ -145,3 +146,16 @@ def test_rows_written_again_replace_their_earlier_copies(tmp_path) -> None:
     log = pd.read_csv(path)
     assert sorted(zip(log.run_id, log.epoch, strict=True)) == [("a", 1), ("a", 2), ("b", 1)]
     assert log[log.run_id == "a"]["val/loss"].tolist() == pytest.approx([0.1, 0.2])
+
+
+def test_appending_leaves_no_lock_file_and_a_full_disk_keeps_the_old_rows(tmp_path, monkeypatch) -> None:
+    """Issue 20 item 20 (ii, iii): no 0-byte ``results_log.csv.lock`` per fold; no temp file after a failed write."""
+    with small_disk(tmp_path / "disk", 64 << 10, monkeypatch) as disk:
+        path = disk.path / "fold1" / "results_log.csv"
+        append_results(path, fold_rows([0.7]))
+        append_results(path, fold_rows([0.8], epoch=2), replace={"epoch": 2})
+        assert sorted(p.name for p in path.parent.iterdir()) == ["results_log.csv"]
+        with pytest.raises(OSError, match="No space left"):
+            append_results(path, [{**fold_rows([0.9], epoch=3)[0], "note": "x" * (128 << 10)}])
+        assert list(pd.read_csv(path).epoch) == [1, 2]  # the rows written before, whole
+        assert sorted(p.name for p in path.parent.iterdir()) == ["results_log.csv"]

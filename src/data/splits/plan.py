@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 
 from src.data.annotations import AnnotationError
 from src.data.splits.folds import Fold, Splitter, check_folds, patient_table, select_folds
+from src.infra.files import write_json_atomic
 from src.trust import plain_name
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,4 @@ def _read_cache(path: Path, key: dict) -> list[Fold] | None:
 
 def _write_json(path: Path, data: dict) -> None:
     """Write atomically (parallel jobs may write the same cache file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    write_json_atomic(path, data)

@@ -1,0 +1,125 @@
+"""Files that are complete under their final name or absent: written beside it, flushed, fsynced, renamed.
+
+Every writer goes through :func:`atomic_path` (or the ``write_*_atomic`` helpers on it): the content is
+written to a temporary file in the destination's own folder, ``.{name}.{pid}.{hex}.tmp``, flushed to disk
+(``fsync``) and renamed over the destination with :func:`os.replace`. A rename within one folder is atomic
+on POSIX file systems, so a reader, a ``kill -9`` or a power cut sees the old file or the new one, never
+half of one. Nothing goes through ``$TMPDIR``: a move from another file system is a copy, which a kill or a
+full disk can leave truncated under the final name.
+
+On any failure (a full disk included, and ``KeyboardInterrupt``) the temporary file is deleted and the
+error re-raised; the destination is then as it was. Only a ``kill -9`` can leave a temporary file behind:
+:func:`leftovers` finds them for a caller that owns the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\.(?P<final>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX))
+
+
+def temp_path(final: str | Path) -> Path:
+    """A temporary name beside ``final`` that no other process or thread uses: ``.{name}.{pid}.{hex}.tmp``."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path, fsync: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``final`` to write; when the block succeeds, move it into place.
+
+    The parent folder is created if needed. With ``fsync`` the file's content (and then the folder's entry)
+    is flushed to disk before and after the rename, so that a power cut cannot leave an empty file under
+    the final name either.
+
+    Args:
+        final: The destination.
+        fsync: Flush the content to disk before the rename (False only for files that are cheap to redo).
+
+    Raises:
+        Whatever the block or the write raises (``OSError`` ENOSPC for a full disk); the temporary file is then
+        deleted and ``final`` is untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(final)
+    try:
+        yield tmp
+        if fsync:
+            _fsync_file(tmp)
+        os.replace(tmp, final)
+        if fsync:
+            _fsync_folder(final.parent)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # gone already after a successful rename
+
+
+@contextlib.contextmanager
+def atomic_file(final: str | Path, mode: str = "wb", fsync: bool = True) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``final`` for writing; when the block succeeds, move it into place.
+
+    Like :func:`atomic_path`, with the file opened (``mode``: ``"wb"`` or ``"w"``, text as UTF-8) and closed
+    for the caller: a write or close that fails (a full disk) deletes the temporary file.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode={mode!r}: atomic_file writes a whole new file, use 'wb' or 'w'")
+    encoding = None if "b" in mode else "utf-8"
+    with atomic_path(final, fsync=fsync) as tmp, open(tmp, mode, encoding=encoding) as handle:
+        yield handle
+        handle.flush()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, fsync: bool = True) -> None:
+    """Write ``data`` to ``path``: complete under that name, or (on any failure) the old file untouched."""
+    with atomic_file(path, "wb", fsync=fsync) as handle:
+        handle.write(data)
+
+
+def write_text_atomic(path: str | Path, text: str, fsync: bool = True) -> None:
+    """Write ``text`` (UTF-8) to ``path``: complete under that name, or (on any failure) the old file untouched."""
+    write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
+
+
+def write_json_atomic(path: str | Path, record: Any, indent: int | None = 2, fsync: bool = True) -> None:
+    """Write ``record`` as JSON (``default=str``) to ``path``, atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(record, indent=indent, default=str), fsync=fsync)
+
+
+def leftovers(folder: str | Path) -> list[Path]:
+    """The temporary files of :func:`temp_path` in ``folder`` (not its subfolders): writers killed with ``-9``.
+
+    Delete them only while owning the folder (no live process may still be writing them).
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    return sorted(Path(e.path) for e in entries if _TEMP_NAME.fullmatch(e.name))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush the folder's entries (the rename); some file systems cannot, which only costs durability."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
