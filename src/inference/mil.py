@@ -28,6 +28,7 @@ from src.evaluation.attention_heatmaps import save_attention_heatmap
 from src.extraction.tempfiles import atomic_path
 from src.features.bags import FeatureBags
 from src.features.encoders import LAYER_KEYS, Encoder
+from src.features.integrity import NonFiniteFeaturesError
 from src.inference.inputs import SlideInput
 from src.inference.models import ModelSet, prediction_columns, truth_columns
 from src.inference.slide import TILE_TABLE, PredictOptions, SlideResult, live_outputs, tile_table
@@ -206,8 +207,10 @@ def predict_mil_slide(
     with open_slide(slide.path, mpp_override=options.mpp_override, backend=options.backend) as reader:
         live, locs, features = live_outputs(reader, options, predictor.features)
         times = live.times
+        bag = torch.cat(features)
+        check_live_features(bag, slide.name, predictor.encoder)
         tick = time.perf_counter()
-        columns, attention = predictor.predict_bag(torch.cat(features), clinical)
+        columns, attention = predictor.predict_bag(bag, clinical)
         times.model += time.perf_counter() - tick
         tick = time.perf_counter()
         folder = outdir / "slides" / slide.name
@@ -225,6 +228,26 @@ def predict_mil_slide(
         times.drawing += time.perf_counter() - tick
     row = slide_prediction_row(slide, len(locs), columns, targets, evaluated)
     return SlideResult(tiles, time.perf_counter() - start, times, row=row, colour=live.colour)
+
+
+def check_live_features(features: torch.Tensor, slide: str, encoder: Encoder) -> None:
+    """Refuse a slide whose live features hold NaN or inf: its prediction would be NaN, or silently wrong.
+
+    Raises:
+        NonFiniteFeaturesError: naming the slide, the encoder, how many tiles, and the likely cause (fp16 overflow
+            on a GPU; a damaged weights file otherwise). predict.py reports it as the slide's failure.
+    """
+    bad = int((~torch.isfinite(features)).any(dim=1).sum()) if features.numel() else 0
+    if bad:
+        cause = (
+            "fp16 autocast overflow: set the encoder's precision to bf16 or fp32 in its preset"
+            if encoder.precision == "fp16" and features.device.type == "cuda"
+            else "check the encoder's weights file (encoder_weights=)"
+        )
+        raise NonFiniteFeaturesError(
+            f"encoder={encoder.name} returned non-finite features (NaN or inf) for {bad} of {len(features)} tiles of "
+            f"slide '{slide}': no prediction was made for it; likely cause: {cause}"
+        )
 
 
 def slide_prediction_row(

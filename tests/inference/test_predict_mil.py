@@ -172,3 +172,25 @@ def test_attention_heatmaps_are_titled_with_class_names(
     row = pd.read_csv(tmp_path / "slide_predictions.csv").iloc[0]
     probabilities = ", ".join(f"P({name}) {row[f'tumor_type-y_pred{i}']:.3f}" for i, name in enumerate(classes))
     assert titles == {slide: f"{slide}: tumor_type: {probabilities}"}  # was "tumor_type-y_pred0 0.219, ..."
+
+
+def test_a_slide_whose_live_features_are_not_finite_fails_naming_it(
+    mil_fold: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encoder giving NaN (fp16 overflow, a damaged weights file) fails the slide, not a NaN prediction."""
+    from src.inference.mil import MilPredictor
+
+    features = MilPredictor.features
+
+    def some_nan(self, images: torch.Tensor) -> torch.Tensor:
+        out = features(self, images)
+        out[0, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(MilPredictor, "features", some_nan)
+    slides = validation_slides(mil_fold)[:1]
+    assert run_predict(mil_fold, tmp_path, f"slides={slide_files(data_dir, slides)}") == 1
+    report = pd.read_csv(tmp_path / "report.csv")
+    assert report.status.tolist() == ["failed"]
+    assert "non-finite features (NaN or inf)" in report.error.iloc[0] and f"slide '{slides[0]}'" in report.error.iloc[0]
+    assert not (tmp_path / "slide_predictions.csv").exists() or pd.read_csv(tmp_path / "slide_predictions.csv").empty
