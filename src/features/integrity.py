@@ -190,7 +190,11 @@ def bag_damage(path: str | Path, upgrade: bool = False) -> str | None:
         with h5py.File(path, "r") as bag:
             expected = stored_checksum(bag.attrs)
             features = bag["features"]
-            if not isinstance(features, h5py.Dataset) or features.dtype.kind != "f" or features.ndim != 2:
+            if (
+                not isinstance(features, h5py.Dataset)
+                or not np.issubdtype(features.dtype, np.floating)
+                or features.ndim != 2
+            ):
                 return "features is not a 2-D (tiles, features) dataset of floats"
             if "num_tiles" in bag.attrs and attr_int(bag.attrs, "num_tiles") != features.shape[0]:
                 return f"{features.shape[0]} feature rows but num_tiles={attr_int(bag.attrs, 'num_tiles')}"

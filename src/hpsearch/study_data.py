@@ -260,15 +260,15 @@ def _undecodable(study: optuna.Study) -> str | None:
         "parameter": "SELECT t.number, a.param_name, a.distribution_json FROM trial_params a",
     }
     with engine.connect() as connection:
-        for kind, select in queries.items():
+        for field, select in queries.items():
             rows = connection.execute(
                 text(f"{select} JOIN trials t ON a.trial_id = t.trial_id WHERE t.study_id = :study ORDER BY t.number"),
                 {"study": study._study_id},
             )
             for number, key, raw in rows:
                 try:
-                    json_to_distribution(raw) if kind == "parameter" else json.loads(raw)
+                    json_to_distribution(raw) if field == "parameter" else json.loads(raw)
                 except (ValueError, KeyError, TypeError):
-                    expected = "a distribution (JSON)" if kind == "parameter" else "a JSON value"
-                    return f"trial {number} has {kind} '{key}' = {_short(raw)}, expected {expected}"
+                    expected = "a distribution (JSON)" if field == "parameter" else "a JSON value"
+                    return f"trial {number} has {field} '{key}' = {_short(raw)}, expected {expected}"
     return None
