@@ -46,7 +46,7 @@ def small_disk(folder: Path, size: int, monkeypatch: pytest.MonkeyPatch) -> Iter
         finally:
             subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
         return
-    quota = _Quota(folder, size)
+    quota = FullDisk(folder, size)
     with monkeypatch.context() as patch:
         patch.setattr(builtins, "open", quota.open)
         yield SmallDisk(folder, real=False)
@@ -64,10 +64,10 @@ def _mount_tmpfs(folder: Path, size: int) -> bool:
     return done.returncode == 0
 
 
-class _Quota:
+class FullDisk:
     """Files opened for writing under ``folder`` share ``free`` bytes; then writes raise ENOSPC."""
 
-    def __init__(self, folder: Path, free: int) -> None:
+    def __init__(self, folder: Path, free: float) -> None:
         self.folder = folder.resolve()
         self.free = free
         self.used = 0
@@ -81,12 +81,12 @@ class _Quota:
 
 
 class _CountedFile:
-    def __init__(self, handle: Any, quota: _Quota) -> None:
+    def __init__(self, handle: Any, quota: FullDisk) -> None:
         self._handle, self._quota = handle, quota
 
     def write(self, data: bytes | str) -> int:
         size = len(data)
-        room = max(0, min(self._quota.free - self._quota.used, size))
+        room = max(0, int(min(self._quota.free - self._quota.used, size)))
         if room:
             self._handle.write(data[:room])
             self._quota.used += room

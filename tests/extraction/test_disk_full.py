@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import builtins
-import errno
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,48 +13,9 @@ from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME, summarize
 from src.extraction.settings import TileSettings
 from src.extraction.shards import read_index, shard_dir, tar_path
+from tests.full_disk import FullDisk
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)
-REAL_OPEN = builtins.open
-
-
-class FullDisk:
-    """Files opened for writing under `folder` share `free` bytes; then writes fail with ENOSPC."""
-
-    def __init__(self, folder: Path, free: float) -> None:
-        self.folder = folder.resolve()
-        self.free = free
-        self.used = 0
-
-    def open(self, file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        handle = REAL_OPEN(file, mode, *args, **kwargs)
-        writing = isinstance(file, str | os.PathLike) and set(mode) & set("wax+")
-        if writing and Path(file).resolve().is_relative_to(self.folder):
-            return _Quota(handle, self)
-        return handle
-
-
-class _Quota:
-    def __init__(self, handle: Any, disk: FullDisk) -> None:
-        self._handle, self._disk = handle, disk
-
-    def write(self, data: bytes | str) -> int:
-        room = max(0, int(min(self._disk.free - self._disk.used, len(data))))
-        if room:
-            self._handle.write(data[:room])
-            self._disk.used += room
-        if room < len(data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return room
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._handle, name)
-
-    def __enter__(self) -> _Quota:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._handle.close()
 
 
 def _extract(slides: dict[str, Path], root: Path, disk: FullDisk, monkeypatch: pytest.MonkeyPatch) -> Any:

@@ -27,7 +27,7 @@ from src.features.bags import FeatureBags, read_bag
 from src.features.encoders import Encoder, TinyRandomEncoder
 from src.project import ensure_tiles, load_project
 from tests.conftest import tiny_overrides
-from tests.extraction.test_disk_full import FullDisk
+from tests.full_disk import FullDisk
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ import os, sys
 from src.config import compose
 from src.project import ensure_tiles, load_project
 from tests.conftest import tiny_overrides
-from tests.extraction.test_disk_full import FullDisk
+from tests.full_disk import FullDisk
 cfg = compose(sys.argv[2:])
 dataset, _ = load_project(cfg)
 try:
