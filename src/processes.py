@@ -234,12 +234,19 @@ def check_workers(workers: int, what: str, allocation: CpuAllocation | None = No
         )
 
 
+BUSY_LOAD_PER_CPU = 2.0  # a load above this many times the CPUs is "busy"
+
+
 def _check_load(allocation: CpuAllocation, choice: ThreadChoice) -> None:
-    """Without an allocation, a machine already busier than its CPUs slows every thread of ours (and others)."""
+    """Without an allocation, a machine oversubscribed twice over slows every thread of ours (and others).
+
+    Twice, not once: a laptop or workstation is often a little over its CPUs for a while (a browser, an editor,
+    another short job); the issue is a shared machine at several times its CPUs, where threads mostly wait.
+    """
     if allocation.allocated or choice.threads <= 1 or not hasattr(os, "getloadavg"):
         return
     load = os.getloadavg()[0]
-    if load > allocation.cpus:
+    if load > BUSY_LOAD_PER_CPU * allocation.cpus:
         log.warning(
             "This machine is busy (load %.1f on %d CPU(s)) and gives this job no CPU allocation (no %s, no cgroup "
             "quota): %d threads per process will wait on each other. On a shared machine set torch_threads=1 "

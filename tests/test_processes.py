@@ -131,3 +131,15 @@ def test_use_threads_sets_torch_logs_once_and_warns_about_too_many_workers(
         assert any(too_many in m for m in lines)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("load", "warned"), [(3.9, False), (4.1, True)])
+def test_only_a_machine_twice_over_its_cpus_is_called_busy(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, load: float, warned: bool
+) -> None:
+    """A laptop a little over its CPUs is not warned about; a shared machine at several times them is."""
+    monkeypatch.setattr(processes.os, "getloadavg", lambda: (load, load, load))
+    allocation = processes.CpuAllocation(2, "the CPU affinity", allocated=False)
+    with caplog.at_level(logging.WARNING, logger="src.processes"):
+        processes._check_load(allocation, processes.ThreadChoice(2, "the CPU affinity"))
+    assert any("This machine is busy" in r.getMessage() for r in caplog.records) == warned
