@@ -11,8 +11,9 @@ from hydra import initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "conf"
+from src.trust import CONFIG_DIR  # conf/: one definition, in the bottom layer that reads it as text
+
+REPO_ROOT = CONFIG_DIR.parent
 
 
 def register_resolvers() -> None:

@@ -9,14 +9,10 @@ instantiated. The rules live in :mod:`src.trust` (every layer uses them); this m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from src.config.compose import CONFIG_DIR
-from src.trust import PLAIN_TYPES, TARGET_KEY, AllowList, named, unsafe_nodes
-
-__all__ = ["PLAIN_TYPES", "TARGET_KEY", "group_targets", "target_name", "tree_targets", "unsafe_nodes"]
+from src.trust import CONFIG_DIR, AllowList
 
 
 def group_targets(group: str, config_dir: Path = CONFIG_DIR) -> frozenset[str]:
@@ -32,8 +28,3 @@ def target_name(target: str | Callable) -> str:
     if isinstance(target, str):
         return target
     return f"{target.__module__}.{target.__qualname__}"
-
-
-def tree_targets(tree: Any) -> Iterator[Any]:
-    """Every ``_target_`` value in a tree of dicts and lists, nested nodes and ``_args_`` included."""
-    return (value for _, value in named(tree, (TARGET_KEY,)))

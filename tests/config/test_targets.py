@@ -8,8 +8,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from src.config import CONFIG_DIR
-from src.config.targets import group_targets, target_name, unsafe_nodes
+from src.config.targets import group_targets, target_name
 from src.models.examples import small_cnn
+from src.trust import unsafe_nodes
 
 SHIPPED = {"src.models.tilenet.TileNet", "src.models.backbone.timm_backbone", "src.models.examples.small_cnn"}
 
