@@ -145,11 +145,7 @@ def test_a_byte_damaged_in_the_middle_of_a_shard_is_found_and_extracted_again(
 def test_a_checked_shard_is_read_in_full_again_only_when_its_file_changes(
     extracted: tuple[dict[str, Path], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slides, folder = extracted
-    first = next(iter(slides))
-    tar = tar_path(folder, first)
-    reads: list[Path] = []
-    monkeypatch.setattr(shard_crc, "file_crc32", lambda path: reads.append(Path(path)) or zlib.crc32(tar.read_bytes()))
+    folder, first, tar, reads = _count_full_reads(extracted, monkeypatch)
     assert read_index(folder, first, verify=True) is not None and reads == []  # checked as it was written
     stat = tar.stat()
     os.utime(tar, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # touched: read once, then stamped
@@ -161,11 +157,7 @@ def test_a_checked_shard_is_read_in_full_again_only_when_its_file_changes(
 def test_a_shard_folder_that_cannot_be_written_is_read_in_full_once_per_run(
     extracted: tuple[dict[str, Path], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slides, folder = extracted
-    first = next(iter(slides))
-    tar = tar_path(folder, first)
-    reads: list[Path] = []
-    monkeypatch.setattr(shard_crc, "file_crc32", lambda path: reads.append(Path(path)) or zlib.crc32(tar.read_bytes()))
+    folder, first, tar, reads = _count_full_reads(extracted, monkeypatch)
     monkeypatch.setattr(shard_crc, "_CHECKED", {})  # a new run, whose shard folder is read-only (shared)
     monkeypatch.setattr(shard_crc.tempfiles, "write_atomic", _read_only)
     verified_path(tar).unlink()
@@ -194,3 +186,15 @@ def test_a_shard_damaged_without_a_trace_stops_with_a_clear_error_and_is_extract
     assert not verified_path(tar).exists()
     report = extract_slides(slides, root, LARGE, progress=False).set_index("slide")
     assert report.loc[first, "status"] == "done" and tar.read_bytes() == before
+
+
+def _count_full_reads(
+    extracted: tuple[dict[str, Path], Path], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, str, Path, list[Path]]:
+    """The shard folder, its first slide and tar, and the list of tars read in full (whole-file CRC32) from now."""
+    slides, folder = extracted
+    first = next(iter(slides))
+    tar = tar_path(folder, first)
+    reads: list[Path] = []
+    monkeypatch.setattr(shard_crc, "file_crc32", lambda path: reads.append(Path(path)) or zlib.crc32(tar.read_bytes()))
+    return folder, first, tar, reads
