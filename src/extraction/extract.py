@@ -8,7 +8,6 @@ and reports them as complete. Worker processes exit with the run that started th
 
 from __future__ import annotations
 
-import errno
 import logging
 import multiprocessing
 import os
@@ -50,6 +49,7 @@ from src.extraction.shards import (
     tar_path,
 )
 from src.extraction.workers import die_with_parent
+from src.infra.files import DISK_FULL_ERRNOS
 from src.slides.discover import reads_format, unsupported_format
 from src.slides.mpp import MppChoice, mpp_source
 from src.slides.reader import SlideError, backend_name, open_slide, reader_class
@@ -65,7 +65,6 @@ PAUSE_ENV = "SRC_EXTRACTION_PAUSE_AFTER_TILES"
 PAUSE_SECONDS_ENV = "SRC_EXTRACTION_PAUSE_SECONDS"
 MISSING_FILE = "Slide file not found: no file for this slide in the slides folder"
 BUSY = "busy"  # extract_slide's status when another run holds the slide (never in a report)
-DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
 def encode_tile(tile: np.ndarray, img_format: str = "jpg", quality: int = 95) -> bytes:

@@ -9,13 +9,12 @@ write fails with an ``OSError`` instead, the temporary file is deleted, and the 
 from __future__ import annotations
 
 import contextlib
-import errno
 import time
 from pathlib import Path
 
 from src.extraction.tempfiles import find_leftovers, write_atomic
+from src.infra.files import DISK_FULL_ERRNOS
 
-DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 LEFTOVER_AGE_S = 3600  # a temporary bag file this old is a killed run's (a bag is written from memory in seconds)
 
 

@@ -15,6 +15,7 @@ error re-raised; the destination is then as it was. Only a ``kill -9`` can leave
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 TEMP_SUFFIX = ".tmp"
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})  # a write failed for want of space (or quota)
 _TEMP_NAME = re.compile(r"\.(?P<final>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX))
 
 
