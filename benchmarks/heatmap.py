@@ -95,7 +95,7 @@ def main() -> None:
             f"slides=[{slide}]",
             f"outdir={out}",
             f"threads={args.threads}",
-            f"torch_threads={args.torch_threads}",  # predict sets its threads itself (src.processes)
+            f"torch_threads={args.torch_threads}",  # predict sets its threads itself (src.infra.processes)
             f"as_shards={not args.no_shards}",
         ],
         config_name="predict",

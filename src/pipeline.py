@@ -14,12 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan
-from src.distributed import from_main, is_main, rank, run_token, wait_until, world_size
 from src.evaluation.results_log import append_results, format_summary, json_safe
 from src.hpsearch.pruning import FoldPruner, TrialPrunedError, fold_pruner
 from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
+from src.infra.distributed import from_main, is_main, rank, run_token, wait_until, world_size
+from src.infra.processes import use_threads
 from src.outcomes import metric_bounds
-from src.processes import use_threads
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds, prepare_tiles, without_slides
 from src.resume import Resume, check_resume, check_resume_points, check_same_folds, run_folder
 from src.run_jobs import asked_folds, incomplete_folds, joined, left, run_lock
@@ -56,7 +56,7 @@ def run(cfg: DictConfig) -> float:
     overrides in ``status.json`` and in every results row (``src.hpsearch.sweep_info``).
 
     Under DDP every rank runs this; only rank 0 prepares the data and writes files or prints, the other
-    ranks wait for it, read its ``splits.json`` and train with it (``src.distributed``).
+    ranks wait for it, read its ``splits.json`` and train with it (``src.infra.distributed``).
     """
     try:
         validate(cfg)  # every config error before any data is read
@@ -65,7 +65,7 @@ def run(cfg: DictConfig) -> float:
         raise
     use_threads(cfg.get("torch_threads", "auto"), int(cfg.dataloader.num_workers), "dataloader.num_workers")
     out = run_folder(cfg, run_dir)
-    if not is_main():  # a DDP rank > 0: trains with rank 0, writes nothing (see src.distributed)
+    if not is_main():  # a DDP rank > 0: trains with rank 0, writes nothing (see src.infra.distributed)
         return _run(cfg, out, sweep=job_sweep_info())
     token = run_token()  # before Lightning starts the other ranks: they inherit it
     with run_lock(out):  # jobs of one run join its folder one at a time

@@ -4,7 +4,7 @@
 three jobs that share ``outputs/runs/cv3``: each trains its fold into ``fold<k>/``, and the folder ends up as a
 3-fold run's. What keeps them apart:
 
-- the folder's ``.run.lock`` (:func:`run_lock`, a `src.extraction.locks.FileLock`) is held while a job checks
+- the folder's ``.run.lock`` (:func:`run_lock`, a `src.infra.locks.FileLock`) is held while a job checks
   and joins the run (``config.yaml``, ``status.json``) and while it writes the merged ``summary.json`` and the
   status when it ends, so two jobs never write those files at once;
 - ``status.json`` lists the live jobs (``jobs``: pid, host and ``validation.folds`` of each); a job asking for
@@ -27,8 +27,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from src.data.splits import load_splits
-from src.extraction.locks import FileLock
-from src.processes import pid_alive
+from src.infra.locks import FileLock
+from src.infra.processes import pid_alive
 
 RUN_LOCK = ".run.lock"
 FOLD_STATUS = "fold_status.json"  # as src.training.resume writes it

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 
 from src.errors import ConfigError
-from src.processes import thread_setting
+from src.infra.processes import thread_setting
 from src.slides.reader import reader_class
 
 MIN_HEATMAP_PX = 64

@@ -112,7 +112,7 @@ class TrainConfig:
     l1: float = MISSING
     channels_last: Any = MISSING  # auto | true | false (src.training.module.channels_last_setting)
     dataloader: DataloaderConfig = field(default_factory=DataloaderConfig)
-    torch_threads: Any = MISSING  # auto | N (src.processes.thread_setting)
+    torch_threads: Any = MISSING  # auto | N (src.infra.processes.thread_setting)
     run_dir: str | None = MISSING
     resume: str | None = MISSING
     results_log: str = MISSING
@@ -154,7 +154,7 @@ class PredictConfig:
     as_shards: bool = MISSING
     batch_size: int = MISSING
     threads: int = MISSING
-    torch_threads: Any = MISSING  # auto | N (src.processes.thread_setting)
+    torch_threads: Any = MISSING  # auto | N (src.infra.processes.thread_setting)
     heatmaps: bool = MISSING
     heatmap_px: int = MISSING
     allowed_targets: list[str] = MISSING

@@ -29,12 +29,12 @@ from src.data.augment import check_augment_config
 from src.data.splits import small_classes_policy
 from src.errors import ConfigError
 from src.extraction.settings import TileSettings
+from src.infra.processes import thread_setting
 from src.losses.outcome_losses import loss_kinds
 from src.models.memory_format import channels_last_setting
 from src.models.scaling import check_input_stats
 from src.optim.schedulers import build_scheduler
 from src.outcomes import LEVELS, outcome_kind
-from src.processes import thread_setting
 
 SCHEDULER_INTERVALS = ("step", "epoch")
 LOSS_METRICS = ("val/loss", "train/loss")

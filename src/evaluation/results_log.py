@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from src.extraction.locks import FileLock
 from src.infra.files import atomic_path
+from src.infra.locks import FileLock
 
 
 def append_results(path: str | Path, rows: list[Mapping], replace: Mapping[str, object] | None = None) -> None:
     """Append rows to a CSV, adding columns as needed (file-locked, so parallel folds/jobs are safe).
 
-    The lock (``{name}.lock``, a `src.extraction.locks.FileLock`) is deleted when released, and the CSV is
+    The lock (``{name}.lock``, a `src.infra.locks.FileLock`) is deleted when released, and the CSV is
     replaced atomically: after any failure (a full disk) the file holds its old rows, and no temporary file
     or lock file is left.
 

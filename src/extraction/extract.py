@@ -1,6 +1,6 @@
 """Extract tissue tiles from slides into per-slide shards, resuming completed slides.
 
-Runs may share a shard folder: a slide is extracted under its lock (`src.extraction.locks`), so a
+Runs may share a shard folder: a slide is extracted under its lock (`src.infra.locks`), so a
 second run skips the slides the first is extracting, does the others, then waits for the skipped ones
 and reports them as complete. Worker processes exit with the run that started them
 (`src.extraction.workers`), and every failure, a full disk included, deletes its temporary files.
@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 from src.extraction import tempfiles
 from src.extraction.locations import tile_plan
-from src.extraction.locks import FileLock
 from src.extraction.report import (
     THUMBNAIL_DIR,
     draw_thumbnail,
@@ -50,6 +49,7 @@ from src.extraction.shards import (
 )
 from src.extraction.workers import die_with_parent
 from src.infra.files import DISK_FULL_ERRNOS
+from src.infra.locks import FileLock
 from src.slides.discover import reads_format, unsupported_format
 from src.slides.mpp import MppChoice, mpp_source
 from src.slides.reader import SlideError, backend_name, open_slide, reader_class

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from src.extraction import tempfiles
-from src.extraction.locks import FileLock
 from src.extraction.settings import TileSettings
 from src.extraction.shards import same_slide_file, slide_fingerprint
+from src.infra.locks import FileLock
 from src.slides.grid import TileGrid, tile_grid
 from src.slides.mpp import MppChoice, mpp_source
 from src.slides.reader import SlideReader, backend_name, open_slide, reader_class

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from src.extraction import tempfiles
-from src.extraction.locks import LOCK_SUFFIX, FileLock
+from src.infra.locks import LOCK_SUFFIX, FileLock
 from src.slides.grid import TileGrid
 from src.slides.reader import SlideReader
 

@@ -221,7 +221,7 @@ class ShardWriter:
     """Write one slide's tiles to a tar shard, then its index.
 
     Use as a context manager; leaving the block without `finish`, on any exception (a full disk
-    included), deletes the partial tar. Hold the slide's lock (`src.extraction.locks`) while writing.
+    included), deletes the partial tar. Hold the slide's lock (`src.infra.locks`) while writing.
 
     Args:
         shard_folder: The settings' shard folder (created if needed).

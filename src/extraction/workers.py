@@ -25,7 +25,7 @@ import time
 from types import FrameType
 
 from src.extraction import tempfiles
-from src.processes import pid_alive
+from src.infra.processes import pid_alive
 
 __all__ = ["die_with_parent"]
 

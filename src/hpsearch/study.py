@@ -39,13 +39,13 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from src.config import validate
-from src.extraction.locks import FileLock
 from src.hpsearch.history import best_record, write_best, write_history, write_plots, write_results
 from src.hpsearch.objective import OBJECTIVES, infer_direction, job_record, trial_line
 from src.hpsearch.space import distribution, grid_choices, override_distribution, space_entries, suggest_space
 from src.hpsearch.study_data import ATTR, job_folder, read_trials, study_label, trial_attrs
 from src.hpsearch.sweep_info import read_sweep_file, split_override, study_location, write_sweep_file
 from src.hpsearch.trial_budget import Heartbeat, counts, reserve_trial, study_lock_path
+from src.infra.locks import FileLock
 
 log = logging.getLogger(__name__)
 

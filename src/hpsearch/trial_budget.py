@@ -16,7 +16,7 @@ again). A running trial whose process is gone is marked failed + ``interrupted``
 again (by whichever command reserves next), so after ``kill -9`` the same command still ends with exactly
 ``n_trials`` finished trials and tries the interrupted parameters again.
 
-The lock is a file (:class:`~src.extraction.locks.FileLock`: ``flock``, released by the kernel when its
+The lock is a file (:class:`~src.infra.locks.FileLock`: ``flock``, released by the kernel when its
 holder dies, and deleted on release): beside the SQLite file, or in the sweep folder for other storages.
 Commands on other hosts share it where their filesystem supports ``flock`` (else a lock file), as extraction.
 """
@@ -36,9 +36,9 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from src.extraction.locks import FileLock
 from src.hpsearch.study_data import ATTR, TrialAttrs, check_trial, read_trials
-from src.processes import pid_alive
+from src.infra.locks import FileLock
+from src.infra.processes import pid_alive
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from src.inference.mil import MilPredictor, feature_encoder, is_mil, predict_mil
 from src.inference.models import checkpoint_paths, load_members
 from src.inference.slide import PredictOptions, predict_slide
 from src.inference.tables import REPORT_COLUMNS, slide_row, summary, write_csv, write_evaluation, write_tables
-from src.processes import use_threads
+from src.infra.processes import use_threads
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import WeightedRandomSampler
 
-from src.distributed import rank, world_size
+from src.infra.distributed import rank, world_size
 from src.samplers.epochs import EpochSeeded
 
 
@@ -77,7 +77,7 @@ class EpochWeightedSampler(EpochSeeded, WeightedRandomSampler):
     Args:
         weights: (n_tiles,) sampling weights.
         seed: Random seed.
-        num_replicas: Ranks that train together (default: the running ones, ``src.distributed``).
+        num_replicas: Ranks that train together (default: the running ones, ``src.infra.distributed``).
         rank: This process's rank (default: its own).
     """
 

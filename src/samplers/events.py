@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from src.distributed import rank as own_rank
-from src.distributed import world_size
+from src.infra.distributed import rank as own_rank
+from src.infra.distributed import world_size
 from src.samplers.epochs import EpochSeeded
 
 
@@ -49,7 +49,7 @@ class EventBatchSampler(EpochSeeded, Sampler[int]):
         num_batches: Batches per epoch; default ``max(1, n_tiles // batch_size)`` (one pass's worth).
         seed: Random seed; epoch ``e`` is drawn from a stream seeded with ``(seed, e)`` (see
             ``src.samplers.epochs``), so a resumed fit draws what an uninterrupted one would.
-        num_replicas: Ranks that train together (default: the running ones, ``src.distributed``).
+        num_replicas: Ranks that train together (default: the running ones, ``src.infra.distributed``).
         rank: This process's rank (default: its own).
     """
 

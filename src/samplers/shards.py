@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-from src.distributed import rank, world_size
+from src.infra.distributed import rank, world_size
 from src.samplers.epochs import EpochSeeded
 
 

@@ -18,7 +18,7 @@ from src.config import validate
 from src.data.datamodule import FoldDataModule
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
-from src.distributed import is_main
+from src.infra.distributed import is_main
 from src.losses.outcome_losses import OutcomeLoss, build_losses, check_loss_fits, fit_losses
 from src.models.memory_format import channels_last_setting
 from src.training.callbacks import EpochOutputs
@@ -84,7 +84,7 @@ class FoldTrainer:
         losses = build_losses(self.hp.loss, [o.name for o in self.outcomes])
         self.module = self._module(losses)
         params = fold_params(self.hp, self.data, self.module.net, self.row_info)
-        if is_main():  # under DDP rank 0 writes the fold's files (src.distributed)
+        if is_main():  # under DDP rank 0 writes the fold's files (src.infra.distributed)
             write_fold_files(self.outdir, params, self.data, self.labels)
         epochs = sorted(int(e) for e in self.hp.epochs)
         saver = EpochOutputs(epochs, self.outdir, self.row_info)

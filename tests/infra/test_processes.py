@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src import processes
-from src.processes import (
+from src.infra import processes
+from src.infra.processes import (
     CpuAllocation,
     ThreadChoice,
     cgroup_cpu_quota,
@@ -120,7 +120,7 @@ def test_use_threads_sets_torch_logs_once_and_warns_about_too_many_workers(
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        with caplog.at_level(logging.INFO, logger="src.processes"):
+        with caplog.at_level(logging.INFO, logger="src.infra.processes"):
             use_threads("auto", 2, "dataloader.num_workers")
             use_threads("auto", 2, "dataloader.num_workers")
         assert torch.get_num_threads() == 1
@@ -140,6 +140,6 @@ def test_only_a_machine_twice_over_its_cpus_is_called_busy(
     """A laptop a little over its CPUs is not warned about; a shared machine at several times them is."""
     monkeypatch.setattr(processes.os, "getloadavg", lambda: (load, load, load))
     allocation = processes.CpuAllocation(2, "the CPU affinity", allocated=False)
-    with caplog.at_level(logging.WARNING, logger="src.processes"):
+    with caplog.at_level(logging.WARNING, logger="src.infra.processes"):
         processes._check_load(allocation, processes.ThreadChoice(2, "the CPU affinity"))
     assert any("This machine is busy" in r.getMessage() for r in caplog.records) == warned

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from src import distributed
 from src.hpsearch.pruning import TrialPrunedError
+from src.infra import distributed
 from src.pipeline import _read_prepared
 from src.run_status import write_attempt, write_status
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-from src.processes import pid_alive
+from src.infra.processes import pid_alive
 
 try:
     import fcntl
