@@ -79,7 +79,7 @@ def test_streamed_balance_approximates_the_shard_source(make_module, balance: st
     assert len(loader) == len(shards.train.data) // 16  # the defined epoch length: the training tiles' batches
     expected = class_share(shards, drawn_slides(shards.train_dataloader(), epochs))
     got = class_share(stream, drawn_slides(loader, epochs))
-    assert got == pytest.approx(expected, abs=0.06)  # approximate by design (README "Tile sources")
+    assert got == pytest.approx(expected, abs=0.06)  # approximate by design (docs/guides/tile-sources.md)
 
 
 def test_streamed_items_are_shard_items(make_module) -> None:
