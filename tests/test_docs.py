@@ -306,7 +306,7 @@ def test_readme_is_a_front_door() -> None:
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines (at most {README_MAX_LINES})"
 
 
-def test_readme_test_command_is_ci_s() -> None:
+def test_readme_test_command_is_the_one_ci_runs() -> None:
     """The README's test command is the one CI runs (.ci/run runs the README's test command)."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "python -m pytest -q\n" in readme
