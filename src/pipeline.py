@@ -16,8 +16,9 @@ from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan
 from src.evaluation.results_log import append_results, format_summary, json_safe
 from src.hpsearch.pruning import FoldPruner, TrialPrunedError, fold_pruner
-from src.hpsearch.sweep_info import atomic_write_text, job_sweep_info
+from src.hpsearch.sweep_info import job_sweep_info
 from src.infra.distributed import from_main, is_main, rank, run_token, wait_until, world_size
+from src.infra.files import write_text_atomic as atomic_write_text
 from src.infra.processes import use_threads
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds, prepare_tiles, without_slides

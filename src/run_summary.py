@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from src.data.splits import load_splits
 from src.evaluation.results_log import INTERVAL_METHOD, epoch_summary, json_safe, summarize
-from src.hpsearch.sweep_info import atomic_write_text
+from src.infra.files import write_text_atomic as atomic_write_text
 from src.outcomes import metric_bounds, outcomes_from_file
 from src.training.resume import completed_fold_rows
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from src.demo.svs import level_sizes, write_svs_tiles
+from src.infra.files import atomic_path
 
 FIELD_DOWNSAMPLE = 16
 BACKGROUND_RGB = (242, 240, 243)
@@ -115,13 +116,10 @@ class LargeSlide:
     def write(self, path: str | Path, mpp: float = 0.25, quality: int = 80, downsamples: tuple = (4, 16)) -> float:
         """Write the slide as an Aperio SVS; returns the seconds it took."""
         start = time.perf_counter()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
-        write_svs_tiles(
-            tmp, (self.size, self.size), mpp, self.render, self.thumbnail(), self.tile, downsamples, quality
-        )
-        tmp.replace(path)
+        with atomic_path(path, fsync=False) as tmp:
+            write_svs_tiles(
+                tmp, (self.size, self.size), mpp, self.render, self.thumbnail(), self.tile, downsamples, quality
+            )
         return time.perf_counter() - start
 
 

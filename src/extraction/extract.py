@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from src.extraction import tempfiles
 from src.extraction.locations import tile_plan
 from src.extraction.report import (
     THUMBNAIL_DIR,
@@ -50,6 +49,7 @@ from src.extraction.shards import (
 from src.extraction.workers import die_with_parent
 from src.infra.files import DISK_FULL_ERRNOS
 from src.infra.locks import FileLock
+from src.infra.temp_files import find_leftovers, remove_leftovers
 from src.slides.discover import reads_format, unsupported_format
 from src.slides.mpp import MppChoice, mpp_source
 from src.slides.reader import SlideError, backend_name, open_slide, reader_class
@@ -126,7 +126,7 @@ def extract_slide(
         try:
             if not lock.acquire(blocking=wait):
                 return {**row, "status": BUSY, "error": f"being extracted by {lock.holder()}"}
-            tempfiles.remove_leftovers(list(leftovers))
+            remove_leftovers(list(leftovers))
             # another run may have completed it meanwhile
             index = read_index(folder, slide, path, mpp=choice, verify=True)
             if index is None:
@@ -281,8 +281,8 @@ def extract_slides(
     bar = tqdm(total=len(slides), initial=len(rows), desc="extract", unit="slide", disable=not progress)
     processes = max(1, min(workers, len(todo)))
     threads = max(1, workers // processes)
-    found = tempfiles.find_leftovers(folder)
-    thumbs = tempfiles.find_leftovers(folder / THUMBNAIL_DIR)
+    found = find_leftovers(folder)
+    thumbs = find_leftovers(folder / THUMBNAIL_DIR)
 
     def job(name: str, path: Path | None, wait: bool) -> tuple:
         leftovers = [*found.get(f"{name}.tar", []), *found.get(f"{name}{INDEX_SUFFIX}", [])]

@@ -8,7 +8,7 @@ slide's cached locations are its shard's locations, tile for tile, for the same 
 The cache mirrors the shard folders: ``{root}/{settings.key}/{slide}.locations.json`` holds the kept tile
 centres, how to read them (level, ``extract_px``) and, as a shard index does, ``"status": "complete"``, the
 slide file's fingerprint and the MPP used. It is written through a unique temporary file and renamed
-(`src.extraction.tempfiles`) under the slide's lock, so a ``kill -9`` at any point leaves either nothing or a
+(`src.infra.files`) under the slide's lock, so a ``kill -9`` at any point leaves either nothing or a
 ``.partial`` file that no reader takes as complete (and that the next run holding the lock deletes).
 """
 
@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.extraction import tempfiles
 from src.extraction.settings import TileSettings
 from src.extraction.shards import same_slide_file, slide_fingerprint
+from src.infra.files import atomic_path
 from src.infra.locks import FileLock
+from src.infra.temp_files import find_leftovers, remove_leftovers
 from src.slides.grid import TileGrid, tile_grid
 from src.slides.mpp import MppChoice, mpp_source
 from src.slides.reader import SlideReader, backend_name, open_slide, reader_class
@@ -130,7 +131,7 @@ def cache_slide(
     folder.mkdir(parents=True, exist_ok=True)
     final = locations_path(folder, slide)
     with FileLock(folder / f"{slide}.lock"):
-        tempfiles.remove_leftovers(tempfiles.find_leftovers(folder).get(final.name, []))
+        remove_leftovers(find_leftovers(folder).get(final.name, []))
         entry = read_locations(folder, slide, path, choice)  # another run may have written it meanwhile
         if entry is not None:
             return entry
@@ -161,11 +162,8 @@ def cache_slide(
 
 def _write(final: Path, entry: dict[str, Any]) -> None:
     """Write the entry through a temporary file, fsync and rename (the test hook pauses before the rename)."""
-    with tempfiles.atomic_path(final) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(json.dumps(entry).encode())
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_path(final) as tmp:  # fsynced after the block, before the rename
+        tmp.write_bytes(json.dumps(entry).encode())
         if os.environ.get(PAUSE_ENV):
             print(f"PAUSED {entry['slide']} locations (pid {os.getpid()})", file=sys.stderr, flush=True)
             time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV, "600") or 600))

@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from src.extraction import tempfiles
+from src.infra.files import write_bytes_atomic
 from src.infra.locks import LOCK_SUFFIX, FileLock
+from src.infra.temp_files import find_leftovers, remove_leftovers
 from src.slides.grid import TileGrid
 from src.slides.reader import SlideReader
 
@@ -94,7 +95,7 @@ def write_thumbnail(path: Path, image: np.ndarray, quality: int = THUMBNAIL_QUAL
     ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"cv2 could not encode {path}")
-    tempfiles.write_atomic(path, buffer.tobytes())
+    write_bytes_atomic(path, buffer.tobytes(), fsync=False)
     path.with_suffix(OLD_THUMBNAIL_SUFFIX).unlink(missing_ok=True)
 
 
@@ -133,14 +134,14 @@ def update_report(shard_folder: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     """
     path = Path(shard_folder) / REPORT_NAME
     with FileLock(path.with_name(path.name + LOCK_SUFFIX)):
-        tempfiles.remove_leftovers(tempfiles.find_leftovers(path.parent).get(path.name, []))
+        remove_leftovers(find_leftovers(path.parent).get(path.name, []))
         old = read_report(path.parent)
         old = old[~old["slide"].isin(set(rows["slide"]))]
         frames = [frame for frame in (old, report_frame(rows)) if len(frame)]
         merged = pd.concat(frames, ignore_index=True) if frames else report_frame(rows)
         text = io.StringIO()
         merged.to_csv(text, index=False)
-        tempfiles.write_atomic(path, text.getvalue().encode())
+        write_bytes_atomic(path, text.getvalue().encode(), fsync=False)
     return merged
 
 

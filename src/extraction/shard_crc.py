@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from src.extraction import tempfiles
+from src.infra.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def record_verified(tar: str | Path, crc32: int) -> None:
     try:
         stamp = _stamp(tar, crc32)
         _CHECKED[tar] = stamp
-        tempfiles.write_atomic(verified_path(tar), json.dumps(stamp).encode())
+        write_bytes_atomic(verified_path(tar), json.dumps(stamp).encode(), fsync=False)
     except OSError as err:  # a read-only shard folder, a full disk: the next run checks again
         log.debug("Could not record the check of %s (%s)", tar, err)
 

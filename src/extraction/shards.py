@@ -25,9 +25,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
-from src.extraction import tempfiles
 from src.extraction.settings import TileSettings
 from src.extraction.shard_crc import crc_damage, record_verified
+from src.infra.files import PendingFile, write_json_atomic
 from src.slides.mpp import MppChoice
 
 INDEX_SUFFIX = ".index.json"
@@ -188,11 +188,6 @@ def ends_crc32(path: str | Path, size: int) -> int:
     return crc
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a unique temporary file (deleted on failure), fsync and `os.replace`."""
-    tempfiles.write_atomic(path, json.dumps(payload).encode(), fsync=True)
-
-
 class _ShardFile:
     """The tar's file: counts the bytes written and their CRC32 on the way (no second read)."""
 
@@ -237,9 +232,8 @@ class ShardWriter:
         self.locations: list[list[int]] = []
         index_path(self.folder, slide).unlink(missing_ok=True)  # now incomplete
         self._final = tar_path(self.folder, slide)
-        self._tmp = tempfiles.temp_path(self._final)
-        tempfiles.track(self._tmp)
-        self._file: _ShardFile | None = _ShardFile(open(self._tmp, "wb"))  # noqa: SIM115
+        self._pending = PendingFile(self._final)
+        self._file: _ShardFile | None = _ShardFile(open(self._pending.path, "wb"))  # noqa: SIM115
         # ustar: plain 512-byte headers (no pax records), cheaper to write and read
         self._tar: tarfile.TarFile | None = tarfile.open(  # noqa: SIM115
             fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT
@@ -289,7 +283,7 @@ class ShardWriter:
             handle.flush()
             os.fsync(handle.fileno())
         size, crc32 = shard_file.size, shard_file.crc32
-        record = {"bytes": size, "crc32": crc32, "crc32_ends": ends_crc32(self._tmp, size)}
+        record = {"bytes": size, "crc32": crc32, "crc32_ends": ends_crc32(self._pending.path, size)}
         index = {
             "slide": self.slide,
             "num_tiles": len(self.locations),
@@ -300,11 +294,10 @@ class ShardWriter:
             "tar": record,
             **info,
         }
-        os.replace(self._tmp, self._final)
-        tempfiles.untrack(self._tmp)
+        self._pending.commit(fsync=False)  # fsynced above; the index's write then flushes the folder's entries
         record_verified(self._final, crc32)  # the CRC of the bytes written: no need to read them back
         try:
-            write_json_atomic(index_path(self.folder, self.slide), index)
+            write_json_atomic(index_path(self.folder, self.slide), index, indent=None)
         except BaseException:
             self._final.unlink(missing_ok=True)  # never complete without its index: free the space
             raise
@@ -317,7 +310,7 @@ class ShardWriter:
             handle, self._file = self._file.handle, None
             with contextlib.suppress(OSError):
                 handle.close()  # flushes first: fails on a full disk, but the descriptor is closed anyway
-        tempfiles.discard(self._tmp)
+        self._pending.discard()
 
     def __enter__(self) -> Self:
         return self

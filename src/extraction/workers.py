@@ -24,8 +24,8 @@ import threading
 import time
 from types import FrameType
 
-from src.extraction import tempfiles
 from src.infra.processes import pid_alive
+from src.infra.temp_files import remove_own
 
 __all__ = ["die_with_parent"]
 
@@ -78,5 +78,5 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _exit() -> None:
     """Delete this process's temporary files and exit now (no cleanup handlers: the parent is gone)."""
-    tempfiles.remove_own()
+    remove_own()
     os._exit(EXIT_STATUS)

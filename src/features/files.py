@@ -12,8 +12,8 @@ import contextlib
 import time
 from pathlib import Path
 
-from src.extraction.tempfiles import find_leftovers, write_atomic
-from src.infra.files import DISK_FULL_ERRNOS
+from src.infra.files import DISK_FULL_ERRNOS, write_bytes_atomic
+from src.infra.temp_files import find_leftovers
 
 LEFTOVER_AGE_S = 3600  # a temporary bag file this old is a killed run's (a bag is written from memory in seconds)
 
@@ -31,10 +31,10 @@ def remove_old_leftovers(folder: Path) -> None:
 def write_or_explain(path: Path, data: bytes | memoryview, what: str) -> None:
     """Write ``data`` to ``path`` atomically; an OSError (a full disk) becomes one naming ``what`` and the file.
 
-    The temporary file is deleted on failure (`write_atomic`), so ``path`` is either complete or as it was.
+    The temporary file is deleted on failure (`write_bytes_atomic`), so ``path`` is either complete or as it was.
     """
     try:
-        write_atomic(path, data)
+        write_bytes_atomic(path, data, fsync=False)
     except OSError as err:
         reason = err.strerror or str(err)
         if err.errno in DISK_FULL_ERRNOS:

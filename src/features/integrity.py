@@ -24,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from src.extraction.tempfiles import write_atomic
+from src.infra.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def _add_checksum(path: Path, digest: str) -> bool:
             if CHECKSUM_ATTR in bag.attrs or scan_features(bag["features"])[0] != digest:
                 return False  # replaced since it was verified: leave it to the next verification
             bag.attrs[CHECKSUM_ATTR] = digest
-        write_atomic(path, image.getvalue())
+        write_bytes_atomic(path, image.getvalue(), fsync=False)
     except OSError as err:
         log.info("Could not store the checksum of bag %s (%s); it is verified again next time", path, err)
         return False

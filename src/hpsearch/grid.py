@@ -26,7 +26,8 @@ from src.config.targets import group_targets
 from src.errors import UnsafeFileError
 from src.hpsearch.history import best_record, write_best, write_history, write_results
 from src.hpsearch.objective import infer_direction, job_record, trial_line
-from src.hpsearch.sweep_info import atomic_write_text, split_override, write_sweep_file
+from src.hpsearch.sweep_info import split_override, write_sweep_file
+from src.infra.files import write_text_atomic
 from src.trust import override_problem
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class GridSweeperImpl(BasicSweeper):
         ]
         table = pd.DataFrame(rows)
         table = table[["job", *[c for c in table.columns if c not in ("job", "overrides")], "overrides"]]
-        atomic_write_text(sweep_dir / GRID_FILE, table.to_csv(index=False))
+        write_text_atomic(sweep_dir / GRID_FILE, table.to_csv(index=False))
         log.info("Sweep of %d job(s); grid written to %s", len(jobs), sweep_dir / GRID_FILE)
 
     def _launch_all(self, sweep_dir: Path, jobs: list[tuple[int, list[str]]], common: list[str]) -> list:

@@ -20,8 +20,8 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from src.hpsearch.sweep_info import atomic_write_text, split_override
-from src.infra.files import atomic_path
+from src.hpsearch.sweep_info import split_override
+from src.infra.files import atomic_path, write_text_atomic
 from src.trust import inside
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def write_best(sweep_dir: Path, best: Mapping[str, Any], metric: str, objective:
     ]
     text = "\n".join(header) + "\n" + yaml.safe_dump({"defaults": defaults, **body}, sort_keys=False)
     path = sweep_dir / BEST_FILE
-    atomic_write_text(path, text)
+    write_text_atomic(path, text)
     return path
 
 
@@ -128,7 +128,7 @@ def write_results(sweep_dir: Path, best: Mapping[str, Any] | None, direction: st
         "direction": direction,
         "n_trials": n_trials,
     }
-    atomic_write_text(sweep_dir / RESULTS_FILE, yaml.safe_dump(record, sort_keys=False))
+    write_text_atomic(sweep_dir / RESULTS_FILE, yaml.safe_dump(record, sort_keys=False))
 
 
 def write_plots(sweep_dir: Path, study: Any) -> None:

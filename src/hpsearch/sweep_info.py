@@ -46,7 +46,7 @@ def write_sweep_file(sweep_dir: str | Path, kind: str, common_overrides: list[st
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     record = {"sweep_id": sweep_dir.name, "kind": kind, "common_overrides": list(common_overrides), **fields}
-    atomic_write_text(sweep_dir / SWEEP_FILE, json.dumps(record, indent=2, default=str))
+    write_text_atomic(sweep_dir / SWEEP_FILE, json.dumps(record, indent=2, default=str))
     return record
 
 
@@ -78,11 +78,6 @@ def read_sweep_file(sweep_dir: str | Path) -> dict | None:
     if problems:
         raise ValueError(f"{path}: {'; '.join(problems)}: delete it, the sweeper writes it again")
     return record
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary name beside it and a rename (``src.infra.files``)."""
-    write_text_atomic(path, text)
 
 
 def split_override(text: str) -> tuple[str, str]:

@@ -25,13 +25,13 @@ import torch
 from src.config.targets import target_name
 from src.errors import UnsafeFileError
 from src.evaluation.attention_heatmaps import save_attention_heatmap
-from src.extraction.tempfiles import atomic_path
 from src.features.bags import FeatureBags
 from src.features.encoders import LAYER_KEYS, Encoder
 from src.features.integrity import NonFiniteFeaturesError
 from src.inference.inputs import SlideInput
 from src.inference.models import ModelSet, prediction_columns, truth_columns
 from src.inference.slide import TILE_TABLE, PredictOptions, SlideResult, live_outputs, tile_table
+from src.infra.files import atomic_path
 from src.models.mil.base import MilModel
 from src.slides.reader import open_slide
 from src.training.model_inputs import check_bag
@@ -217,13 +217,13 @@ def predict_mil_slide(
         folder.mkdir(parents=True, exist_ok=True)
         per_tile = {} if attention is None else {"attention": attention.astype(np.float32)}
         tiles = tile_table(slide, locs, per_tile, None, ())
-        with atomic_path(folder / TILE_TABLE) as tmp:
+        with atomic_path(folder / TILE_TABLE, fsync=False) as tmp:
             tiles.to_parquet(tmp, index=False)
         if options.heatmaps and attention is not None:
             thumbnail = np.asarray(reader.get_thumbnail(options.heatmap_px))
             downsample = reader.dimensions[0] / thumbnail.shape[1]
             title = f"{slide.name}: {prediction_title(models.outcomes, columns)}"
-            with atomic_path(folder / ATTENTION_FILE) as tmp:
+            with atomic_path(folder / ATTENTION_FILE, fsync=False) as tmp:
                 save_attention_heatmap(thumbnail, locs, attention, live.grid.full_extract_px, downsample, tmp, title)
         times.drawing += time.perf_counter() - tick
     row = slide_prediction_row(slide, len(locs), columns, targets, evaluated)

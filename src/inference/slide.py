@@ -21,10 +21,10 @@ import torch
 
 from src.evaluation.heatmaps import ValueGrid, draw_heatmap
 from src.extraction.settings import TileSettings
-from src.extraction.tempfiles import atomic_path
 from src.inference.inputs import SlideInput
 from src.inference.live_tiles import LiveTiles, StageTimes
 from src.inference.models import ModelSet, truth_columns
+from src.infra.files import atomic_path
 from src.slides.reader import SlideReader, open_slide
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,12 @@ def predict_slide(
         table = tile_table(slide, locs, columns, targets, evaluated)
         folder = outdir / "slides" / slide.name
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / TILE_TABLE) as tmp:
+        with atomic_path(folder / TILE_TABLE, fsync=False) as tmp:
             table.to_parquet(tmp, index=False)
         grid = ValueGrid.from_tiles(
             locs[:, 0], locs[:, 1], columns, live.first_loc, live.shape, live.grid.stride, reader.dimensions
         )
-        with atomic_path(folder / GRID_FILE) as tmp:
+        with atomic_path(folder / GRID_FILE, fsync=False) as tmp:
             grid.save(tmp, mpp=reader.mpp, tile_px=options.settings.tile_px, tile_extent_px=live.grid.full_extract_px)
         if options.heatmaps:
             draw_heatmaps(reader.get_thumbnail(options.heatmap_px), grid, models, folder, slide.name)
@@ -182,7 +182,7 @@ def draw_heatmaps(thumbnail: np.ndarray, grid: ValueGrid, models: ModelSet, fold
     written = []
     for outcome, layers in models.heatmap_layers().items():
         path = folder / f"heatmap_{outcome}.png"
-        with atomic_path(path) as tmp:
+        with atomic_path(path, fsync=False) as tmp:
             draw_heatmap(thumbnail, grid, layers, tmp, f"{slide}: {outcome}")
         written.append(path)
     return written

@@ -19,14 +19,14 @@ import pandas as pd
 from src.evaluation.metrics import evaluate
 from src.evaluation.plots import outcome_plots
 from src.evaluation.results_log import append_results, json_safe
-from src.extraction.tempfiles import atomic_path
+from src.infra.files import atomic_path
 
 REPORT_COLUMNS = ["slide", "path", "status", "tiles", "seconds", "error", "colour_z", "colour_outlier"]
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
     """Write a CSV through a temporary name."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=False) as tmp:
         table.to_csv(tmp, index=False)
     return path
 
@@ -91,10 +91,10 @@ def write_evaluation(
     metrics, tables = evaluate(tiles, outcomes, level=level)
     metrics = {f"val/{name}": float(value) for name, value in metrics.items()}
     for level, table in tables.items():
-        with atomic_path(outdir / f"{level}_evaluation.parquet") as tmp:
+        with atomic_path(outdir / f"{level}_evaluation.parquet", fsync=False) as tmp:
             table.to_parquet(tmp, index=False)
     outcome_plots(tables, outcomes, outdir / "plots", epoch)
-    with atomic_path(outdir / "metrics.json") as tmp:
+    with atomic_path(outdir / "metrics.json", fsync=False) as tmp:
         tmp.write_text(json.dumps(json_safe(metrics), indent=2))
     append_results(outdir / "results_log.csv", [{**row_info, "epoch": epoch, **metrics}])
     return metrics

@@ -1,1 +1,1 @@
-"""Infrastructure every layer may use: files that are complete under their final name or absent."""
+"""Infrastructure every layer may use: atomic files, temporary files, locks, processes and DDP ranks."""

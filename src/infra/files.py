@@ -1,15 +1,17 @@
 """Files that are complete under their final name or absent: written beside it, flushed, fsynced, renamed.
 
-Every writer goes through :func:`atomic_path` (or the ``write_*_atomic`` helpers on it): the content is
-written to a temporary file in the destination's own folder, ``.{name}.{pid}.{hex}.tmp``, flushed to disk
-(``fsync``) and renamed over the destination with :func:`os.replace`. A rename within one folder is atomic
-on POSIX file systems, so a reader, a ``kill -9`` or a power cut sees the old file or the new one, never
-half of one. Nothing goes through ``$TMPDIR``: a move from another file system is a copy, which a kill or a
-full disk can leave truncated under the final name.
+Every writer goes through :func:`atomic_path` (or :func:`atomic_file`, the ``write_*_atomic`` helpers on it, or
+:class:`PendingFile` for a file written over a longer time, such as a tar shard): the content is written to a
+temporary file in the destination's own folder, ``{name}.{pid}.{hex}.partial`` (:mod:`src.infra.temp_files`),
+flushed to disk (``fsync``) and renamed over the destination with :func:`os.replace`. A rename within one folder
+is atomic on POSIX file systems, so a reader, a ``kill -9`` or a power cut sees the old file or the new one,
+never half of one. Nothing goes through ``$TMPDIR``: a move from another file system is a copy, which a kill or
+a full disk can leave truncated under the final name.
 
-On any failure (a full disk included, and ``KeyboardInterrupt``) the temporary file is deleted and the
-error re-raised; the destination is then as it was. Only a ``kill -9`` can leave a temporary file behind:
-:func:`leftovers` finds them for a caller that owns the folder.
+On any failure (a full disk included, and ``KeyboardInterrupt``) the temporary file is deleted and the error
+re-raised; the destination is then as it was. The temporary file is tracked meanwhile, so a process that must
+die at once deletes it (:func:`src.infra.temp_files.remove_own`). Only a ``kill -9`` can leave one behind:
+:func:`src.infra.temp_files.find_leftovers` finds them for a caller that owns the folder.
 """
 
 from __future__ import annotations
@@ -18,21 +20,44 @@ import contextlib
 import errno
 import json
 import os
-import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-TEMP_SUFFIX = ".tmp"
+from src.infra.temp_files import discard, temp_path, track, untrack
+
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})  # a write failed for want of space (or quota)
-_TEMP_NAME = re.compile(r"\.(?P<final>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX))
 
 
-def temp_path(final: str | Path) -> Path:
-    """A temporary name beside ``final`` that no other process or thread uses: ``.{name}.{pid}.{hex}.tmp``."""
-    final = Path(final)
-    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+class PendingFile:
+    """A tracked temporary file beside ``final``: :meth:`commit` moves it into place, :meth:`discard` deletes it.
+
+    For a file written over a longer time than one block (a tar shard); :func:`atomic_path` is the usual way.
+    The parent folder is created if needed.
+
+    Attributes:
+        final: The destination.
+        path: The temporary file to write (``{name}.{pid}.{hex}.partial``); not created here.
+    """
+
+    def __init__(self, final: str | Path) -> None:
+        self.final = Path(final)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.path = temp_path(self.final)
+        track(self.path)
+
+    def commit(self, fsync: bool = True) -> None:
+        """Move the written file into place (with ``fsync``: its content, then the folder's entry, on disk)."""
+        if fsync:
+            _fsync_file(self.path)
+        os.replace(self.path, self.final)
+        untrack(self.path)
+        if fsync:
+            _fsync_folder(self.final.parent)
+
+    def discard(self) -> None:
+        """Delete the temporary file (if it is there): ``final`` stays as it was. Never raises."""
+        discard(self.path)
 
 
 @contextlib.contextmanager
@@ -51,19 +76,12 @@ def atomic_path(final: str | Path, fsync: bool = True) -> Iterator[Path]:
         Whatever the block or the write raises (``OSError`` ENOSPC for a full disk); the temporary file is then
         deleted and ``final`` is untouched.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(final)
+    pending = PendingFile(final)
     try:
-        yield tmp
-        if fsync:
-            _fsync_file(tmp)
-        os.replace(tmp, final)
-        if fsync:
-            _fsync_folder(final.parent)
+        yield pending.path
+        pending.commit(fsync=fsync)
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # gone already after a successful rename
+        pending.discard()  # gone already after a successful rename
 
 
 @contextlib.contextmanager
@@ -81,7 +99,7 @@ def atomic_file(final: str | Path, mode: str = "wb", fsync: bool = True) -> Iter
         handle.flush()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes, fsync: bool = True) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes | memoryview, fsync: bool = True) -> None:
     """Write ``data`` to ``path``: complete under that name, or (on any failure) the old file untouched."""
     with atomic_file(path, "wb", fsync=fsync) as handle:
         handle.write(data)
@@ -97,16 +115,14 @@ def write_json_atomic(path: str | Path, record: Any, indent: int | None = 2, fsy
     write_text_atomic(path, json.dumps(record, indent=indent, default=str), fsync=fsync)
 
 
-def leftovers(folder: str | Path) -> list[Path]:
-    """The temporary files of :func:`temp_path` in ``folder`` (not its subfolders): writers killed with ``-9``.
+def move_file(source: str | Path, target: str | Path) -> None:
+    """Rename ``source`` to ``target`` (same folder or file system) in one step, replacing ``target``.
 
-    Delete them only while owning the folder (no live process may still be writing them).
+    A reader sees ``target`` as it was or as ``source`` was, never half of either; the folder's entry is then
+    flushed to disk. For setting a file aside under another name (``last.ckpt`` → ``last.ckpt.unusable``).
     """
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return []
-    return sorted(Path(e.path) for e in entries if _TEMP_NAME.fullmatch(e.name))
+    os.replace(source, target)
+    _fsync_folder(Path(target).parent)
 
 
 def _fsync_file(path: Path) -> None:

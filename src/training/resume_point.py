@@ -11,6 +11,7 @@ and what happens instead.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from src.errors import UnsafeFileError
-from src.infra.files import atomic_path, leftovers
+from src.infra.files import atomic_path, move_file
+from src.infra.temp_files import find_leftovers, remove_leftovers
 from src.models.weights_file import load_torch_file
 from src.training.resume import LAST_CHECKPOINT
 
@@ -36,7 +38,7 @@ PICKLED = "it holds pickled objects beyond tensors and plain data, which could r
 def check_resume_point(fold_dir: str | Path) -> Path | None:
     """Leave the fold's ``last.ckpt`` only if the fold can resume from it (see the module doc).
 
-    Also deletes the temporary files of checkpoint saves killed with ``-9`` (``.last.ckpt.<pid>.<hex>.tmp``).
+    Also deletes the temporary files of checkpoint saves killed with ``-9`` (``last.ckpt.<pid>.<hex>.partial``).
     Call it only for a fold that no live process trains.
 
     Args:
@@ -47,15 +49,14 @@ def check_resume_point(fold_dir: str | Path) -> Path | None:
     """
     fold_dir = Path(fold_dir)
     last = fold_dir / LAST_CHECKPOINT
-    for tmp in [*leftovers(last.parent), last.with_name(f".{last.name}.tmp")]:  # (the latter: older versions)
-        tmp.unlink(missing_ok=True)
+    remove_leftovers([*itertools.chain(*find_leftovers(last.parent).values()), last.with_name(f".{last.name}.tmp")])
     if not last.exists():
         return None
     problem = resume_problem(last)
     if problem is None:
         return last
     aside = last.with_name(last.name + UNUSABLE_SUFFIX)
-    os.replace(last, aside)
+    move_file(last, aside)
     skipped = []
     for epoch, path in epoch_checkpoints(last.parent):
         reason = resume_problem(path)

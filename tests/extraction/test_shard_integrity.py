@@ -159,7 +159,7 @@ def test_a_shard_folder_that_cannot_be_written_is_read_in_full_once_per_run(
 ) -> None:
     folder, first, tar, reads = _count_full_reads(extracted, monkeypatch)
     monkeypatch.setattr(shard_crc, "_CHECKED", {})  # a new run, whose shard folder is read-only (shared)
-    monkeypatch.setattr(shard_crc.tempfiles, "write_atomic", _read_only)
+    monkeypatch.setattr(shard_crc, "write_bytes_atomic", _read_only)
     verified_path(tar).unlink()
     for _ in range(3):
         assert read_index(folder, first, verify=True) is not None

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from src.extraction.tempfiles import temp_path
 from src.features.files import LEFTOVER_AGE_S, remove_old_leftovers
+from src.infra.temp_files import temp_path
 
 
 def test_only_old_temporary_bag_files_are_removed(tmp_path: Path) -> None:

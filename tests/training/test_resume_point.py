@@ -76,7 +76,8 @@ def test_without_any_usable_checkpoint_the_fold_restarts_and_says_so(
     folder = fold / "checkpoints"
     for name in ("last.ckpt", "epoch1.ckpt", "epoch2.ckpt"):
         (folder / name).write_bytes(b"\0" * 100)
-    (folder / ".last.ckpt.4242.0123abcd.tmp").write_bytes(b"a save killed with -9")
+    (folder / "last.ckpt.4242.0123abcd.partial").write_bytes(b"a save killed with -9")
+    (folder / ".epoch2.ckpt.4242.0123abcd.tmp").write_bytes(b"a save killed under the name older versions used")
     with caplog.at_level(logging.WARNING):
         assert check_resume_point(fold) is None
     assert sorted(p.name for p in folder.iterdir()) == ["epoch1.ckpt", "epoch2.ckpt", "last.ckpt.unusable"]

@@ -16,7 +16,7 @@ import pytest
 from src.config import REPO_ROOT
 from src.extraction.locations import LOCATIONS_SUFFIX, PAUSE_ENV, read_locations
 from src.extraction.settings import TileSettings
-from src.extraction.tempfiles import PARTIAL_SUFFIX
+from src.infra.temp_files import PARTIAL_SUFFIX
 from tests.conftest import tiny_overrides
 
 
