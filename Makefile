@@ -1,7 +1,7 @@
 # Developer commands; `make help` lists them. CI (.ci/run) runs `lint` and `test`.
 .DEFAULT_GOAL := help
 PYTHON ?= python
-LINTED := src tests train.py predict.py benchmarks hydra_plugins
+LINTED := src tests train.py predict.py extract.py benchmarks hydra_plugins
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'

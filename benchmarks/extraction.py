@@ -6,7 +6,7 @@
    256 px JPEG stored tiles and levels at downsample 1/4/16, ~40 % tissue, streamed tile by tile
    by our own writer (`src.demo.large_slide`).
 2. Runs our real extraction (`src.extraction.extract.extract_slides`, the function behind
-   ``python -m src.extraction`` and ``train.py``) with tile_px=256, tile_um=128, Otsu and the
+   ``extract.py`` and ``train.py``) with tile_px=256, tile_um=128, Otsu and the
    default grayspace filter, into a fresh shard folder, in a child process; samples the RSS of
    that process and all its descendants to get the peak.
 3. Runs a naive baseline on the same candidate tiles: tiffslide ``read_region`` of the 512 px

@@ -1,7 +1,7 @@
 """The config keys that error messages and warnings name, for the command being run.
 
 One setting has a different key in each command: a slide's fallback MPP is ``project.mpp_override`` for
-``train.py`` and ``python -m src.extraction`` but ``mpp_override=`` for ``predict.py``; the slide reader is
+``train.py`` and ``extract.py`` but ``mpp_override=`` for ``predict.py``; the slide reader is
 ``dataset.backend`` or ``backend=``. Code below the commands (a slide reader, the feature encoder) names a
 setting through :func:`config_key`, so its hint names a key the running command accepts; a command declares
 its own keys by running inside :func:`command_keys`. Without one, the keys are train.py's (which the
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-#: Setting -> its key in train.py, ``python -m src.extraction`` and the Trainer API (None: it has none).
+#: Setting -> its key in train.py, extract.py and the Trainer API (None: it has none).
 TRAIN_KEYS: dict[str, str | None] = {
     "mpp_override": "project.mpp_override",
     "mpp_column": "project.mpp_column",

@@ -11,7 +11,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import validate
+from src.config.validate import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.splits import SplitPlan
 from src.evaluation.results_log import append_results, format_summary, json_safe

@@ -22,7 +22,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import validate
+from src.config.validate import validate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.sources import tile_source
 from src.data.sources.base import raise_failures

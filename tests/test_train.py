@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.config import REPO_ROOT, validate
+from src.config import REPO_ROOT
+from src.config.validate import validate
 from src.data.annotations import AnnotationError
 from src.pipeline import run
 from src.project import load_project

@@ -1,7 +1,9 @@
 """Configs.
 
 Composing ``conf/`` (``compose``), the typed schema (``schema``) and the cross-field rules every entry point
-checks before any data is read (``validate``).
+checks before any data is read (``src.config.validate.validate``; import it from there: it loads torch, and
+this package does not, so that ``extract.py`` starts without it; extraction's own rules are
+``src.config.extraction_rules``).
 """
 
 from src.config.compose import (
@@ -12,7 +14,6 @@ from src.config.compose import (
     register_configs,
     register_resolvers,
 )
-from src.config.validate import validate
 
 __all__ = [
     "CONFIG_DIR",
@@ -21,5 +22,4 @@ __all__ = [
     "configure_wandb_env",
     "register_configs",
     "register_resolvers",
-    "validate",
 ]

@@ -27,7 +27,7 @@ def register_resolvers() -> None:
 def register_configs() -> None:
     """Register everything composing needs: the resolvers and the schemas in Hydra's ConfigStore (idempotent).
 
-    Call it before ``@hydra.main`` composes (train.py and ``python -m src.extraction`` do, at import).
+    Call it before ``@hydra.main`` composes (train.py, predict.py and extract.py do, at import).
     """
     from src.config.schema import store_schemas
 

@@ -53,7 +53,7 @@ class Balance(StrEnum):
 
 
 class SlideChoice(StrEnum):
-    """``slides`` of ``python -m src.extraction``."""
+    """``slides`` of ``extract.py``."""
 
     annotated = "annotated"
     all = "all"

@@ -3,9 +3,10 @@
 The schema (:mod:`src.config.schema`) types each plain key while Hydra composes. What a type cannot say is
 checked here: that the balance strategies fit the first outcome's kind, that ``optimized_metric`` is a
 metric the run produces, that the optimizer, scheduler and splitter can be built from their groups, the
-augmentation codes, the normalizer's reference tile, the tile settings, and that no ``weights_path`` file
-holds pickled objects (only its pickle is read). No data is read, nothing is written and no model is built,
-so this takes milliseconds; each error names the key, its value and what is allowed.
+augmentation codes, the normalizer's reference tile, the tile settings (:mod:`src.config.extraction_rules`),
+and that no ``weights_path`` file holds pickled objects (only its pickle is read). No data is read, nothing
+is written and no model is built, so this takes milliseconds; each error names the key, its value and what is
+allowed.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.extraction_rules import validate_extraction
 from src.config.predict_rules import validate_predict
 from src.config.weights_files import check_weights_files
 from src.data.augment import check_augment_config
 from src.data.splits import small_classes_policy
 from src.errors import ConfigError
-from src.extraction.settings import TileSettings
 from src.infra.processes import thread_setting
 from src.losses.outcome_losses import loss_kinds
 from src.models.memory_format import channels_last_setting
@@ -57,9 +58,7 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
     if "model_path" in cfg:  # the prediction config: its tile settings come from the checkpoint
         validate_predict(cfg)
         return
-    with _as_config_error():
-        TileSettings.from_config(cfg.tiles)
-    _check_project_mpp(cfg.get("project") or {})
+    validate_extraction(cfg)  # tiles and the project's MPP keys (src.config.extraction_rules: torch-free)
     if "outcomes" not in cfg:  # the extraction config: its other keys are typed by the schema
         return
     _check_plain_keys(cfg)
@@ -215,19 +214,6 @@ def _check_plain_keys(cfg: DictConfig) -> None:
     for key, value in (("batch_size", cfg.batch_size), ("dataloader.eval_batch_size", cfg.dataloader.eval_batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key}={value!r} must be a positive number of tiles")
-
-
-def _check_project_mpp(project: Mapping) -> None:
-    """``project.mpp_override``: null or a positive number (µm/px); ``project.mpp_column``: null or a column name."""
-    override = project.get("mpp_override")
-    number = isinstance(override, int | float) and not isinstance(override, bool)
-    if override is not None and not (number and 0 < override < float("inf")):
-        raise ConfigError(
-            f"project.mpp_override={override!r} must be null or a positive number of microns per pixel (e.g. 0.5)"
-        )
-    column = project.get("mpp_column")
-    if column is not None and (not isinstance(column, str) or not column.strip()):
-        raise ConfigError(f"project.mpp_column={column!r} must be null or the name of an annotation column")
 
 
 def _check_normalizer_source(normalizer: Mapping | None) -> None:

@@ -1,6 +1,6 @@
 """Reading and validating the annotations table (one row per slide).
 
-Every reader of an annotations file (``train.py``, the Trainer API, ``python -m src.extraction``) goes
+Every reader of an annotations file (``train.py``, the Trainer API, ``extract.py``) goes
 through :func:`read_annotations`, so a file reads the same everywhere:
 
 - the text is UTF-8 (a byte-order mark is dropped), else cp1252 or Latin-1 with a warning naming the file;

@@ -71,7 +71,7 @@ class TileIndex:
                 if damage is not None:
                     raise FileNotFoundError(
                         f"The tile shard of slide '{slide}' is damaged: {damage}. Run the extraction again "
-                        f"(train.py or python -m src.extraction) to re-extract it from the slide file"
+                        f"(train.py or extract.py) to re-extract it from the slide file"
                     )
                 raise FileNotFoundError(f"No complete tile shard for slide '{slide}' in {shard_dir}")
             path = shard_dir / f"{slide}.tar"

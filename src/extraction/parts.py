@@ -1,6 +1,6 @@
 """Extraction across nodes: ``part=i/n`` extracts the i-th of n disjoint parts of the slides.
 
-``python -m src.extraction -m hydra/launcher=slurm_cpu part=1/4,2/4,3/4,4/4`` runs four jobs; each takes every
+``python extract.py -m hydra/launcher=slurm_cpu part=1/4,2/4,3/4,4/4`` runs four jobs; each takes every
 n-th slide of the sorted slide names, starting at its i-th (round robin: parts differ by at most one slide),
 so the parts cover every slide exactly once and never write the same shard (a shard is one slide's; a slide
 is extracted under its own lock anyway). Every job merges its rows into the shard folder's

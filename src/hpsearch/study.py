@@ -38,7 +38,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from src.config import validate
+from src.config.validate import validate
 from src.hpsearch.history import best_record, write_best, write_history, write_plots, write_results
 from src.hpsearch.objective import OBJECTIVES, infer_direction, job_record, trial_line
 from src.hpsearch.space import distribution, grid_choices, override_distribution, space_entries, suggest_space

@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from src.command_keys import PREDICT_KEYS, command_keys
-from src.config import validate
+from src.config.validate import validate
 from src.data.tile_colour import FAR_SDS, colour_distance
 from src.inference.inputs import check_columns, check_rows, evaluation_targets, slide_inputs
 from src.inference.live_tiles import StageTimes, with_stride

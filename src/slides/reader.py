@@ -9,7 +9,7 @@ tiffslide backend decodes stored JPEG tiles directly, see `src.slides.jpeg_tiles
 
 Adding a backend is one new file: ``src/slides/<name>_backend.py`` holding one `SlideReader`
 subclass is then selected by its short name (``dataset.backend=<name>`` for ``train.py`` and
-``python -m src.extraction``), and a class elsewhere by its dotted path (``pkg.module.Class``);
+``extract.py``), and a class elsewhere by its dotted path (``pkg.module.Class``);
 there is no list to edit. Two backends ship: ``tiffslide`` (`TiffSlideReader`, the default, pure
 Python, also QPTIFF) and ``openslide`` (`OpenSlideReader`, the OpenSlide C library: also MIRAX,
 Hamamatsu VMS, DICOM, Sakura...).

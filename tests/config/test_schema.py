@@ -13,6 +13,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from src.commands.extract import SLIDE_CHOICES
 from src.config import REPO_ROOT, compose
 from src.config.schema import (
     Balance,
@@ -24,7 +25,6 @@ from src.config.schema import (
     TrainConfig,
 )
 from src.data.dataset import OUTCOME_BLANK
-from src.extraction.__main__ import SLIDE_CHOICES
 from src.outcomes import available_kinds, outcome_kind
 from src.project import SLIDE_ERROR_POLICIES
 
@@ -103,8 +103,8 @@ def test_choices_match_the_code_that_uses_them() -> None:
 
 
 def test_the_prediction_config_is_typed_and_checked() -> None:
-    from src.config import validate
     from src.config.schema import PredictConfig
+    from src.config.validate import validate
     from src.errors import ConfigError
 
     cfg = compose(["model_path=x", "slides=y"], config_name="predict")

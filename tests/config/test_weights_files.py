@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.config import compose, validate
+from src.config import compose
+from src.config.validate import validate
 from src.errors import ConfigError, UnsafeFileError
 from tests.payloads import save_with_payload
 

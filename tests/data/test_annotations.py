@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from src.commands.extract import select_slides
 from src.data.annotations import AnnotationError, load_annotations, validate_annotations
 from src.data.dataset import Dataset
-from src.extraction.__main__ import select_slides
 
 CSV = """patient,slide,tumor_type,age,stage
 p1,s1,adenocarcinoma ,63,II
@@ -103,7 +103,7 @@ def test_a_semicolon_separated_file_gets_a_hint(tmp_path: Path) -> None:
         load_annotations(path)
 
 
-def test_the_extraction_cli_reads_annotations_the_same_way(tmp_path: Path, caplog) -> None:
+def test_extract_py_reads_annotations_the_same_way(tmp_path: Path, caplog) -> None:
     (tmp_path / "slides").mkdir()
     path = _write(tmp_path, b"\xef\xbb\xbf" + "patient,slide\np1,café 1 \np2,s2\n".encode("cp1252"))
     project = OmegaConf.create({"slides_dir": str(tmp_path / "slides"), "annotations": str(path)})

@@ -9,7 +9,8 @@ import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from src.config import compose, validate
+from src.config import compose
+from src.config.validate import validate
 from src.data.normalizers import Macenko, Reinhard, from_fit, read_image
 from src.data.normalizers.color import rgb_to_lab
 from src.errors import ConfigError

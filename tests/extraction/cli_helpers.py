@@ -1,4 +1,4 @@
-"""Run ``python -m src.extraction`` from tests."""
+"""Run ``python extract.py`` from tests, or compose its config to run it in-process."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from omegaconf import DictConfig
+
+from src.config import REPO_ROOT, compose
 
 
-def cli_command(slides_dir: Path, shards_dir: Path, tmp_path: Path, *overrides: str) -> list[str]:
-    """``python -m src.extraction`` on a slides folder, outside the repository's data folders."""
+def cli_overrides(slides_dir: Path, shards_dir: Path, tmp_path: Path, *overrides: str) -> list[str]:
+    """The overrides of ``extract.py`` for a slides folder, outside the repository's data folders."""
     return [
-        sys.executable,
-        "-m",
-        "src.extraction",
         f"project.slides_dir={slides_dir}",
         f"project.shards_dir={shards_dir}",
         "project.demo=null",
@@ -24,6 +23,16 @@ def cli_command(slides_dir: Path, shards_dir: Path, tmp_path: Path, *overrides: 
         "progress=false",
         *overrides,
     ]
+
+
+def cli_command(slides_dir: Path, shards_dir: Path, tmp_path: Path, *overrides: str) -> list[str]:
+    """``python extract.py`` on a slides folder (see `cli_overrides`)."""
+    return [sys.executable, "extract.py", *cli_overrides(slides_dir, shards_dir, tmp_path, *overrides)]
+
+
+def extract_config(slides_dir: Path, shards_dir: Path, tmp_path: Path, *overrides: str) -> DictConfig:
+    """The config ``extract.py`` composes for the same arguments, for ``src.commands.extract.run`` in-process."""
+    return compose(cli_overrides(slides_dir, shards_dir, tmp_path, *overrides), config_name="extract")
 
 
 def run_cli(cmd: list[str], **env: str) -> subprocess.CompletedProcess:

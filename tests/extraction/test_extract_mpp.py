@@ -10,14 +10,15 @@ import pytest
 import tifffile
 from omegaconf import OmegaConf
 
+from src.commands.extract import run, select_slides
 from src.demo.render import SlideLook, render_slide
 from src.demo.svs import write_svs
-from src.extraction.__main__ import select_slides
+from src.errors import AnnotationError
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME
 from src.extraction.settings import TileSettings
 from src.extraction.shards import read_index, shard_dir
-from tests.extraction.cli_helpers import cli_command, run_cli
+from tests.extraction.cli_helpers import extract_config
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)
 KEY_OVERRIDES = ["tiles.tile_px=64", "tiles.tile_um=64"]
@@ -102,8 +103,8 @@ def test_a_slide_in_a_format_of_another_backend_fails_naming_file_and_backend(
     assert "Cannot open slide" in _by_slide(with_openslide).loc["case 7", "error"]  # OpenSlide tried it
 
 
-def test_cli_reads_the_mpp_column_checks_it_first_and_reextracts_changed_slides(
-    slides: dict[str, Path], tmp_path: Path
+def test_extract_py_reads_the_mpp_column_checks_it_first_and_reextracts_changed_slides(
+    slides: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     slides_dir = tmp_path / "slides"
     slides_dir.mkdir()
@@ -112,23 +113,23 @@ def test_cli_reads_the_mpp_column_checks_it_first_and_reextracts_changed_slides(
     annotations = tmp_path / "annotations.csv"
     shards = tmp_path / "shards"
 
-    def cli(values: list[str]):
+    def extract(values: list[str]) -> int:
+        """What ``python extract.py ... project.mpp_column=scan_mpp`` runs, with these values in the column."""
         pd.DataFrame({"patient": ["p1", "p2"], "slide": ["own", "no_mpp"], "scan_mpp": values}).to_csv(
             annotations, index=False
         )
-        cmd = cli_command(slides_dir, shards, tmp_path, *KEY_OVERRIDES, "project.mpp_column=scan_mpp")
-        return run_cli([*cmd, f"project.annotations={annotations}"])
+        overrides = [*KEY_OVERRIDES, "project.mpp_column=scan_mpp", f"project.annotations={annotations}"]
+        return run(extract_config(slides_dir, shards, tmp_path, *overrides))
 
-    bad = cli(["0.25", "abc"])
-    assert bad.returncode != 0
-    assert "slide 'no_mpp' has scan_mpp='abc'" in bad.stderr and "positive numbers" in bad.stderr
+    with pytest.raises(AnnotationError, match=r"slide 'no_mpp' has scan_mpp='abc'.*positive numbers"):
+        extract(["0.25", "abc"])
     assert not shards.exists()  # checked before any tile was extracted
 
-    first = cli(["0.25", "0.5"])
-    assert first.returncode == 0, first.stderr
+    assert extract(["0.25", "0.5"]) == 0
     report = pd.read_csv(shard_dir(shards, SETTINGS) / REPORT_NAME).set_index("slide")
     assert report.loc["own", "mpp"] == 0.25 and report.loc["no_mpp", "mpp"] == 0.5
-    changed = cli(["", "0.5"])  # blank: the file's own MPP (0.5) instead of 0.25
-    assert changed.returncode == 0, changed.stderr
-    assert "2 slides: 1 extracted" in changed.stdout and "1 skipped (already complete" in changed.stdout
+    capsys.readouterr()
+    assert extract(["", "0.5"]) == 0  # blank: the file's own MPP (0.5) instead of 0.25
+    changed = capsys.readouterr().out
+    assert "2 slides: 1 extracted" in changed and "1 skipped (already complete" in changed
     assert read_index(shard_dir(shards, SETTINGS), "own")["mpp"] == pytest.approx(0.5)

@@ -47,10 +47,10 @@ def test_a_bad_part_names_the_key_and_the_form(bad: str) -> None:
 def test_two_part_jobs_give_the_shards_of_one_extraction_and_one_report(
     demo_project: DemoProject, tmp_path: Path
 ) -> None:
-    """``python -m src.extraction -m part=1/2,2/2`` (Hydra's launcher: the same jobs as on SLURM, one process)."""
+    """``python extract.py -m part=1/2,2/2`` (Hydra's launcher: the same jobs as on SLURM, one process)."""
     slides_dir, shards = demo_project.slides_dir, tmp_path / "shards"
     command = cli_command(slides_dir, shards, tmp_path, *KEY_OVERRIDES, "part=1/2,2/2")
-    command.insert(3, "-m")  # python -m src.extraction -m ...
+    command.insert(2, "-m")  # python extract.py -m ...
     run = run_cli(command)
     assert run.returncode == 0, run.stderr[-3000:]
     slides = {p.stem: p for p in sorted(slides_dir.glob("*.svs"))}

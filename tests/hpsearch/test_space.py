@@ -138,7 +138,7 @@ def test_mean_minus_sd_penalises_the_fold_spread() -> None:
 
 
 def test_the_cox_space_draws_epoch_lists_that_compose_and_validate() -> None:
-    from src.config import validate
+    from src.config.validate import validate
 
     cfg = compose(["experiment=demo_cox", "hparams_search=cox"])
     drawn = _sample(cfg, 30)

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from src.config import compose, validate
+from src.config import compose
+from src.config.validate import validate
 from src.errors import ConfigError
 from src.losses.outcome_losses import build_losses
 from src.models.examples import small_cnn

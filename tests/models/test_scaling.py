@@ -10,7 +10,8 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from src.config import compose, validate
+from src.config import compose
+from src.config.validate import validate
 from src.models.backbone import timm_backbone
 from src.models.examples import small_cnn
 from src.models.scaling import DEFAULT_MEAN, DEFAULT_STD, check_input_stats
