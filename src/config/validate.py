@@ -111,7 +111,7 @@ def check_multirun_ddp(trainer: Mapping[str, Any]) -> None:
         "with the basic launcher: Lightning starts every extra rank as a copy of this command, -m included, so "
         "each copy would run the whole sweep again. Run each job as its own SLURM job instead: add "
         "hydra/launcher=slurm_gpu (conf/hydra/launcher/: one task per GPU, tasks_per_node = gpus_per_node = "
-        "trainer.devices; README 'Clusters and many GPUs'), or run the jobs one by one without -m, or sweep with "
+        "trainer.devices; docs/guides/clusters.md), or run the jobs one by one without -m, or sweep with "
         "trainer.devices=1."
     )
 
