@@ -121,7 +121,8 @@ class OpenSlideReader(SlideReader):
         """Read ``size`` pixels of `level` at level-0 `location`; outside the slide is white."""
         try:
             assert self._slide is not None, "the slide is closed"
-            image = self._slide.read_region((int(location[0]), int(location[1])), int(level), (int(size[0]), int(size[1])))
+            width, height = size
+            image = self._slide.read_region((int(location[0]), int(location[1])), int(level), (int(width), int(height)))
         except Exception as err:
             raise SlideError(
                 f"Cannot read region {location} level {level} size {size} of slide {self.path}: {err}"
