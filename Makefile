@@ -9,10 +9,11 @@ help:  ## list the targets
 install:  ## install the pinned requirements into the current environment
 	$(PYTHON) -m pip install -r requirements.txt
 
-lint:  ## ruff lint + format check, and the import layers (no cycles)
+lint:  ## ruff lint + format check, the import layers (no cycles), and the type checker on src/
 	ruff check $(LINTED)
 	ruff format --check $(LINTED)
 	lint-imports
+	mypy
 
 format:  ## fix what ruff can fix and format everything
 	ruff check --fix $(LINTED)

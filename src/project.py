@@ -18,6 +18,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -56,7 +57,7 @@ def load_project(cfg: DictConfig, prepare: bool = True) -> tuple[Dataset, SlideL
     dataset = Dataset(
         cfg.project.annotations,
         slides_dir=cfg.project.slides_dir,
-        tiles=OmegaConf.to_container(cfg.tiles, resolve=True),
+        tiles=cast(dict[str, Any], OmegaConf.to_container(cfg.tiles, resolve=True)),
         shards_dir=cfg.project.shards_dir,
         mpp_override=cfg.project.get("mpp_override"),
         backend=cfg.dataset.get("backend"),
@@ -101,7 +102,7 @@ def study_dataset(cfg: DictConfig, dataset: Dataset) -> Dataset:
 def validation_filters(cfg: DictConfig) -> dict | None:
     """``validation.filters`` (external validation) as a plain dict, or ``None``."""
     filters = cfg.validation.get("filters")
-    return OmegaConf.to_container(filters, resolve=True) if filters else None
+    return cast(dict, OmegaConf.to_container(filters, resolve=True)) if filters else None
 
 
 def plan_folds(cfg: DictConfig, dataset: Dataset, labels: SlideLabels) -> SplitPlan:

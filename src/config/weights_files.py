@@ -49,7 +49,7 @@ def check_weights_files(cfg: DictConfig) -> None:
 def weights_paths(node: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
     """``(dotted key, value)`` of every ``weights_path`` key under ``node`` that is set (interpolations resolved)."""
     if isinstance(node, DictConfig):
-        items = [(f"{prefix}.{k}" if prefix else str(k), k) for k in node]
+        items = [(f"{prefix}.{k!s}" if prefix else str(k), k) for k in node]
     elif isinstance(node, ListConfig):
         items = [(f"{prefix}[{i}]", i) for i in range(len(node))]
     else:

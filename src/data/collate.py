@@ -74,7 +74,7 @@ class TileCollate:
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """One batch of ``items`` (dicts with the same keys); anything else goes to ``default_collate``."""
         if not items or not isinstance(items[0], Mapping) or "image" not in items[0]:
-            return default_collate(items)
+            return default_collate(list(items))
         in_worker = get_worker_info() is not None
         batch = TileBatch() if in_worker else {}
         for key in items[0]:

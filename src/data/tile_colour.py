@@ -53,14 +53,14 @@ def colour_stats(
     if not len(slides):
         return None
     per_slide = max(1, min(per_slide, MAX_TILES // len(slides)))
-    colours, tiles = [], 0
+    slide_colours, tiles = [], 0
     for slide in slides:
         indices = np.flatnonzero(slide_idx == slide)
         chosen = indices[np.unique(np.linspace(0, len(indices) - 1, min(per_slide, len(indices))).round().astype(int))]
         means = tile_means(torch.stack([read_image(int(i)) for i in chosen]))
-        colours.append(means.mean(dim=0).numpy())
+        slide_colours.append(means.mean(dim=0).numpy())
         tiles += len(chosen)
-    colours = np.asarray(colours)
+    colours = np.asarray(slide_colours)
     sd = colours.std(axis=0, ddof=1) if len(colours) > 1 else np.zeros(3)
     return {"mean": colours.mean(axis=0).tolist(), "sd": sd.tolist(), "slides": len(colours), "tiles": tiles}
 
@@ -70,12 +70,13 @@ def pooled_stats(stats: Sequence[dict[str, Any] | None]) -> dict[str, Any] | Non
 
     The mean of the means, and the SD of the mixture: ``sqrt(mean of variances + variance of means)``.
     """
-    if not stats or any(s is None for s in stats):
+    known = [s for s in stats if s is not None]
+    if not stats or len(known) < len(stats):
         return None
-    means = np.asarray([s["mean"] for s in stats], np.float64)
-    variances = np.asarray([s["sd"] for s in stats], np.float64) ** 2
+    means = np.asarray([s["mean"] for s in known], np.float64)
+    variances = np.asarray([s["sd"] for s in known], np.float64) ** 2
     sd = np.sqrt(variances.mean(axis=0) + means.var(axis=0))
-    return {"mean": means.mean(axis=0).tolist(), "sd": sd.tolist(), "slides": max(s["slides"] for s in stats)}
+    return {"mean": means.mean(axis=0).tolist(), "sd": sd.tolist(), "slides": max(s["slides"] for s in known)}
 
 
 def colour_distance(colour: Sequence[float], stats: dict[str, Any]) -> float:

@@ -71,10 +71,11 @@ def random_look(rng: np.random.Generator, tumor_type: str, cellularity: float, s
     """
     stain = np.array(site_stain) * rng.normal(1.0, 0.12, 3)
     low = 0.0 if tumor_type == "adenocarcinoma" else 0.35
+    stain_red, stain_green, stain_blue = (float(s) for s in np.clip(stain, 0.6, 1.5))
     return SlideLook(
         tumor_type=tumor_type,
         cellularity=cellularity,
-        stain=tuple(float(s) for s in np.clip(stain, 0.6, 1.5)),
+        stain=(stain_red, stain_green, stain_blue),
         nucleus_scale=float(rng.uniform(0.85, 1.15)),
         stroma_fraction=float(rng.uniform(0.20, 0.40)),
         mixed_fraction=float(rng.uniform(0.05, 0.20)),
@@ -204,7 +205,7 @@ def render_slide(rng: np.random.Generator, size: int, look: SlideLook) -> np.nda
     # Texture: low-frequency shading and pixel noise, stronger on tissue than background.
     noise = np.empty((size, size), np.float32)
     cv2.setRNGSeed(int(rng.integers(2**31)))  # cv2's generator is much faster than numpy's here
-    cv2.randn(noise, 0.0, 1.0)
+    cv2.randn(noise, 0.0, 1.0)  # type: ignore[call-overload]  # cv2's stubs want arrays; scalars work
     noise *= np.where(tissue, np.float32(5.0), np.float32(1.5))
     noise += (_smooth_field(rng, size, 24, 1.0) - 0.5) * 16 * tissue
     image = cv2.add(image, cv2.merge([noise, noise, noise]), dtype=cv2.CV_8U)  # saturating

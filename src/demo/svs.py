@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -81,10 +82,10 @@ def write_svs_tiles(
     width, height = size
     codec = "JPEG" if compression == "jpeg" else "J2K"
     description = aperio_description(width, height, mpp, tile, quality, codec)
-    codec_args = {"compression": COMPRESSIONS[compression]}
+    codec_args: dict[str, Any] = {"compression": COMPRESSIONS[compression]}
     if compression == "jpeg":
         codec_args["compressionargs"] = {"level": quality}
-    common = {"photometric": "rgb", "metadata": None, "resolutionunit": "CENTIMETER"}
+    common: dict[str, Any] = {"photometric": "rgb", "metadata": None, "resolutionunit": "CENTIMETER"}
     with tifffile.TiffWriter(path, bigtiff=width * height * 3 > BIGTIFF_BYTES) as tif:
         for index, (downsample, level_size) in enumerate(level_sizes(width, height, downsamples)):
             tif.write(

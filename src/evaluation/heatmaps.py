@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -123,6 +124,7 @@ class ValueGrid:
 
     def save(self, path: str | Path, **extra: np.ndarray | float | str) -> None:
         """Write the grid as ``.npz`` (``values``, ``columns``, ``loc_x``, ``loc_y``, ``stride``, ...)."""
+        arrays: dict[str, Any] = dict(extra)  # as arrays: none is named like savez's allow_pickle
         with open(path, "wb") as handle:
             np.savez_compressed(
                 handle,
@@ -132,7 +134,7 @@ class ValueGrid:
                 loc_y=self.loc_y,
                 stride=self.stride,
                 dimensions=np.asarray(self.dimensions),
-                **extra,
+                **arrays,
             )
 
 

@@ -26,8 +26,8 @@ def tile_table(
     outcomes: Sequence[Any],
     outputs: Sequence[torch.Tensor | np.ndarray],
     target_parts: Sequence[np.ndarray],
-    slides: Sequence[str],
-    patients: Sequence[str],
+    slides: Sequence[str] | np.ndarray,
+    patients: Sequence[str] | np.ndarray,
     locs: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Tile-level predictions.

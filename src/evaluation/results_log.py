@@ -108,7 +108,8 @@ def bounded_interval(values: np.ndarray, low: float = -np.inf, high: float = np.
         p = np.clip((values - low) / span, BOUND_EPSILON, 1 - BOUND_EPSILON)
         z = np.log(p / (1 - p))
         half = t * z.std(ddof=1) / np.sqrt(n)
-        return tuple(float(low + span / (1 + np.exp(-(z.mean() + d)))) for d in (-half, half))
+        lower, upper = (float(low + span / (1 + np.exp(-(z.mean() + d)))) for d in (-half, half))
+        return lower, upper
     half = t * values.std(ddof=1) / np.sqrt(n)
     return float(max(values.mean() - half, low)), float(min(values.mean() + half, high))
 
@@ -139,9 +140,9 @@ def epoch_summary(summary: pd.DataFrame, epoch: int) -> dict[str, dict]:
 
 def format_summary(summary: pd.DataFrame, epoch: int, strategy: str = "") -> str:
     """The printed fold summary: one line per validation metric with mean ± sd and the 95% interval."""
-    table = (
-        summary[(summary[summary.columns[0]] == epoch) & summary.metric.str.startswith("val/")] if len(summary) else []
-    )
+    table = summary
+    if len(summary):
+        table = summary[(summary[summary.columns[0]] == epoch) & summary.metric.str.startswith("val/")]
     if not len(table):
         return f"No validation metrics at epoch {epoch}" + (f" (validation={strategy})" if strategy else "")
     lines = [f"Validation metrics at epoch {epoch} (over folds{', ' + strategy if strategy else ''}):"]

@@ -131,8 +131,12 @@ def read_index(
         return None
     if tar_damage(tar_path(shard_folder, slide), index.get("tar"), full=verify) is not None:
         return None
-    replaced = slide_path is not None and Path(slide_path).exists()
-    if replaced and not same_slide_file(index.get("slide_file"), slide_path):
+    replaced = (
+        slide_path is not None
+        and Path(slide_path).exists()
+        and not same_slide_file(index.get("slide_file"), slide_path)
+    )
+    if replaced:
         return None
     if mpp is not None and not mpp.matches(index):
         return None
@@ -235,8 +239,11 @@ class ShardWriter:
         self._pending = PendingFile(self._final)
         self._file: _ShardFile | None = _ShardFile(open(self._pending.path, "wb"))  # noqa: SIM115
         # ustar: plain 512-byte headers (no pax records), cheaper to write and read
+        # typeshed's fileobj needs read/seek/close, which mode "w" never calls
         self._tar: tarfile.TarFile | None = tarfile.open(  # noqa: SIM115
-            fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT
+            fileobj=self._file,  # type: ignore[call-overload]
+            mode="w",
+            format=tarfile.USTAR_FORMAT,
         )
 
     def add(self, image: bytes, loc_x: int, loc_y: int) -> None:

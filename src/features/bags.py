@@ -129,6 +129,7 @@ class FeatureBags:
         Bags of tiles read live from the slides add ``pixels: slide`` (they differ from the shards' by their JPEG
         error, so they never share a folder).
         """
+        assert dataset.tiles is not None, "feature bags are built on a Dataset with tile settings"
         config = {
             "tile_settings": dataset.tiles.to_dict(),
             "encoder": self.encoder.describe(),
@@ -143,6 +144,7 @@ class FeatureBags:
         """``{root}/{tile settings key}/{encoder}-{key}``: any change in :meth:`config` gives a new folder."""
         payload = json.dumps(self.config(dataset, source), sort_keys=True, default=str).encode()
         key = hashlib.sha256(payload).hexdigest()[:12]
+        assert dataset.tiles is not None  # checked by config()
         return self.features_root(dataset) / dataset.tiles.key / f"{self.encoder.name}-{key}"
 
     # ------------------------------------------------------------- extraction
@@ -302,6 +304,7 @@ class FeatureBags:
 
     def _write_attrs(self, bag: h5py.File, dataset: Dataset, slide: str, index: Mapping[str, Any], mpp: float) -> None:
         encoder = self.encoder.describe()
+        assert dataset.tiles is not None  # checked by config()
         attrs = {
             "slide": slide,
             "encoder": self.encoder.name,

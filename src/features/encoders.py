@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -49,6 +49,9 @@ class InputTransform(nn.Module):
         interpolation: ``bilinear`` or ``bicubic`` (torch ``interpolate`` modes).
         antialias: Antialias when shrinking (torchvision's default for tensors).
     """
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -102,7 +105,7 @@ class ClassAndMeanPooling(nn.Module):
             the class and register tokens).
     """
 
-    def __init__(self, vit: nn.Module) -> None:
+    def __init__(self, vit: Any) -> None:  # a timm VisionTransformer (typed nn.Module by timm.create_model)
         super().__init__()
         self.vit = vit
         self.num_features = 2 * int(vit.num_features)
@@ -206,7 +209,11 @@ class Encoder:
             raise ConfigError(f"encoder.precision={precision!r}; choose one of {sorted(PRECISIONS)}")
         self.name = str(name)
         self.num_features = int(num_features)
-        self.model_cfg = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
+        self.model_cfg: dict[str, Any] = (
+            cast(dict[str, Any], OmegaConf.to_container(model, resolve=True))
+            if isinstance(model, DictConfig)
+            else dict(model)
+        )
         self.transform_kwargs = dict(transform or {})
         self.weights_path = Path(weights_path) if weights_path else None
         self.weights_hint = weights_hint

@@ -247,9 +247,9 @@ def _add_checksum(path: Path, digest: str) -> bool:
     return True
 
 
-def _raw(array: np.ndarray) -> np.ndarray:
+def _raw(array: np.ndarray) -> memoryview:
     """The array's bytes in C order as a flat uint8 view (no copy when it is contiguous already)."""
-    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
 
 
 def _key(path: Path) -> tuple[str, int, int, int] | None:

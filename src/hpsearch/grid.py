@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from src.config import CONFIG_DIR
 from src.config.targets import group_targets
@@ -29,6 +29,10 @@ from src.hpsearch.objective import infer_direction, job_record, trial_line
 from src.hpsearch.sweep_info import split_override, write_sweep_file
 from src.infra.files import write_text_atomic
 from src.trust import override_problem
+
+if TYPE_CHECKING:
+    from hydra.plugins.launcher import Launcher
+    from hydra.types import HydraContext
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,11 @@ class GridSweeperImpl(BasicSweeper):
         grid_file: A ``grid.csv`` to run instead of a product.
         jobs: Rows of ``grid_file`` to run (by ``job``); None = all.
     """
+
+    # set by setup(), which Hydra calls before sweep()
+    config: DictConfig
+    hydra_context: HydraContext
+    launcher: Launcher
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import yaml
@@ -93,7 +93,7 @@ def write_best(sweep_dir: Path, best: Mapping[str, Any], metric: str, objective:
         log.warning("best.yaml not written: %s has no .hydra/overrides.yaml", job_dir)
         return None
     overrides = yaml.safe_load(overrides_file.read_text()) or []
-    choices = OmegaConf.to_container(OmegaConf.load(hydra_file).hydra.runtime.choices)
+    choices = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(hydra_file).hydra.runtime.choices))
     groups = {g for g in choices if g != "hydra" and not g.startswith("hydra/")}
     defaults: list[Any] = ["train"]
     defaults += [
@@ -101,7 +101,7 @@ def write_best(sweep_dir: Path, best: Mapping[str, Any], metric: str, objective:
     ]
     defaults.append("_self_")
     values = [o for o in overrides if _rerun_value(split_override(o)[0], groups) and not o.startswith("~")]
-    body = OmegaConf.to_container(OmegaConf.from_dotlist([o.lstrip("+") for o in values]))
+    body = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.from_dotlist([o.lstrip("+") for o in values])))
     mean = best.get("mean")
     header = [
         f"# Best {label} {best['trial']} of sweep {sweep_dir.name}: objective {best['objective']:.4f} ({objective} of "

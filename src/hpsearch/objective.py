@@ -8,6 +8,7 @@ compute ``mean_minus_sd``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,7 @@ def job_record(
         error = job_return._return_value
         state = "pruned" if isinstance(error, TrialPrunedError) else "failed"
         return {**record, "state": state, "reason": f"{type(error).__name__}: {error}"[:2000]}
+    assert run_folder is not None  # a job that ran has its Hydra config
     values = fold_values(run_folder, metric)
     value = values.objective(objective, direction)
     reason = values.nan_reason()
@@ -149,7 +151,7 @@ def job_record(
     }
 
 
-def trial_line(record: dict[str, Any], best: dict[str, Any] | None, label: str = "trial") -> str:
+def trial_line(record: Mapping[str, Any], best: Mapping[str, Any] | None, label: str = "trial") -> str:
     """One console line per trial: number, state, objective, best so far, parameters and seconds."""
     params = " ".join(f"{k}={_short(v)}" for k, v in (record.get("params") or {}).items())
     if record["state"] == "complete":

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -104,5 +104,5 @@ def fold_pruner(metric: str) -> FoldPruner | None:
         return None
     sweep_dir = Path(hydra_cfg.sweep.dir).absolute()
     storage, study_name = study_location(sweeper.get("storage"), sweeper.get("study_name"), sweep_dir)
-    pruner = OmegaConf.to_container(sweeper.pruner, resolve=True)
+    pruner = cast(dict[str, Any], OmegaConf.to_container(sweeper.pruner, resolve=True))
     return FoldPruner(storage, study_name, int(hydra_cfg.job.num), pruner, metric)

@@ -74,6 +74,7 @@ def override_distribution(override: Override, values: str = "") -> BaseDistribut
         )
     value = override.value()
     if override.is_range_sweep() and isinstance(value, RangeSweep) and not value.shuffle:
+        assert value.start is not None and value.stop is not None  # the parser sets both
         return range_distribution(key, value.start, value.stop, value.step)
     return create_optuna_distribution_from_override(override)
 
@@ -110,17 +111,20 @@ def space_entries(cfg: DictConfig | Mapping) -> dict[str, dict[str, Any]]:
         SearchSpaceError: an entry without ``key`` and ``values``, or with a bad ``when``.
     """
     search = OmegaConf.select(cfg, "hparams_search.space") if isinstance(cfg, DictConfig) else None
+    space = OmegaConf.to_container(search, resolve=True) if search is not None else {}
+    if not isinstance(space, dict):
+        raise SearchSpaceError(f"hparams_search.space must map entry names to entries, got {space!r}")
     entries = {}
-    for name, entry in (OmegaConf.to_container(search, resolve=True) if search is not None else {}).items():
+    for name, entry in space.items():
         if entry is None:
             continue
         if not isinstance(entry, Mapping) or "key" not in entry or "values" not in entry:
             raise SearchSpaceError(
-                f"hparams_search.space.{name}: needs 'key' (the config key) and 'values' (a sweep), got {entry!r}"
+                f"hparams_search.space.{name!s}: needs 'key' (the config key) and 'values' (a sweep), got {entry!r}"
             )
         if entry.get("when") and not _WHEN.match(str(entry["when"])):
             raise SearchSpaceError(
-                f"hparams_search.space.{name}.when='{entry['when']}': write '<key> <op> <number>' "
+                f"hparams_search.space.{name!s}.when='{entry['when']}': write '<key> <op> <number>' "
                 f"with op one of {' '.join(_OPS)}"
             )
         entries[str(name)] = dict(entry)
@@ -134,7 +138,9 @@ def condition_holds(when: str | None, known: Mapping[str, Any]) -> bool:
     """
     if not when:
         return True
-    key, op, number = _WHEN.match(str(when)).groups()
+    match = _WHEN.match(str(when))
+    assert match is not None, f"when='{when}' was not checked by space_entries"
+    key, op, number = match.groups()
     if key not in known:
         return False
     try:

@@ -27,14 +27,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState
 
@@ -46,6 +47,10 @@ from src.hpsearch.study_data import ATTR, job_folder, read_trials, study_label, 
 from src.hpsearch.sweep_info import read_sweep_file, split_override, study_location, write_sweep_file
 from src.hpsearch.trial_budget import Heartbeat, counts, reserve_trial, study_lock_path
 from src.infra.locks import FileLock
+
+if TYPE_CHECKING:
+    from hydra.plugins.launcher import Launcher
+    from hydra.types import HydraContext
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,11 @@ class StudySweeperImpl(OptunaSweeperImpl):
         **kwargs: The plugin's arguments (``sampler``, ``direction`` (also ``auto``), ``storage``,
             ``study_name``, ``n_trials``, ``n_jobs``, ``max_failure_rate``, ``params``, ...).
     """
+
+    # set by setup(), which Hydra calls before sweep()
+    config: DictConfig
+    hydra_context: HydraContext
+    launcher: Launcher
 
     def __init__(self, objective: str = "mean", plots: bool = True, pruner: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("search_space", None)
@@ -183,7 +193,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
         node = OmegaConf.select(self.config, "hydra.sweeper.pruner")
         if node is None:
             return None
-        config = OmegaConf.to_container(node, resolve=True)
+        config = cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
         instantiate(config)  # a bad pruner fails here, before the first trial
         return config
 
@@ -214,7 +224,7 @@ class StudySweeperImpl(OptunaSweeperImpl):
             self.custom_search_space_extender(self.config, trial)
         suggest_space(self.config, trial)
         job_dir = sweep_dir / str(trial.number)
-        subdir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")
+        subdir = cast(dict[str, Any], OmegaConf.to_container(self.config.hydra.sweep, resolve=False)).get("subdir")
         if subdir == "${hydra.job.num}" and job_dir.exists() and any(job_dir.iterdir()):
             study.tell(trial, state=TrialState.FAIL)
             raise FileExistsError(
@@ -253,7 +263,13 @@ class StudySweeperImpl(OptunaSweeperImpl):
         self._write_outputs(sweep_dir, study, records, best, metric, direction)
 
     def _write_outputs(
-        self, sweep_dir: Path, study: optuna.Study, records: list[dict], best: dict | None, metric: str, direction: str
+        self,
+        sweep_dir: Path,
+        study: optuna.Study,
+        records: list[dict],
+        best: Mapping[str, Any] | None,
+        metric: str,
+        direction: str,
     ) -> None:
         write_history(sweep_dir, records)
         write_results(sweep_dir, best, direction, len(records))

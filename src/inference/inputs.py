@@ -71,7 +71,7 @@ def slide_files(slides: str | Sequence[str], backend: str | None) -> dict[str, P
 
 
 def slide_inputs(
-    slides: str | Sequence[str] | None,
+    slides: str | Sequence[str],
     annotations: str | None,
     slides_dir: str | None,
     backend: str | None,
@@ -103,7 +103,7 @@ def slide_inputs(
     listed = not isinstance(slides, str)  # a list of files: each one is asked for
     named_by_csv = isinstance(slides, str) and slides.lower().endswith(".csv")
     if named_by_csv:
-        annotations = annotations or slides
+        annotations = annotations or str(slides)
         if not slides_dir:
             raise ValueError(f"slides={slides!r} is an annotations file: set slides_dir to the folder of its slides")
         slides = slides_dir

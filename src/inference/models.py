@@ -176,8 +176,9 @@ class ModelSet:
         """Outcome name → its heatmap panels, on the members' mean head scale."""
         layers = {}
         for index, outcome in enumerate(self.outcomes):
-            means = [float(m.model.net.output_mean[index]) for m in self.members]
-            scales = [float(m.model.net.output_scale[index]) for m in self.members]
+            # buffers of the net (nn.Module types them as Tensor | Module)
+            means = [float(torch.as_tensor(m.model.net.output_mean)[index]) for m in self.members]
+            scales = [float(torch.as_tensor(m.model.net.output_scale)[index]) for m in self.members]
             layers[outcome.name] = outcome.heatmap_layers(float(np.mean(means)), float(np.mean(scales)))
         return layers
 

@@ -55,7 +55,7 @@ def loss_kinds(loss_cfg: Mapping[str, Any], outcomes: Sequence[str]) -> dict[str
         kind = (per_outcome.get(name) or {}).get("kind", loss_cfg.get("kind"))
         key = f"loss.per_outcome.{name}.kind" if name in per_outcome else "loss.kind"
         try:
-            cls = outcome_kind(kind)
+            cls = outcome_kind(str(kind))
         except ConfigError as err:
             raise ConfigError(f"{key}={kind!r} (outcome '{name}'): {err}") from None
         if not cls.combinable and len(outcomes) > 1:
@@ -64,7 +64,7 @@ def loss_kinds(loss_cfg: Mapping[str, Any], outcomes: Sequence[str]) -> dict[str
                 f"outcomes={list(outcomes)}); train one model per outcome, e.g. "
                 "loss=cox outcomes=[os_time] event_header=os_event"
             )
-        kinds[name] = kind
+        kinds[name] = str(kind)
     return kinds
 
 

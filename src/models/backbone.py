@@ -51,11 +51,12 @@ def timm_backbone(
     stats = check_input_stats(mean, std)  # before building the model: a bad value fails fast
     model = timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool=pooling, **kwargs)
     # TileNet reads `num_features` as the pooled width; catavgmax doubles it (timm: head_hidden_size).
-    model.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
+    # torch types Module attributes as Tensor | Module (parameters, buffers, submodules); plain values work
+    model.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)  # type: ignore[assignment, arg-type]
     saved = load_backbone_weights(model, weights_path) if weights_path else None
     if stats is None and (pretrained or weights_path):  # the scaling the loaded weights were trained with
         stats = saved or _pretrained_stats(model, name)
-    model.input_mean, model.input_std = stats or (DEFAULT_MEAN, DEFAULT_STD)
+    model.input_mean, model.input_std = stats or (DEFAULT_MEAN, DEFAULT_STD)  # type: ignore[assignment]
     if trainable_layers:
         freeze_stages(model, trainable_layers)
     return model
@@ -122,7 +123,7 @@ def freeze_stages(model: nn.Module, trainable_layers: int) -> None:
         model.register_forward_pre_hook(functools.partial(_freeze_norms, frozen_norms))
 
 
-def _freeze_norms(norms: list[nn.Module], module: nn.Module, inputs: tuple) -> None:
+def _freeze_norms(norms: Sequence[nn.Module], module: nn.Module, inputs: tuple) -> None:
     """Forward pre-hook: keep frozen BatchNorm layers in eval mode (running statistics not updated)."""
     for norm in norms:
         norm.eval()

@@ -40,11 +40,12 @@ def small_cnn(width: int = 32, depth: int = 3, weights_path: str | None = None) 
         channels = out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     model = nn.Sequential(*layers)
-    model.out_features = channels  # the feature width TileNet reads
+    # the feature width TileNet reads (torch types Module attributes as Tensor | Module; plain values work)
+    model.out_features = channels  # type: ignore[assignment]
     if weights_path:
         from src.models.backbone import load_backbone_weights
 
         saved = load_backbone_weights(model, weights_path)  # one of our checkpoints gives its input scaling
         if saved is not None:  # keep the scaling these weights were trained with (default: [-1, 1])
-            model.input_mean, model.input_std = saved
+            model.input_mean, model.input_std = saved  # type: ignore[assignment]  # plain tuples, as timm's
     return model

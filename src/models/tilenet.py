@@ -42,6 +42,12 @@ class TileNet(nn.Module):
             Both are saved in the state dict.
     """
 
+    backbone: nn.Module | None
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+    output_mean: torch.Tensor
+    output_scale: torch.Tensor
+
     def __init__(
         self,
         backbone: nn.Module | None,
@@ -117,6 +123,7 @@ class TileNet(nn.Module):
         if self.drop_images:
             features = clinical
         else:
+            assert self.backbone is not None and image is not None  # both given unless drop_images
             features = self.backbone(image if scaled else self.scale(image))
             if clinical is not None and clinical.shape[-1]:
                 features = torch.cat([features, clinical.to(features.dtype)], dim=1)

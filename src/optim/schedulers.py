@@ -48,7 +48,7 @@ def cosine(
     return CosineAnnealingLR(optimizer, T_max=int(length), eta_min=float(eta_min))
 
 
-def build_scheduler(factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: int) -> LRScheduler:
+def build_scheduler(factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: float) -> LRScheduler:
     """Call a scheduler partial, passing ``total_steps`` when its signature accepts it."""
     try:
         accepts = "total_steps" in inspect.signature(factory).parameters

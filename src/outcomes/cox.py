@@ -72,6 +72,7 @@ class CoxOutcome(Outcome):
     @property
     def columns(self) -> list[str]:
         """The time and the event column."""
+        assert self.event is not None  # from_column requires it
         return [self.name, self.event]
 
     def encode(self, table: pd.DataFrame) -> np.ndarray:
@@ -86,6 +87,7 @@ class CoxOutcome(Outcome):
 
     def strata(self) -> list[str]:
         """Folds keep the share of events."""
+        assert self.event is not None  # from_column requires it
         return [self.event]
 
     def tile_weights(

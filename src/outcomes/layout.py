@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+import numpy as np
+import torch
+
 from src.outcomes.base import Outcome
 
-T = TypeVar("T")
+T = TypeVar("T", np.ndarray, torch.Tensor)
 
 
 class TargetLayout:

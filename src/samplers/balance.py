@@ -21,7 +21,7 @@ def tile_weights(
     strategy: str,
     slide_idx: np.ndarray,
     slide_patients: Sequence[str],
-    slide_categories: Sequence[int] | None = None,
+    slide_categories: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Sampling weight of each tile so that the chosen unit is drawn equally often.
 
@@ -87,7 +87,8 @@ class EpochWeightedSampler(EpochSeeded, WeightedRandomSampler):
         self.num_replicas = int(num_replicas or world_size())
         self.rank = _rank(rank, self.num_replicas)
         per_rank = math.ceil(len(weights) / self.num_replicas)
-        super().__init__(weights, num_samples=per_rank, replacement=True, generator=torch.Generator())
+        # torch annotates weights as Sequence[float]; it reads any array (torch.as_tensor)
+        super().__init__(weights, num_samples=per_rank, replacement=True, generator=torch.Generator())  # type: ignore[arg-type]
         self.seed = int(seed)
         self.epoch = 0
 

@@ -57,7 +57,7 @@ class EventBatchSampler(EpochSeeded, Sampler[int]):
         self,
         slide_idx: np.ndarray,
         slide_patients: Sequence[str],
-        slide_events: Sequence[float],
+        slide_events: Sequence[float] | np.ndarray,
         batch_size: int,
         min_events: int = 4,
         num_batches: int | None = None,

@@ -8,7 +8,7 @@ folder of .dcm files is opened through its first file). Select it with ``dataset
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from src.slides.formats import DICOM_EXTENSION, dicom_file, slide_format
 from src.slides.mpp import resolve_mpp
 from src.slides.reader import SlideError, SlideReader, slide_name
 from src.slides.tiff_check import file_damage, truncated_message
+
+if TYPE_CHECKING:
+    import openslide
 
 INSTALL_HINT = "pip install openslide-python openslide-bin"
 
@@ -74,6 +77,7 @@ class OpenSlideReader(SlideReader):
     extensions: ClassVar[frozenset[str]] = frozenset(
         {"svs", "tif", "tiff", "ndpi", "vms", "vmu", "scn", "mrxs", "bif", "svslide", "dcm"}
     )
+    _slide: openslide.OpenSlide | None  # None once closed
 
     def __init__(self, path: str | Path, mpp_override: float | None = None, mpp: float | None = None) -> None:
         try:
@@ -116,7 +120,9 @@ class OpenSlideReader(SlideReader):
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """Read ``size`` pixels of `level` at level-0 `location`; outside the slide is white."""
         try:
-            image = self._slide.read_region((int(location[0]), int(location[1])), int(level), tuple(map(int, size)))
+            assert self._slide is not None, "the slide is closed"
+            width, height = size
+            image = self._slide.read_region((int(location[0]), int(location[1])), int(level), (int(width), int(height)))
         except Exception as err:
             raise SlideError(
                 f"Cannot read region {location} level {level} size {size} of slide {self.path}: {err}"

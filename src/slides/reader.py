@@ -68,6 +68,16 @@ class SlideReader(ABC):
     properties: dict[str, str]
 
     @abstractmethod
+    def __init__(self, path: str | Path, mpp_override: float | None = None, *, mpp: float | None = None) -> None:
+        """Open the slide and fill the attributes above (`open_slide` calls every backend this way).
+
+        Args:
+            path: The slide file.
+            mpp_override: Microns per pixel for a file that records none.
+            mpp: Microns per pixel that replaces the file's own (a per-slide annotation value).
+        """
+
+    @abstractmethod
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """Read a region of one pyramid level.
 

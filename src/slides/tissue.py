@@ -136,7 +136,8 @@ def grayspace_fraction(tile: np.ndarray, threshold: float = 0.05) -> float:
         threshold: Saturation below which a pixel is gray.
     """
     saturation = cv2.extractChannel(cv2.cvtColor(tile, cv2.COLOR_RGB2HSV), 1)
-    return cv2.countNonZero(cv2.compare(saturation, threshold * 255, cv2.CMP_LT)) / saturation.size
+    gray = cv2.compare(saturation, threshold * 255, cv2.CMP_LT)  # type: ignore[call-overload]  # stubs: no scalar
+    return cv2.countNonZero(gray) / saturation.size
 
 
 def whitespace_fraction(tile: np.ndarray, threshold: float = 230) -> float:

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 from src.evaluation.plots import outcome_plots
 from src.evaluation.results_log import append_results
 from src.infra.files import atomic_path
+from src.training.module import TileModule
 from src.training.resume import plain_row
 
 
@@ -96,5 +97,6 @@ class EpochOutputs(pl.Callback):
             for level, table in evaluation["tables"].items():
                 with atomic_path(predictions / f"{level}_val_epoch{epoch}.parquet") as tmp:
                     table.to_parquet(tmp, index=False)
+            assert isinstance(module, TileModule)  # the module that evaluates (tile or MIL)
             outcome_plots(evaluation["tables"], module.outcomes, self.outdir / "plots", epoch)
         return row

@@ -49,7 +49,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise OSError(cause.errno, f"{cause.strerror}: the checkpoint was not saved", str(path)) from error
 
 
-def _os_error(error: BaseException) -> OSError | None:
+def _os_error(error: BaseException | None) -> OSError | None:
     """The ``OSError`` (e.g. ENOSPC) that caused ``error``, if any."""
     seen = set()
     while error is not None and id(error) not in seen:

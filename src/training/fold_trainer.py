@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -91,7 +91,7 @@ class FoldTrainer:
         trainer, loggers = self._lightning(epochs, saver, params, resume=resume_from is not None)
         if resume_from is not None:
             log.info("%s: resuming from %s", self.name, resume_from)
-        hparams = OmegaConf.to_container(self.hp, resolve=True)
+        hparams = cast(dict[str, Any], OmegaConf.to_container(self.hp, resolve=True))
         try:  # weights_only: a checkpoint from a run folder is data, never code
             trainer.fit(self.module, datamodule=self.data, ckpt_path=resume_from, weights_only=True)
         except BaseException:  # a W&B run is finished even when the fit fails, and the fit's error is raised
@@ -106,6 +106,7 @@ class FoldTrainer:
     def _module(self, losses: list[OutcomeLoss]) -> TileModule:
         """The network (heads scaled by the training targets) wrapped in the LightningModule."""
         hp = self.hp
+        assert self.data is not None and self.data.train is not None  # set up by train()
         output_mean, output_scale = fit_losses(losses, self.outcomes, self.data.train.target_parts)
         net = instantiate(hp.model)(
             outcome_sizes=[o.n_outputs for o in self.outcomes],
@@ -131,6 +132,7 @@ class FoldTrainer:
     ) -> tuple[pl.Trainer, list]:
         """Lightning's Trainer with our callbacks (seeds, epoch outputs, params, last.ckpt) and loggers."""
         hp = self.hp
+        assert self.data is not None  # set up by train()
         callbacks = [EpochSeeds(int(hp.seed)), saver, ParamsInCheckpoint(params)]
         callbacks += [instantiate(c) for c in (hp.callbacks or {}).values()]
         if hp.get("progress"):
@@ -146,7 +148,7 @@ class FoldTrainer:
             name=self.name,
             group=group,
             job_type=job_type,
-            hparams=OmegaConf.to_container(hp, resolve=True),
+            hparams=cast(dict[str, Any], OmegaConf.to_container(hp, resolve=True)),
             run_id=fold_logger_id(self.outdir, resume) if main else None,  # the other ranks log nothing
             tags=sweep_tags(self.row_info),
         )

@@ -27,18 +27,17 @@ class MilModule(TileModule):
     @property
     def table_level(self) -> str:
         """The level of a bag: ``slide`` or ``patient`` (``dataset.aggregation_level``)."""
-        index = self.val_index
-        return index.level if index is not None else "slide"
+        return str(getattr(self.val_index, "level", "slide"))  # a BagIndex (src.features.datamodule)
 
     def forward(
-        self, features: torch.Tensor, mask: torch.Tensor | None = None, clinical: torch.Tensor | None = None
+        self, features: torch.Tensor, clinical: torch.Tensor | None = None, mask: torch.Tensor | None = None
     ) -> list[torch.Tensor]:
-        """One output per outcome for a batch of padded bags."""
+        """One output per outcome for a batch of padded bags (``clinical`` second, as TileModule's)."""
         return self.net(features, mask, clinical)
 
     def batch_outputs(self, batch: dict) -> list[torch.Tensor]:
         """The outputs for one batch of bags."""
-        return self(batch["features"], batch["mask"], batch["clinical"])
+        return self(batch["features"], batch["clinical"], mask=batch["mask"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """TileModule's loss, plus the net's auxiliary loss when it has one (logged as ``train/auxiliary_loss``)."""
@@ -53,6 +52,7 @@ class MilModule(TileModule):
 
     def prediction_table(self, bags: np.ndarray, outputs: list[torch.Tensor]) -> pd.DataFrame:
         """Bag prediction table (one row per validation bag, with ``n_tiles``)."""
+        assert self.val_index is not None  # validation runs only with a validation index
         names, patients, parts, n_tiles = self.val_index.rows(bags)
         table = tile_table(self.outcomes, outputs, parts, names, patients)
         if self.table_level == "patient":

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Protocol, cast
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import OptimizerConfig, OptimizerLRSchedulerConfig
 from torch import nn
 
-from src.data.datamodule import ValidationIndex
 from src.data.transforms import BatchTransform
 from src.evaluation.metrics import evaluate
 from src.evaluation.predictions import tile_table
@@ -21,6 +22,16 @@ from src.outcomes import Outcome, TargetLayout
 
 # The data modules keep Lightning's default hook: the module's on_after_batch_transfer is the one meant to run.
 warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
+
+
+class ValidationRows(Protocol):
+    """What the module reads from its data module's ``val_index`` (tiles, or bags for MIL)."""
+
+    tile_weights: np.ndarray | None
+
+    def rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+        """Slide (bag) name, patient, target parts and locations (tile counts) of the rows ``indices``."""
+        ...
 
 
 class TileModule(pl.LightningModule):
@@ -49,8 +60,11 @@ class TileModule(pl.LightningModule):
 
     #: Batch key of the row index into the validation index.
     index_key = "tile"
-    #: Level of the rows of :meth:`prediction_table` (the levels above it are averaged from it).
-    table_level = "tile"
+
+    @property
+    def table_level(self) -> str:
+        """Level of the rows of :meth:`prediction_table` (the levels above it are averaged from it)."""
+        return "tile"
 
     def __init__(
         self,
@@ -86,7 +100,7 @@ class TileModule(pl.LightningModule):
         return self.net(image, clinical)
 
     @property
-    def val_index(self) -> ValidationIndex | None:
+    def val_index(self) -> ValidationRows | None:
         """The validation index of the data module being fitted (None without validation)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         return getattr(datamodule, "val_index", None)
@@ -119,8 +133,10 @@ class TileModule(pl.LightningModule):
 
     def on_after_batch_transfer(self, batch: object, dataloader_idx: int) -> object:
         """Run the device-side transform on a batch of uint8 tiles now on the training device (others pass)."""
-        image = batch.get("image") if isinstance(batch, dict) else None
-        if self._trainer is None or image is None or image.dtype != torch.uint8 or image.ndim != 4:
+        if not isinstance(batch, dict) or self._trainer is None:
+            return batch
+        image = batch.get("image")
+        if image is None or image.dtype != torch.uint8 or image.ndim != 4:
             return batch
         train = self.trainer.training
         return {**batch, "image": self.batch_transform(train)(image, self._draws if train else None)}
@@ -212,25 +228,28 @@ class TileModule(pl.LightningModule):
         The ranks may hold different numbers of tiles: each pads to the longest with index -1 before the
         all-gather, and the padding (and any tile seen twice) is dropped after it.
         """
-        longest = int(self.all_gather(torch.tensor([len(tiles)], device=self.device)).max())
+        # all_gather of a tensor is a tensor (Lightning types it as any collection)
+        longest = int(cast(torch.Tensor, self.all_gather(torch.tensor([len(tiles)], device=self.device))).max())
         index = torch.full((longest,), -1, dtype=torch.long, device=self.device)
         index[: len(tiles)] = torch.as_tensor(tiles, dtype=torch.long, device=self.device)
-        gathered = self.all_gather(index).reshape(-1).cpu().numpy()
+        gathered = cast(torch.Tensor, self.all_gather(index)).reshape(-1).cpu().numpy()
         keep = gathered >= 0
         all_outputs = []
         for output in outputs:
             padded = torch.zeros((longest, output.shape[1]), dtype=output.dtype, device=self.device)
             padded[: len(output)] = output.to(self.device)
-            all_outputs.append(self.all_gather(padded).reshape(-1, output.shape[1]).cpu()[torch.as_tensor(keep)])
+            gathered_output = cast(torch.Tensor, self.all_gather(padded))
+            all_outputs.append(gathered_output.reshape(-1, output.shape[1]).cpu()[torch.as_tensor(keep)])
         tiles, first = np.unique(gathered[keep], return_index=True)  # in tile order, as one process reads them
         return tiles, [o[torch.as_tensor(first)] for o in all_outputs]
 
     def prediction_table(self, tiles: np.ndarray, outputs: list[torch.Tensor]) -> pd.DataFrame:
         """Tile prediction table for validation tile indices ``tiles``."""
+        assert self.val_index is not None  # validation runs only with a validation index
         slides, patients, parts, locs = self.val_index.rows(tiles)
         return tile_table(self.outcomes, outputs, parts, slides, patients, locs)
 
-    def configure_optimizers(self) -> dict:
+    def configure_optimizers(self) -> OptimizerConfig | OptimizerLRSchedulerConfig:
         """The optimizer over trainable parameters, and the schedule if configured."""
         parameters = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(parameters)
@@ -239,5 +258,6 @@ class TileModule(pl.LightningModule):
         steps = (
             self.trainer.estimated_stepping_batches if self.scheduler_interval == "step" else self.trainer.max_epochs
         )
+        assert steps is not None  # Lightning sets max_epochs (1000 when not given)
         scheduler = build_scheduler(self.scheduler_factory, optimizer, steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

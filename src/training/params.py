@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to rebuild and feed the model: outcomes, clinical fit, tiles, norm fit, config."""
+    assert data.train is not None  # set by the data module's setup()
     tiles = data.train.dataset.tiles
     return {
         "model_name": row_info.get("model"),
@@ -44,7 +45,7 @@ def training_colour(data: FoldDataModule) -> dict[str, Any] | None:
     """The colour of the training slides' tiles (:func:`~src.data.tile_colour.colour_stats`); None without tiles."""
     tiles = getattr(getattr(data, "train", None), "data", None)
     read_image = getattr(tiles, "read_image", None)
-    if read_image is None or not len(getattr(tiles, "slide_idx", ())):  # clinical-only, MIL bags
+    if tiles is None or read_image is None or not len(getattr(tiles, "slide_idx", ())):  # clinical-only, MIL bags
         return None
     try:
         return colour_stats(read_image, tiles.slide_idx)

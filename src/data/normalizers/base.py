@@ -167,7 +167,7 @@ def from_fit(fit: dict[str, Any], allowed_classes: Sequence[str] = ()) -> StainN
     """
     name = fit.get("class") if isinstance(fit, dict) else None
     allowed = shipped_classes() | set(allowed_classes)
-    if name_problem(name, allowed, "norm_fit.class", "normalizer class"):
+    if not isinstance(name, str) or name_problem(name, allowed, "norm_fit.class", "normalizer class"):
         raise UnsafeFileError(
             f"norm_fit class {name!r} is not one of this workbench's normalizers ({', '.join(sorted(allowed))}, "
             f"from conf/normalizer/*.yaml); pass allowed_classes=[{name!r}] if you trust it (nothing was imported)"

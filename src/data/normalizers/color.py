@@ -64,7 +64,7 @@ def opencv_lab_grid() -> torch.Tensor:
     xyz = [b * scaled[i, 2] + g * scaled[i, 1] + r * scaled[i, 0] for i in range(3)]
     threshold, slope, bias = 216 / 24389, 841 / 108, 16 / 116
     fx, fy, fz = (torch.where(t > threshold, t.double().pow(1 / 3), t.double() * slope + bias).float() for t in xyz)
-    light = torch.where(xyz[1] > threshold, 116 * fy - 16, xyz[1] * np.float32(24389 / 27))
+    light = torch.where(xyz[1] > threshold, 116 * fy - 16, xyz[1] * torch.tensor(24389 / 27, dtype=torch.float32))
     levels = (light * _BASE / 100, (500 * (fx - fy) + 128) * _BASE / 256, (200 * (fy - fz) + 128) * _BASE / 256)
     return torch.stack([level.round() for level in levels], dim=-1).int()
 

@@ -59,7 +59,9 @@ class TileSource(ABC):
         """Slide → number of tiles (after :meth:`prepare`); slides with none are left out of the folds."""
 
     @abstractmethod
-    def tiles(self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray) -> SourceTiles:
+    def tiles(
+        self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray | None
+    ) -> SourceTiles:
         """The tiles of ``slides`` (a subset of ``dataset``'s, in this order), joined with their targets."""
 
     def slide_record(self, dataset: Dataset, slide: str) -> dict | None:

@@ -35,6 +35,7 @@ class ShardSource(TileSource):
         missing = missing_shards(dataset)
         if not missing:
             return {}
+        assert dataset.shards_dir is not None and dataset.tiles is not None  # checked by missing_shards (shard_dir)
         report = extract_slides(
             missing,
             Path(dataset.shards_dir),
@@ -63,7 +64,9 @@ class ShardSource(TileSource):
             "fingerprint": index.get("tar"),
         }
 
-    def tiles(self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray) -> SourceTiles:
+    def tiles(
+        self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray | None
+    ) -> SourceTiles:
         """The shard tiles of ``slides``."""
         index = TileIndex.from_shards(dataset.shard_dir, slides)
         data = TileDataset(index, targets, clinical, max_open_files=self.max_open_files)

@@ -101,7 +101,9 @@ class ShardStreamSource(ShardSource):
         """Slide → tiles in its shard, from the index files."""
         return {s: int((_index(dataset.shard_dir, s) or {}).get("num_tiles", 0)) for s in dataset.slides()}
 
-    def tiles(self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray) -> SourceTiles:
+    def tiles(
+        self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray | None
+    ) -> SourceTiles:
         """Random-access tiles of ``slides`` when their tars are local, else index-only tiles (remote training).
 
         Validation and the normalizer's fit read at random; the training stream decodes the tars itself.
@@ -126,6 +128,7 @@ class ShardStreamSource(ShardSource):
         self, tiles: SourceTiles, slide_weights: np.ndarray | None, batch_size: int, seed: int
     ) -> ShardStream:
         """The training batches, streamed (see the module docstring)."""
+        assert tiles.slide_urls is not None  # set by tiles()
         counts = np.bincount(tiles.slide_idx, minlength=len(tiles.slide_urls))
         if not self.resampled and slide_weights is not None:
             log.warning(

@@ -58,6 +58,7 @@ class WsiSource(TileSource):
             if dataset.shards_dir is None:
                 raise ValueError("dataset=wsi needs project.shards_dir or dataset.tile_source.locations_dir")
             root = Path(dataset.shards_dir).parent / LOCATIONS_DIR
+        assert dataset.tiles is not None, "a Dataset read by a tile source has tile settings"
         return locations_dir(root, dataset.tiles)
 
     def prepare(self, dataset: Dataset, workers: int = 1) -> dict[str, str]:
@@ -67,6 +68,7 @@ class WsiSource(TileSource):
             Slide → reason, for the slides that cannot be read.
         """
         folder = self.folder(dataset)
+        assert dataset.tiles is not None  # checked by folder()
         report = cache_slides(
             dataset.slide_paths(),
             folder.parent,
@@ -97,7 +99,9 @@ class WsiSource(TileSource):
             "fingerprint": {"slide_file": entry.get("slide_file"), "source": "wsi"},
         }
 
-    def tiles(self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray) -> SourceTiles:
+    def tiles(
+        self, dataset: Dataset, slides: list[str], targets: np.ndarray, clinical: np.ndarray | None
+    ) -> SourceTiles:
         """The cached tiles of ``slides``, read from their files.
 
         Raises:

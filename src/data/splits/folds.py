@@ -33,7 +33,11 @@ class Fold:
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
-        out = {"name": self.name, "train_patients": self.train_patients, "val_patients": self.val_patients}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "train_patients": self.train_patients,
+            "val_patients": self.val_patients,
+        }
         if self.info:
             out["info"] = self.info
         return out

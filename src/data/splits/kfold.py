@@ -97,5 +97,5 @@ class KFoldManual(Splitter):
         folds = []
         for i, value in enumerate(distinct, start=1):
             val = values.index[values == value].tolist()
-            folds.append(Fold(f"fold{i}", complement(everyone, val), val, info={self.column: value}))
+            folds.append(Fold(f"fold{i}", complement(everyone, val), val, info={str(self.column): value}))
         return folds

@@ -237,16 +237,17 @@ def plan_splits(
         unused = check_given_folds(all_folds, patients, f"validation.splits={path}")
     else:
         key = cache_key(splitter, strategy, annotations, strata, seed) if splitter.cacheable and cache_dir else None
-        cached = _read_cache(cache_file(Path(cache_dir), key), key) if key else None
+        cache = cache_file(Path(cache_dir), key) if key and cache_dir else None
+        cached = _read_cache(cache, key) if cache and key else None
         if cached is not None:
-            all_folds, source, path = cached, "cache", cache_file(Path(cache_dir), key)
+            all_folds, source, path = cached, "cache", cache
             log.info("Re-using cached splits %s", path)
             # an edited cache is used as it is, checked as a given file (delete it to draw the folds again)
             unused = check_given_folds(all_folds, patients, f"the splits cache {path}")
         else:
             all_folds = splitter.split(annotations, list(strata), int(seed))
-            if key:
-                path = cache_file(Path(cache_dir), key)
+            if cache and key:
+                path = cache
                 try:
                     _write_json(path, {**key, "folds": [f.to_dict() for f in all_folds]})
                 except OSError as error:  # e.g. a read-only project folder: the run goes on uncached

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def _branch_and_bound(counts: np.ndarray, k: int, start: np.ndarray, time_limit:
     sorted_counts = counts[order]
     totals = counts.sum(axis=0)
     remaining = np.concatenate([np.cumsum(sorted_counts[::-1], axis=0)[::-1], np.zeros((1, counts.shape[1]))])
-    best = {"cost": site_objective(counts, start, k), "assignment": start.copy()}
+    best: dict[str, Any] = {"cost": site_objective(counts, start, k), "assignment": start.copy()}
     dev = np.tile(-totals, (k, 1)).astype(np.int64)
     current = np.zeros(n_sites, dtype=int)
     deadline = time.monotonic() + time_limit
@@ -151,6 +152,7 @@ def _greedy(counts: np.ndarray, k: int, rng: np.random.Generator, restarts: int 
         cost = site_objective(counts, assignment, k)
         if best_cost is None or cost < best_cost:
             best, best_cost = assignment, cost
+    assert best is not None  # restarts >= 1
     return best
 
 
