@@ -57,7 +57,7 @@ def check_resume_point(fold_dir: str | Path) -> Path | None:
         return last
     aside = last.with_name(last.name + UNUSABLE_SUFFIX)
     move_file(last, aside)
-    skipped = []
+    skipped: list[str] = []
     for epoch, path in epoch_checkpoints(last.parent):
         reason = resume_problem(path)
         if reason is None:
