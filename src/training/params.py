@@ -29,7 +29,7 @@ def fold_params(hp: DictConfig, data: BaseFoldDataModule, net: Any, row_info: di
         "clinical_encoder": data.encoder.to_dict(),
         "tile_px": tiles.tile_px if tiles else None,
         "tile_um": tiles.tile_um if tiles else None,
-        "tile_settings": tiles.__dict__ if tiles else None,
+        "tile_settings": tiles.to_dict() if tiles else None,
         "norm_fit": data.normalizer.get_fit() if data.normalizer is not None else None,
         "input_stats": net.input_stats(),  # the model's input scaling (also in its buffers)
         "tile_colour": training_colour(data),  # the training slides' colour (predict.py flags slides far from it)
