@@ -28,15 +28,15 @@ from src.samplers.shards import training_sampler, validation_sampler
 
 
 class FoldSide(Protocol):
-    """One side of a fold (training or validation) as the loaders see it.
+    """One side of a fold (training or validation) as the loaders see it (read-only)."""
 
-    Attributes:
-        target_parts: Per outcome, the samples' (n_samples, n_targets) targets.
-        data: The torch dataset: one item per tile (tile models) or per bag (MIL).
-    """
+    @property
+    def target_parts(self) -> list[np.ndarray]:
+        """Per outcome, the samples' (n_samples, n_targets) targets."""
 
-    target_parts: list[np.ndarray]
-    data: TorchDataset
+    @property
+    def data(self) -> TorchDataset:
+        """The torch dataset: one item per tile (tile models) or per bag (MIL)."""
 
     @property
     def sample_patients(self) -> list[str]:
