@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--no-shards", action="store_true", help="skip the shard JPEG round trip (as_shards=false)")
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
-    settings = TileSettings(tile_px=256, tile_um=128, qc="otsu")
+    settings = TileSettings(tile_px=256, tile_um=128)  # Otsu QC: the default
     slide = ensure_slide(args.size)
     checkpoint = tiny_checkpoint(BENCH_DIR / "heatmap-tiny.ckpt", settings)
     out = BENCH_DIR / "heatmap-run"

@@ -20,14 +20,13 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from src.data.augment import Augment
-from src.data.clinical import ClinicalEncoder, fold_clinical
+from src.data.base_datamodule import BaseFoldDataModule
 from src.data.collate import TileCollate
 from src.data.dataset import Dataset, SlideLabels
 from src.data.device import trains_on_cuda
@@ -35,8 +34,6 @@ from src.data.normalizers import StainNormalizer
 from src.data.sources import SourceTiles, TileSource, tile_source
 from src.data.tiles import SlideFeatureDataset
 from src.data.transforms import tile_transform
-from src.outcomes import check_targets
-from src.samplers.shards import training_sampler, validation_sampler
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +59,16 @@ class SlideSet:
     data: TorchDataset
     slide_idx: np.ndarray
     locs: np.ndarray
+
+    @property
+    def sample_patients(self) -> list[str]:
+        """The patients of the samples: slides (see :class:`~src.data.base_datamodule.FoldSide`)."""
+        return self.patients
+
+    @property
+    def item_samples(self) -> np.ndarray:
+        """The sample (slide) of each item."""
+        return self.slide_idx
 
 
 @dataclass
@@ -95,8 +102,8 @@ class ValidationIndex:
         )
 
 
-class FoldDataModule(pl.LightningDataModule):
-    """Training and validation data of one fold.
+class FoldDataModule(BaseFoldDataModule[SlideSet, ValidationIndex]):
+    """Training and validation tiles of one fold (the setup, samplers and loaders: :class:`BaseFoldDataModule`).
 
     Args:
         hp: The composed config.
@@ -109,58 +116,14 @@ class FoldDataModule(pl.LightningDataModule):
     def __init__(
         self, hp: DictConfig, labels: SlideLabels, train_ds: Dataset, val_ds: Dataset | None = None, where: str = ""
     ) -> None:
-        super().__init__()
-        self.hp = hp
-        self.labels = labels
-        self.outcomes = labels.outcomes
-        self.where = where or "model"
-        self._datasets = (train_ds, val_ds)
-        self.encoder = ClinicalEncoder([])
+        super().__init__(hp, labels, train_ds, val_ds, where)
         self.normalizer: StainNormalizer | None = None
         self.augment = None  # the training augmentations; with the normalizer, run on the device by the module
-        self.train: SlideSet | None = None
-        self.val: SlideSet | None = None
-        self.val_index: ValidationIndex | None = None
         self.source: TileSource = tile_source(hp.get("dataset"))  # dataset.tile_source: shards, wsi, ...
         self._train_tiles: SourceTiles | None = None
 
-    def setup(self, stage: str | None = None) -> None:
-        """Fit the clinical encoder and normalizer, build datasets and the validation index (once)."""
-        if self.train is not None:
-            return
-        columns = list(self.hp.input_header or [])
-        train_ds, val_ds, self.encoder = fold_clinical(*self._datasets, columns, self.hp.clinical_blank, self.where)
-        self.train = self._slide_set(train_ds, train=True)
-        if not self.train.slides:
-            raise ValueError(f"No training slides with labels in {self.where}")
-        check_targets(self.outcomes, self.train.target_parts, self.where, training=True)
-        self.val = self._slide_set(val_ds, train=False) if val_ds is not None else None
-        if self.val is not None and not self.val.slides:
-            self.val = None
-        if self.val is not None:
-            check_targets(self.outcomes, self.val.target_parts, self.where, training=False)
-            weights = self.outcomes[0].tile_weights(
-                self.hp.validation_balance,
-                self.val.slide_idx,
-                self.val.patients,
-                self.val.target_parts[0],
-                "validation_balance",
-            )
-            self.val_index = ValidationIndex(
-                self.val.slides,
-                self.val.patients,
-                self.val.target_parts,
-                self.val.slide_idx,
-                self.val.locs,
-                weights,
-            )
-
-    def _slide_set(self, dataset: Dataset, train: bool) -> SlideSet:
-        slides = [s for s in dataset.slides() if s in self.labels]
-        patients = dataset.patients()
-        table = dataset.annotations.set_index("slide").loc[slides].reset_index()
-        clinical = self.encoder.transform(table)
-        targets = self.labels.targets(slides)
+    def _side(self, dataset: Dataset, train: bool) -> SlideSet:
+        slides, patients, clinical, targets = self._labelled(dataset)
         if self.hp.model.drop_images:
             n = len(slides)
             data = SlideFeatureDataset(slides, targets, clinical)
@@ -181,6 +144,9 @@ class FoldDataModule(pl.LightningDataModule):
         return SlideSet(
             dataset, slides, [patients[s] for s in slides], self.labels.layout.split(targets), data, slide_idx, locs
         )
+
+    def _validation_index(self, val: SlideSet, weights: np.ndarray | None) -> ValidationIndex:
+        return ValidationIndex(val.slides, val.patients, val.target_parts, val.slide_idx, val.locs, weights)
 
     @property
     def accelerator(self) -> object:
@@ -212,21 +178,10 @@ class FoldDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Training batches, drawn by the first outcome's sampler (``training_balance``), or the source's stream."""
-        hp = self.hp
         stream = self._training_stream()
         if stream is not None:  # a streaming source draws (and batches) in its loader processes
             return self._loader(stream, None, sampler=None, shuffle=False)
-        sampler = self.outcomes[0].sampler(
-            hp.training_balance,
-            self.train.slide_idx,
-            self.train.patients,
-            self.train.target_parts[0],
-            int(hp.batch_size),
-            int(hp.seed),
-            hp.loss,
-        )
-        sampler, shuffle = training_sampler(sampler, len(self.train.data), int(hp.seed))  # per rank under DDP
-        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=shuffle)
+        return super().train_dataloader()
 
     def _training_stream(self) -> TorchDataset | None:
         """The source's training stream (None: sample ``train.data``), slides weighted by ``training_balance``."""
@@ -239,25 +194,13 @@ class FoldDataModule(pl.LightningDataModule):
         slide_weights = None if weights is None else np.bincount(train.slide_idx, weights, len(train.slides))
         return self.source.training_stream(self._train_tiles, slide_weights, int(self.hp.batch_size), int(self.hp.seed))
 
-    def val_dataloader(self) -> DataLoader | list:
-        """Every validation tile once, in order."""
-        if self.val is None:
-            return []
-        sampler = validation_sampler(len(self.val.data))  # under DDP: this rank's share, no padding
-        return self._loader(self.val.data, int(self.hp.dataloader.eval_batch_size), sampler=sampler, shuffle=False)
+    def _eval_batch_size(self) -> int:
+        return int(self.hp.dataloader.eval_batch_size)
 
-    def _loader(self, data: TorchDataset, batch_size: int | None, sampler, shuffle: bool) -> DataLoader:
-        workers = int(self.hp.dataloader.num_workers)
-        train = data is self.train.data and batch_size is not None
-        on_cuda = self.trains_on_cuda
-        return DataLoader(
-            data,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=workers,
-            collate_fn=TileCollate(channels_last=on_cuda) if batch_size is not None else None,
-            persistent_workers=workers > 0,
-            pin_memory=on_cuda,  # pinned batches only for a CUDA fit: a CPU fit on a GPU machine needs none
-            drop_last=train and len(data) > int(self.hp.batch_size),
-        )
+    def _collate(self, batch_size: int | None) -> TileCollate | None:
+        return TileCollate(channels_last=self.trains_on_cuda) if batch_size is not None else None
+
+    @property
+    def pins_memory(self) -> bool:
+        """Pinned batches only for a CUDA fit: a CPU fit on a GPU machine needs none."""
+        return self.trains_on_cuda

@@ -175,7 +175,7 @@ def _extract(
             row.update(mpp=reader.mpp, mpp_source=mpp_source(reader.mpp, reader.properties, mpp, mpp_override))
             grid, keep = tile_plan(reader, settings)  # the grid and Otsu mask every tile source uses
             row.update(level=grid.level, grid_tiles=len(grid))
-            tissue = settings.tissue_filter()
+            tissue = settings.tissue
             pause_after = int(os.environ.get(PAUSE_ENV, "0") or 0)
 
             def encode(tile: np.ndarray) -> bytes:

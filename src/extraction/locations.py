@@ -50,14 +50,14 @@ def tile_plan(reader: SlideReader, settings: TileSettings) -> tuple[TileGrid, np
         reader, settings.tile_px, settings.tile_um, stride_div=settings.stride_div,
         use_edge_tiles=settings.use_edge_tiles,
     )  # fmt: skip
-    return grid, qc_keep(reader, grid, settings.tissue_filter())
+    return grid, qc_keep(reader, grid, settings.tissue)
 
 
 def kept_locations(
     reader: SlideReader, grid: TileGrid, keep: np.ndarray, settings: TileSettings, threads: int = 1
 ) -> np.ndarray:
     """``(n, 2)`` centres of the tiles extraction keeps (grid order): QC mask, then the per-tile filters."""
-    tiles = iter_tiles(reader, grid, settings.tissue_filter(), _nothing, threads=threads, keep=keep)
+    tiles = iter_tiles(reader, grid, settings.tissue, _nothing, threads=threads, keep=keep)
     locs = [(x, y) for _, x, y in tiles]
     return np.asarray(locs, np.int64).reshape(-1, 2)
 

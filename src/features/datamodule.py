@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from src.data.clinical import ClinicalEncoder, fold_clinical
+from src.data.base_datamodule import BaseFoldDataModule
 from src.data.dataset import Dataset, SlideLabels
 from src.data.sources import tile_source
 from src.errors import ConfigError
 from src.features.bags import BAG_SUFFIX
 from src.features.integrity import DamagedBagError, bag_damage, verify_bags
-from src.outcomes import check_targets
-from src.samplers.shards import training_sampler, validation_sampler
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +57,16 @@ class BagSet:
     target_parts: list[np.ndarray]
     data: BagDataset
     n_tiles: np.ndarray
+
+    @property
+    def sample_patients(self) -> list[str]:
+        """The patients of the samples: bags (see :class:`~src.data.base_datamodule.FoldSide`)."""
+        return self.bag_patients
+
+    @property
+    def item_samples(self) -> np.ndarray:
+        """The sample of each item: an item is a bag."""
+        return np.arange(len(self.names))
 
 
 @dataclass
@@ -149,8 +156,10 @@ def pad_bags(items: list[dict]) -> dict[str, torch.Tensor]:
     }
 
 
-class BagDataModule(pl.LightningDataModule):
+class BagDataModule(BaseFoldDataModule[BagSet, BagIndex]):
     """Training and validation bags of one fold (``dataset=features``; same signature as ``FoldDataModule``).
+
+    The setup, samplers and loaders are :class:`~src.data.base_datamodule.BaseFoldDataModule`'s, over bags.
 
     Args:
         hp: The composed config (``hp.dataset``: ``bags``, ``bag_size``, ``max_val_bag_size``,
@@ -164,20 +173,11 @@ class BagDataModule(pl.LightningDataModule):
     def __init__(
         self, hp: DictConfig, labels: SlideLabels, train_ds: Dataset, val_ds: Dataset | None = None, where: str = ""
     ) -> None:
-        super().__init__()
-        self.hp = hp
-        self.labels = labels
-        self.outcomes = labels.outcomes
-        self.where = where or "model"
-        self._datasets = (train_ds, val_ds)
+        super().__init__(hp, labels, train_ds, val_ds, where)
         self.level = str(hp.dataset.get("aggregation_level", "slide"))
         if self.level not in AGGREGATION_LEVELS:
             raise ConfigError(f"dataset.aggregation_level={self.level!r}; choose one of {list(AGGREGATION_LEVELS)}")
-        self.encoder = ClinicalEncoder([])
         self.normalizer = None  # features are extracted once; stain normalization is not applied to them
-        self.train: BagSet | None = None
-        self.val: BagSet | None = None
-        self.val_index: BagIndex | None = None
         self.folder: Path | None = None
         self.n_features = 0
 
@@ -190,41 +190,16 @@ class BagDataModule(pl.LightningDataModule):
         config = self.folder / "bags_config.json" if self.folder is not None else None
         return json.loads(config.read_text()) if config is not None and config.is_file() else {}
 
-    def setup(self, stage: str | None = None) -> None:
-        """Fit the clinical encoder and build the bag sets and the validation index (once)."""
-        if self.train is not None:
-            return
-        columns = list(self.hp.input_header or [])
-        train_ds, val_ds, self.encoder = fold_clinical(*self._datasets, columns, self.hp.clinical_blank, self.where)
-        self.folder = instantiate(self.hp.dataset.bags).folder(train_ds, tile_source(self.hp.dataset))
-        bag_size = self.hp.dataset.get("bag_size")
-        self.train = self._bag_set(train_ds, int(bag_size) if bag_size else None)
-        if not self.train.names:
-            raise ValueError(f"No training slides with labels in {self.where}")
-        check_targets(self.outcomes, self.train.target_parts, self.where, training=True)
-        max_val = self.hp.dataset.get("max_val_bag_size")
-        self.val = self._bag_set(val_ds, int(max_val) if max_val else None) if val_ds is not None else None
-        if self.val is not None and not self.val.names:
-            self.val = None
-        if self.val is not None:
-            check_targets(self.outcomes, self.val.target_parts, self.where, training=False)
-            weights = self.outcomes[0].tile_weights(
-                self.hp.validation_balance,
-                np.arange(len(self.val.names)),
-                self.val.bag_patients,
-                self.val.target_parts[0],
-                "validation_balance",
-            )
-            self.val_index = BagIndex(
-                self.level, self.val.names, self.val.bag_patients, self.val.target_parts, self.val.n_tiles, weights
-            )
+    def _side(self, dataset: Dataset, train: bool) -> BagSet:
+        """The bags of ``dataset`` (the bag folder is found from the training slides, built first).
 
-    def _bag_set(self, dataset: Dataset, bag_size: int | None) -> BagSet:
-        slides = [s for s in dataset.slides() if s in self.labels]
-        patients = dataset.patients()
-        table = dataset.annotations.set_index("slide").loc[slides].reset_index()
-        clinical = self.encoder.transform(table)
-        targets = self.labels.targets(slides)
+        Training bags draw ``dataset.bag_size`` tiles; validation bags are whole (or ``dataset.max_val_bag_size``).
+        """
+        if train:
+            self.folder = instantiate(self.hp.dataset.bags).folder(dataset, tile_source(self.hp.dataset))
+        bag_size = self.hp.dataset.get("bag_size" if train else "max_val_bag_size")
+        bag_size = int(bag_size) if bag_size else None
+        slides, patients, clinical, targets = self._labelled(dataset)
         files = [self.folder / f"{s}{BAG_SUFFIX}" for s in slides]
         missing = [f for f in files if not f.is_file()]
         if missing:
@@ -266,41 +241,15 @@ class BagDataModule(pl.LightningDataModule):
             np.asarray([counts[g].sum() for g in groups], np.int64),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        """Training batches of bags, drawn by the first outcome's sampler (``training_balance`` over bags)."""
-        hp = self.hp
-        sampler = self.outcomes[0].sampler(
-            hp.training_balance,
-            np.arange(len(self.train.names)),
-            self.train.bag_patients,
-            self.train.target_parts[0],
-            int(hp.batch_size),
-            int(hp.seed),
-            hp.loss,
-        )
-        sampler, shuffle = training_sampler(sampler, len(self.train.data), int(hp.seed))  # per rank under DDP
-        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=shuffle)
+    def _validation_index(self, val: BagSet, weights: np.ndarray | None) -> BagIndex:
+        return BagIndex(self.level, val.names, val.bag_patients, val.target_parts, val.n_tiles, weights)
 
-    def val_dataloader(self) -> DataLoader | list:
-        """Every validation bag once, in order, ``dataset.eval_bags`` per batch."""
-        if self.val is None:
-            return []
-        sampler = validation_sampler(len(self.val.data))  # under DDP: this rank's share, no padding
-        return self._loader(self.val.data, int(self.hp.dataset.get("eval_bags", 1)), sampler=sampler, shuffle=False)
+    def _eval_batch_size(self) -> int:
+        """``dataset.eval_bags`` validation bags per batch."""
+        return int(self.hp.dataset.get("eval_bags", 1))
 
-    def _loader(self, data: TorchDataset, batch_size: int, sampler, shuffle: bool) -> DataLoader:
-        workers = int(self.hp.dataloader.num_workers)
-        train = data is self.train.data
-        return DataLoader(
-            data,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            collate_fn=pad_bags,
-            drop_last=train and len(data) > int(self.hp.batch_size),
-        )
+    def _collate(self, batch_size: int | None) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
+        return pad_bags
 
 
 def _num_tiles(path: Path) -> int:

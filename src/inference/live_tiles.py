@@ -106,7 +106,7 @@ class LiveTiles:
         Tiles are read on ``threads`` threads, ahead of the caller, in grid order (the shard's order).
         """
         transform = self._shard_pixels if as_shards else _as_tensor
-        tiles = iter_tiles(self.reader, self.grid, self.settings.tissue_filter(), transform, threads, self.keep)
+        tiles = iter_tiles(self.reader, self.grid, self.settings.tissue, transform, threads, self.keep)
         while True:
             start = time.perf_counter()
             chunk = [item for _, item in zip(range(batch_size), tiles)]

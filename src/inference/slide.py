@@ -150,7 +150,7 @@ def live_outputs(
         live.times.model_cpu += time.thread_time() - cpu
         locs.append(batch_locs)
     if not locs:
-        filters = options.settings.tissue_filter()
+        filters = options.settings.tissue
         raise NoTissueError(
             f"no tissue: none of its {len(live.grid)} grid tiles passed the tissue filters (qc={filters.qc}, "
             f"grayspace_fraction={filters.grayspace_fraction}, whitespace_fraction={filters.whitespace_fraction})"

@@ -26,7 +26,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TissueFilter:
-    """Slideflow's tissue filters (defaults from `slide/utils.py` and `WSI.qc`).
+    """Slideflow's tissue filters (defaults from `slide/utils.py` and `WSI.qc`): the tissue keys of ``tiles``.
+
+    ``qc`` is read case-insensitively (``"none"``, ``"null"`` and ``""`` mean None) and the thresholds are
+    stored as floats, so equal filters compare (and hash into a shard-folder key) equal.
 
     Attributes:
         qc: Slide-level mask: ``"otsu"`` or None.
@@ -35,6 +38,9 @@ class TissueFilter:
         grayspace_threshold: HSV saturation (0-1) below which a pixel is gray.
         whitespace_fraction: Drop a tile whose white-pixel fraction is above this (1 = off).
         whitespace_threshold: RGB mean (0-255) above which a pixel is white.
+
+    Raises:
+        ValueError: ``qc`` is not one of :data:`QC_METHODS` (the message names ``tiles.qc``).
     """
 
     qc: str | None = "otsu"
@@ -42,11 +48,21 @@ class TissueFilter:
     grayspace_fraction: float = 0.6
     grayspace_threshold: float = 0.05
     whitespace_fraction: float = 1.0
-    whitespace_threshold: float = 230
+    whitespace_threshold: float = 230.0
 
     def __post_init__(self) -> None:
+        qc = self.qc.lower() if isinstance(self.qc, str) else self.qc
+        object.__setattr__(self, "qc", None if qc in ("none", "null", "") else qc)
         if self.qc not in QC_METHODS:
-            raise ValueError(f"qc must be one of {QC_METHODS}, got {self.qc!r}")
+            raise ValueError(f"tiles.qc must be one of {QC_METHODS}, got {self.qc!r}")
+        for name in (
+            "filter_threshold",
+            "grayspace_fraction",
+            "grayspace_threshold",
+            "whitespace_fraction",
+            "whitespace_threshold",
+        ):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     def keeps(self, tile: np.ndarray) -> bool:
         """Return whether a tile passes the grayspace and whitespace filters."""

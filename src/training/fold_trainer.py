@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.validate import validate
+from src.data.base_datamodule import BaseFoldDataModule
 from src.data.datamodule import FoldDataModule
 from src.data.dataset import Dataset, SlideLabels
 from src.data.normalizers import StainNormalizer
@@ -54,7 +55,7 @@ class FoldTrainer:
         self.outcomes = labels.outcomes
         self.name = name
         self.row_info = {"model": name, **(row_info or {})}
-        self.data: FoldDataModule | None = None  # or the data module ``dataset.datamodule`` names
+        self.data: BaseFoldDataModule | None = None  # or the data module ``dataset.datamodule`` names
         self.module: TileModule | None = None
 
     @property

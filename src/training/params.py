@@ -12,14 +12,14 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from src.data.datamodule import FoldDataModule
+from src.data.base_datamodule import BaseFoldDataModule
 from src.data.tile_colour import colour_stats
 from src.infra.files import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[str, Any]) -> dict[str, Any]:
+def fold_params(hp: DictConfig, data: BaseFoldDataModule, net: Any, row_info: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to rebuild and feed the model: outcomes, clinical fit, tiles, norm fit, config."""
     assert data.train is not None  # set by the data module's setup()
     tiles = data.train.dataset.tiles
@@ -30,7 +30,7 @@ def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[s
         "clinical_encoder": data.encoder.to_dict(),
         "tile_px": tiles.tile_px if tiles else None,
         "tile_um": tiles.tile_um if tiles else None,
-        "tile_settings": tiles.__dict__ if tiles else None,
+        "tile_settings": tiles.to_dict() if tiles else None,
         "norm_fit": data.normalizer.get_fit() if data.normalizer is not None else None,
         "input_stats": net.input_stats(),  # the model's input scaling (also in its buffers)
         "tile_colour": training_colour(data),  # the training slides' colour (predict.py flags slides far from it)
@@ -41,7 +41,7 @@ def fold_params(hp: DictConfig, data: FoldDataModule, net: Any, row_info: dict[s
     }
 
 
-def training_colour(data: FoldDataModule) -> dict[str, Any] | None:
+def training_colour(data: BaseFoldDataModule) -> dict[str, Any] | None:
     """The colour of the training slides' tiles (:func:`~src.data.tile_colour.colour_stats`); None without tiles."""
     tiles = getattr(getattr(data, "train", None), "data", None)
     read_image = getattr(tiles, "read_image", None)
@@ -54,7 +54,7 @@ def training_colour(data: FoldDataModule) -> dict[str, Any] | None:
         return None
 
 
-def write_fold_files(outdir: Path, params: dict[str, Any], data: FoldDataModule, labels: Any) -> None:
+def write_fold_files(outdir: Path, params: dict[str, Any], data: BaseFoldDataModule, labels: Any) -> None:
     """Write ``params.json`` and ``slide_manifest.csv`` (slide, patient, training/validation, label)."""
     write_json_atomic(outdir / "params.json", params)
     rows = []

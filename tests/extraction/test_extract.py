@@ -17,6 +17,7 @@ from src.extraction.settings import TileSettings
 from src.extraction.shards import iter_shard, read_index, shard_dir, tar_path
 from src.slides.grid import tile_grid
 from src.slides.reader import open_slide
+from src.slides.tiles import TissueFilter
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)
 
@@ -65,7 +66,7 @@ def test_second_run_skips_and_new_settings_get_new_folder(two_slides: dict[str, 
     again = extract_slides(two_slides, tmp_path, SETTINGS, progress=False)
     assert again["status"].tolist() == ["skipped", "skipped"]
     assert again["kept_tiles"].tolist() == first["kept_tiles"].tolist()
-    other = TileSettings(tile_px=64, tile_um=64, grayspace_fraction=1.0)
+    other = TileSettings(tile_px=64, tile_um=64, tissue=TissueFilter(grayspace_fraction=1.0))
     third = extract_slides(two_slides, tmp_path, other, progress=False)
     assert third["status"].tolist() == ["done", "done"]
     assert shard_dir(tmp_path, other) != shard_dir(tmp_path, SETTINGS)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from src.models.mil.base import MilHeads, MilModel, masked_softmax
+from src.models.mil.base import MilModel, masked_softmax
 
 
 class GatedAttention(nn.Module):
@@ -61,13 +61,20 @@ class AttentionMIL(MilModel):
         output_scale: Sequence[float] | None = None,
         drop_images: bool = False,
     ) -> None:
-        super().__init__(drop_images)
-        self.embed = nn.Sequential(nn.Linear(n_features, hidden_width), nn.ReLU(), nn.Dropout(dropout))
-        self.attention = GatedAttention(hidden_width, attention_width)
-        self.heads = MilHeads(hidden_width, outcome_sizes, n_clinical, dropout, output_mean, output_scale)
+        self.attention_width = attention_width  # read by build_pooling
+        super().__init__(
+            n_features, outcome_sizes, n_clinical, hidden_width, dropout, output_mean, output_scale, drop_images
+        )
 
-    def pool(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def build_pooling(self, width: int) -> None:
+        """The gated attention over tile embeddings of ``width``."""
+        self.attention = GatedAttention(width, self.attention_width)
+
+    def attend(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, tiles) attention over the tile embeddings ``h``: sums to 1 over real tiles, 0 on padding."""
+        return masked_softmax(self.attention(h), mask)
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention-weighted sum of the tile embeddings; the attention sums to 1 over real tiles."""
-        h = self.embed(features)
-        attention = masked_softmax(self.attention(h), mask)
+        attention = self.attend(h, mask)
         return torch.einsum("bt,btw->bw", attention.to(h.dtype), h), attention

@@ -1,4 +1,4 @@
-"""What every MIL model shares: the contract, clinical fusion after pooling, the heads and masked pooling.
+"""What every MIL model shares: the contract, the tile embedding, clinical fusion after pooling, the heads.
 
 A MIL model is any ``nn.Module`` built as ``model(n_features=…, outcome_sizes=…, n_clinical=…, output_mean=…,
 output_scale=…, **its own keyword arguments)`` whose ``forward(features, mask, clinical=None,
@@ -6,10 +6,15 @@ return_attention=False)`` maps float (batch, tiles, n_features) tile features an
 (True = a real tile, False = padding) to one (batch, outcome_size) tensor per outcome; with
 ``return_attention=True`` it returns ``(outputs, attention)``, attention (batch, tiles) summing to 1 over each
 bag's real tiles and 0 on padding. Padding must change no output.
+
+Subclass :class:`MilModel` (training and predict.py recognise a MIL net by it): it builds the tile embedding
+and the heads and runs them, so a new model writes only its pooling (:meth:`MilModel.pool`, and
+:meth:`MilModel.build_pooling` when the pooling has layers).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -68,25 +73,63 @@ class MilHeads(nn.Module):
         ]
 
 
-class MilModel(nn.Module):
-    """Base class of the shipped MIL models: subclasses build ``self.heads`` and implement :meth:`pool`.
+class MilModel(nn.Module, ABC):
+    """Base class of the shipped MIL models: tile embedding → pooling → heads; a subclass writes the pooling.
+
+    The base builds, in this order (the order in which the layers draw their initial weights from the seed):
+    ``embed`` (Linear(n_features, hidden_width) → ReLU → Dropout, the dropout only with
+    :attr:`embed_dropout`), the subclass's pooling layers (:meth:`build_pooling`), then ``heads``
+    (:class:`MilHeads`). :meth:`forward` embeds the tiles, pools them (:meth:`pool`) and applies the heads.
+    A subclass with hyper-parameters of its own sets them as attributes before calling ``super().__init__``
+    (:meth:`build_pooling` reads them) and lists them in its own signature, which the config is checked against.
 
     Args:
+        n_features: Width of the tile features.
+        outcome_sizes: Output width of each outcome head.
+        n_clinical: Width of the clinical inputs fused after pooling.
+        hidden_width: Tile embedding width.
+        dropout: Dropout after the tile embedding (with :attr:`embed_dropout`) and on the fused bag vector.
+        output_mean: Per outcome head offset (see :class:`MilHeads`).
+        output_scale: Per outcome head scale.
         drop_images: Must be false (a MIL model reads tile features; use a tile model for clinical-only runs).
     """
 
-    def __init__(self, drop_images: bool = False) -> None:
+    embed_dropout: bool = True  # Dropout after the tile embedding's ReLU
+
+    def __init__(
+        self,
+        n_features: int,
+        outcome_sizes: Sequence[int],
+        n_clinical: int = 0,
+        hidden_width: int = 256,
+        dropout: float = 0.25,
+        output_mean: Sequence[float] | None = None,
+        output_scale: Sequence[float] | None = None,
+        drop_images: bool = False,
+    ) -> None:
         super().__init__()
         if drop_images:
             raise ValueError("MIL models need tile features: model.drop_images=true is for tile models only")
+        layers = [nn.Linear(n_features, hidden_width), nn.ReLU()]
+        if self.embed_dropout:
+            layers.append(nn.Dropout(dropout))
+        self.embed = nn.Sequential(*layers)
+        self.build_pooling(hidden_width)
+        self.heads = MilHeads(hidden_width, outcome_sizes, n_clinical, dropout, output_mean, output_scale)
+
+    def build_pooling(self, width: int) -> None:
+        """Build the pooling's layers (as attributes) over tile embeddings of ``width``; none by default."""
 
     def input_stats(self) -> None:
         """MIL models take features, not images: no input scaling (params.json ``input_stats`` is null)."""
         return None
 
-    def pool(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(batch, tiles, n_features) + mask → (batch, width) bag embedding and (batch, tiles) attention or None."""
-        raise NotImplementedError
+    @abstractmethod
+    def pool(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(batch, tiles, width) tile embeddings + mask → (batch, width) bag embedding, (batch, tiles) attention.
+
+        The attention sums to 1 over each bag's real tiles and is 0 on padding (None: the model has none).
+        """
 
     def forward(
         self,
@@ -98,6 +141,6 @@ class MilModel(nn.Module):
         """One output per outcome (and the attention over tiles with ``return_attention``)."""
         if mask is None:
             mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
-        pooled, attention = self.pool(features, mask)
+        pooled, attention = self.pool(self.embed(features), mask)
         outputs = self.heads(pooled, clinical)
         return (outputs, attention) if return_attention else outputs

@@ -16,12 +16,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from src.models.mil.attention_mil import GatedAttention
-from src.models.mil.base import MilHeads, MilModel, masked_softmax
+from src.models.mil.attention_mil import AttentionMIL
 
 
-class ClamSB(MilModel):
-    """Single-branch CLAM (``model=clam_sb``).
+class ClamSB(AttentionMIL):
+    """Single-branch CLAM (``model=clam_sb``): :class:`~src.models.mil.attention_mil.AttentionMIL` + instance loss.
 
     Args:
         n_features: Width of the tile features.
@@ -53,22 +52,20 @@ class ClamSB(MilModel):
         output_scale: Sequence[float] | None = None,
         drop_images: bool = False,
     ) -> None:
-        super().__init__(drop_images)
-        self.embed = nn.Sequential(nn.Linear(n_features, hidden_width), nn.ReLU(), nn.Dropout(dropout))
-        self.attention = GatedAttention(hidden_width, attention_width)
-        self.heads = MilHeads(hidden_width, outcome_sizes, n_clinical, dropout, output_mean, output_scale)
+        super().__init__(
+            n_features,
+            outcome_sizes,
+            n_clinical,
+            hidden_width,
+            attention_width,
+            dropout,
+            output_mean,
+            output_scale,
+            drop_images,
+        )
         self.n_classes = int(outcome_sizes[0])
         self.instance_classifiers = nn.ModuleList(nn.Linear(hidden_width, 2) for _ in range(self.n_classes))
         self.k_sample, self.instance_weight, self.subtyping = int(k_sample), float(instance_weight), subtyping
-
-    def _embed_and_attend(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.embed(features)
-        return h, masked_softmax(self.attention(h), mask)
-
-    def pool(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention-weighted sum of the tile embeddings; the attention sums to 1 over real tiles."""
-        h, attention = self._embed_and_attend(features, mask)
-        return torch.einsum("bt,btw->bw", attention.to(h.dtype), h), attention
 
     def auxiliary_loss(self, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Instance clustering loss × ``instance_weight`` (0 when the first outcome is not a class).
@@ -80,7 +77,8 @@ class ClamSB(MilModel):
         """
         if self.n_classes < 2 or self.instance_weight == 0:
             return features.new_zeros(())
-        h, attention = self._embed_and_attend(features, mask)
+        h = self.embed(features)
+        attention = self.attend(h, mask)
         losses = []
         for b in range(len(features)):
             real = mask[b].nonzero().squeeze(1)

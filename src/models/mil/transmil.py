@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from src.models.mil.base import MilHeads, MilModel
+from src.models.mil.base import MilModel
 
 
 class TransLayer(nn.Module):
@@ -71,6 +71,8 @@ class TransMIL(MilModel):
         drop_images: Must be false.
     """
 
+    embed_dropout = False  # the tile embedding is Linear → ReLU
+
     def __init__(
         self,
         n_features: int,
@@ -83,18 +85,21 @@ class TransMIL(MilModel):
         output_scale: Sequence[float] | None = None,
         drop_images: bool = False,
     ) -> None:
-        super().__init__(drop_images)
-        self.embed = nn.Sequential(nn.Linear(n_features, hidden_width), nn.ReLU())
-        self.cls_token = nn.Parameter(torch.randn(1, 1, hidden_width) * 0.02)
-        self.layer1 = TransLayer(hidden_width, heads, dropout)
-        self.ppeg = PPEG(hidden_width)
-        self.layer2 = TransLayer(hidden_width, heads, dropout)
-        self.norm = nn.LayerNorm(hidden_width)
-        self.heads = MilHeads(hidden_width, outcome_sizes, n_clinical, dropout, output_mean, output_scale)
+        self.n_heads, self.attention_dropout = heads, dropout  # read by build_pooling
+        super().__init__(
+            n_features, outcome_sizes, n_clinical, hidden_width, dropout, output_mean, output_scale, drop_images
+        )
 
-    def pool(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def build_pooling(self, width: int) -> None:
+        """The class token, the two transformer layers with the PPEG between them, and the final norm."""
+        self.cls_token = nn.Parameter(torch.randn(1, 1, width) * 0.02)
+        self.layer1 = TransLayer(width, self.n_heads, self.attention_dropout)
+        self.ppeg = PPEG(width)
+        self.layer2 = TransLayer(width, self.n_heads, self.attention_dropout)
+        self.norm = nn.LayerNorm(width)
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The class token after two layers; attention of the class token over the real tiles."""
-        h = self.embed(features)
         batch = len(h)
         x = torch.cat([self.cls_token.expand(batch, -1, -1), h], dim=1)
         padding = torch.cat([mask.new_zeros(batch, 1), ~mask], dim=1)

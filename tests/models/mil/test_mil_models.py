@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from src.models.mil.attention_mil import AttentionMIL
-from src.models.mil.base import masked_softmax
+from src.models.mil.base import MilModel, masked_softmax
 from src.models.mil.clam_sb import ClamSB
 from src.models.mil.mean_pool import MeanPoolMLP
 from src.models.mil.transmil import TransMIL
@@ -75,3 +75,67 @@ def test_clam_instance_loss_trains_the_instance_classifiers() -> None:
 def test_drop_images_is_refused() -> None:
     with pytest.raises(ValueError, match="drop_images"):
         AttentionMIL(n_features=4, outcome_sizes=[2], drop_images=True)
+
+
+SHARED_KEYS = [  # the base's tile embedding and heads (outcome_sizes=[3, 1]): checkpoints name them so
+    "embed.0.weight",
+    "embed.0.bias",
+    "heads.output_mean",
+    "heads.output_scale",
+    "heads.heads.0.weight",
+    "heads.heads.0.bias",
+    "heads.heads.1.weight",
+    "heads.heads.1.bias",
+]
+POOLING = {  # what each model adds: its pooling's layers (top-level names in the state_dict)
+    "attention_mil": ["attention"],
+    "clam_sb": ["attention", "instance_classifiers"],
+    "transmil": ["cls_token", "layer1", "ppeg", "layer2", "norm"],
+    "mean_pool": [],
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_checkpoint_keys_are_the_shared_embedding_and_heads_plus_the_pooling(name: str) -> None:
+    keys = list(build(name).state_dict())
+    assert [key for key in keys if key.split(".")[0] in ("embed", "heads")] == SHARED_KEYS
+    pooling = [key.split(".")[0] for key in keys if key.split(".")[0] not in ("embed", "heads")]
+    assert list(dict.fromkeys(pooling)) == POOLING[name]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_state_dict_loads_into_a_model_built_with_another_seed_and_gives_the_same_outputs(name: str) -> None:
+    model = build(name, n_clinical=2)
+    torch.manual_seed(7)
+    other = MODELS[name](n_features=12, outcome_sizes=[3, 1], n_clinical=2, hidden_width=16).eval()
+    other.load_state_dict(model.state_dict(), strict=True)
+    features, mask, clinical = torch.randn(2, 6, 12), torch.ones(2, 6, dtype=torch.bool), torch.randn(2, 2)
+    with torch.no_grad():
+        for first, second in zip(model(features, mask, clinical), other(features, mask, clinical), strict=True):
+            torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+class MaxPoolMIL(MilModel):
+    """A new model writes only its pooling: the embedding, heads and forward are the base's."""
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1), None
+
+
+def test_a_model_that_writes_only_its_pooling_gets_the_embedding_heads_and_clinical_fusion() -> None:
+    torch.manual_seed(0)
+    model = MaxPoolMIL(n_features=12, outcome_sizes=[3, 1], n_clinical=2, hidden_width=16).eval()
+    assert list(model.state_dict()) == SHARED_KEYS
+    features, mask = torch.randn(2, 5, 12), torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad():
+        outputs, attention = model(features, mask, torch.zeros(2, 2), return_attention=True)
+        pooled = model.embed(features).amax(1)
+        expected = model.heads(pooled, torch.zeros(2, 2))
+    assert attention is None and [tuple(o.shape) for o in outputs] == [(2, 3), (2, 1)]
+    for output, wanted in zip(outputs, expected, strict=True):
+        torch.testing.assert_close(output, wanted)
+
+
+def test_a_model_without_pooling_cannot_be_built() -> None:
+    with pytest.raises(TypeError, match="pool"):
+        MilModel(n_features=4, outcome_sizes=[2])
