@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from src.evaluation.plots import outcome_plots
 from src.evaluation.results_log import append_results
 from src.infra.files import atomic_path
-from src.training.resume import plain_row
+from src.training.resumable import plain_row
 
 
 class EpochOutputs(pl.Callback):

@@ -22,7 +22,7 @@ from typing import Any
 from src.errors import UnsafeFileError
 from src.infra.files import atomic_path, leftovers
 from src.models.weights_file import load_torch_file
-from src.training.resume import LAST_CHECKPOINT
+from src.runs.naming import LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from src.infra.files import write_json_atomic
-
-STATUS_FILE = "status.json"
+from src.runs.naming import ATTEMPTS_DIR, STATUS_FILE
 
 
 def _now() -> str:
@@ -41,17 +40,8 @@ def write_status(run_folder: Path, status: str, clear: tuple[str, ...] = (), **f
     for key in clear:
         record.pop(key, None)
     record.update({"status": status, "updated": _now(), **fields})
-    _write_json(path, record)
+    write_json_atomic(path, record)  # a reader never sees half a file; no temporary file is left
     return record
-
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` beside ``path`` and rename it (a reader never sees half a file; no temp file is left)."""
-    write_json_atomic(path, record)
-
-
-#: Folder of a run folder holding one small file per attempt (DDP token): its state for the waiting ranks.
-ATTEMPTS_DIR = ".attempts"
 
 
 def write_attempt(run_folder: str | Path, token: str, state: str, **fields: Any) -> Path:
@@ -63,7 +53,7 @@ def write_attempt(run_folder: str | Path, token: str, state: str, **fields: Any)
     folder = Path(run_folder) / ATTEMPTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{token}.json"
-    _write_json(path, {"state": state, **fields})
+    write_json_atomic(path, {"state": state, **fields})
     return path
 
 
