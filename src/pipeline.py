@@ -18,8 +18,9 @@ from src.infra.distributed import is_main
 from src.infra.processes import use_threads
 from src.outcomes import metric_bounds
 from src.project import ensure_tiles, fit_plan_to_tiles, load_project, plan_folds, prepare_tiles, without_slides
-from src.runs.folder import RunFolder, config_refused
+from src.runs.folder import RunFolder
 from src.runs.naming import SPLITS_FILE
+from src.runs.status import config_refused
 from src.training.fold_trainer import build_trainer
 from src.training.resume_point import check_resume_point
 

@@ -12,10 +12,13 @@ and says in a few verbs what happens to the folder:
   trained) are the one place where a fold's rows reach the results log, ``fold_status.json`` and the study's
   pruner;
 - :meth:`RunFolder.finish` writes ``summary.json`` and the final status; :meth:`RunFolder.fail` and
-  :meth:`RunFolder.pruned` the status of a run that an error ended.
+  :meth:`RunFolder.pruned` the status of a run that an error ended (``src.runs.status.config_refused``: one
+  that ``validate`` refused).
 
-Under DDP every rank holds a ``RunFolder``; only rank 0 writes (``src.infra.distributed``): the other ranks'
-verbs write nothing. The files' formats are those of ``src.runs.status``, ``jobs``, ``folds``, ``summary``.
+Under DDP every rank holds a ``RunFolder`` and only rank 0 writes (``src.infra.distributed``): ``join``,
+``write_splits``, ``prepared`` and ``finish`` are called on rank 0 only; ``fold_done``, ``fail`` and ``pruned``
+are called on every rank and write on rank 0 only. The files' formats are those of ``src.runs.status``,
+``jobs``, ``folds`` and ``summary``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from src.data.splits import SplitPlan
@@ -296,18 +298,3 @@ class RunFolder:
             write_attempt(self.path, self.token, "failed", **failure_fields(cause))
         except Exception as unwritten:
             log.error("The attempt file of %s could not be written (%s)", self.path, unwritten)
-
-
-def config_refused(cfg: DictConfig, error: BaseException) -> None:
-    """A config refused by ``validate``: Hydra's new job folder (the run folder) gets ``status.json`` ``failed``.
-
-    With ``run_dir`` or ``resume`` the run folder is that one, which a refused config must not touch (it may
-    hold a completed run), and without Hydra no folder was made: nothing is written then.
-    """
-    if cfg.get("run_dir") or cfg.get("resume") or not HydraConfig.initialized() or not is_main():
-        return
-    folder = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        write_status(folder, "failed", **failure_fields(error))
-    except Exception as unwritten:
-        log.error("%s could not be written (%s); the config error: %s", folder / STATUS_FILE, unwritten, error)

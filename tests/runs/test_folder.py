@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import TrialPrunedError
 from src.infra import distributed
 from src.runs import naming
-from src.runs.folder import RunFolder, config_refused
+from src.runs.folder import RunFolder
 from src.runs.naming import output_folder
-from src.runs.status import read_attempt, read_status, write_status
+from src.runs.status import config_refused, read_attempt, read_status, write_status
 
 METRIC = "val/slide_auroc/y"
 
