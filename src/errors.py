@@ -15,3 +15,7 @@ class UnsafeFileError(ValueError):
     The message names the file and what in it was refused (a pickled object beyond tensors and plain data, or
     a ``_target_`` / outcome kind the loader does not allow), and how to allow it when the file is trusted.
     """
+
+
+class TrialPrunedError(Exception):
+    """The study's pruner stopped this trial (``src.hpsearch.pruning``); the sweeper records it as *pruned*."""

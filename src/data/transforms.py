@@ -104,7 +104,7 @@ class BatchTransform:
             images: uint8 (B, C, H, W) tiles on the training device, in any memory layout (made contiguous
                 first, before the normalizer).
             generator: CPU generator of the per-tile draws (``None``: torch's global one, which
-                ``src.training.resume.EpochSeeds`` seeds at every epoch start, so a seed and an epoch give
+                ``src.training.resumable.EpochSeeds`` seeds at every epoch start, so a seed and an epoch give
                 the same tiles, resumed or not, whatever the device and ``num_workers``).
         """
         if images.dtype != torch.uint8 or images.ndim != 4:

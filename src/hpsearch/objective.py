@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.hpsearch.pruning import TrialPrunedError
+from src.errors import TrialPrunedError
 
 OBJECTIVES = ("mean", "mean_minus_sd")
 DIRECTIONS = ("auto", "minimize", "maximize")

@@ -5,7 +5,7 @@ With a pruner (``hydra/sweeper/pruner=median``, or any ``optuna.pruners`` ``_tar
 submitit) reads the pruner, the study's storage and its name from its own Hydra config (``hydra.sweeper``, as
 the sweeper does; never from a file in the sweep folder), and reports, after fold *k*, the mean of
 ``optimized_metric`` over its first *k* folds (last epoch) as the trial's intermediate value at step *k*, in the
-study's storage. When the pruner says so, the run stops with :class:`TrialPrunedError`: its completed folds
+study's storage. When the pruner says so, the run stops with :class:`~src.errors.TrialPrunedError`: its completed folds
 stay in ``results_log.csv``, its ``status.json`` says ``pruned``, and the study records the trial as *pruned*
 (``history.csv``). With the median pruner a trial stops when its running mean is worse than the median of the
 earlier trials' running means after the same number of folds (from the 4th trial on).
@@ -25,13 +25,10 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from src.errors import TrialPrunedError
 from src.hpsearch.sweep_info import STUDY_SWEEPER, study_location
 
 log = logging.getLogger(__name__)
-
-
-class TrialPrunedError(Exception):
-    """The study's pruner stopped this trial (the sweeper records it as *pruned*)."""
 
 
 @dataclass

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from src.command_keys import PREDICT_KEYS, command_keys
@@ -31,21 +28,9 @@ from src.inference.models import checkpoint_paths, load_members
 from src.inference.slide import PredictOptions, predict_slide
 from src.inference.tables import REPORT_COLUMNS, slide_row, summary, write_csv, write_evaluation, write_tables
 from src.infra.processes import use_threads
+from src.runs.naming import output_folder
 
 log = logging.getLogger(__name__)
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """``outdir``, else Hydra's job folder, else a fresh unique folder under ``paths.output_dir/predict``."""
-    if cfg.get("outdir"):
-        path = Path(cfg.outdir)
-    elif HydraConfig.initialized():
-        path = Path(HydraConfig.get().runtime.output_dir)
-    else:
-        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        path = Path(cfg.paths.output_dir) / "predict" / f"{stamp}_{uuid.uuid4().hex[:6]}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def run(cfg: DictConfig) -> int:
@@ -77,7 +62,7 @@ def _run(cfg: DictConfig) -> int:
         encoder, dtype = feature_encoder(models, cfg.get("encoder_weights"), list(cfg.allowed_targets))
         mil = MilPredictor(models, encoder, dtype, str(cfg.get("device", "auto")))
         predict = partial(predict_mil_slide, predictor=mil)
-    out = output_dir(cfg)
+    out = output_folder(cfg.get("outdir"), Path(cfg.paths.output_dir) / "predict")  # outdir=, Hydra's, or a new one
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     options = PredictOptions(
         settings=with_stride(models.tiles, cfg.get("stride_div")),

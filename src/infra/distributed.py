@@ -5,7 +5,7 @@ rank 0 reaches its first ``fit`` (with ``LOCAL_RANK``/``NODE_RANK``/``WORLD_SIZE
 ``torchrun`` every rank starts at once (``SLURM_PROCID``, ``RANK``). Either way each rank runs the whole
 pipeline, so every side effect must say who does it: only rank 0 (:func:`is_main`) generates the demo,
 extracts tiles, plans and writes the splits, and writes every file of the run folder; the other ranks wait
-until rank 0 says it is ready (:func:`wait_until` on its attempt file, ``src.run_status.write_attempt``, keyed
+until rank 0 says it is ready (:func:`wait_until` on its attempt file, ``src.runs.status.write_attempt``, keyed
 by :func:`run_token`) and then read what it wrote.
 
 Before Lightning's process group exists the rank comes from the environment, as Lightning reads it

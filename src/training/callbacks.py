@@ -13,7 +13,7 @@ from src.evaluation.plots import outcome_plots
 from src.evaluation.results_log import append_results
 from src.infra.files import atomic_path
 from src.training.module import TileModule
-from src.training.resume import plain_row
+from src.training.resumable import plain_row
 
 
 class EpochOutputs(pl.Callback):

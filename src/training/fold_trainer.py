@@ -29,7 +29,7 @@ from src.training.loggers import build_loggers, configure_wandb_env, finish_logg
 from src.training.module import TileModule
 from src.training.params import fold_params, write_fold_files
 from src.training.quiet import quiet_console
-from src.training.resume import EpochSeeds, LastCheckpoint, fold_logger_id, set_aside_csv_metrics
+from src.training.resumable import EpochSeeds, LastCheckpoint, fold_logger_id, set_aside_csv_metrics
 from src.training.resume_point import check_resumable
 
 log = logging.getLogger(__name__)

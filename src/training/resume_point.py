@@ -24,7 +24,7 @@ from src.errors import UnsafeFileError
 from src.infra.files import atomic_path, move_file
 from src.infra.temp_files import find_leftovers, remove_leftovers
 from src.models.weights_file import load_torch_file
-from src.training.resume import LAST_CHECKPOINT
+from src.runs.naming import LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from src.data.normalizers import Reinhard
 from src.data.transforms import BatchTransform, WorkerTransform, tile_transform
 from src.models.examples import small_cnn
 from src.models.tilenet import TileNet
-from src.training.resume import seed_epoch
+from src.training.resumable import seed_epoch
 from tests.data.test_normalizers import two_stain_image
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

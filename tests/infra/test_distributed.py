@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from src.hpsearch.pruning import TrialPrunedError
+from src.errors import TrialPrunedError
 from src.infra import distributed
-from src.pipeline import _read_prepared
-from src.run_status import write_attempt, write_status
+from src.runs.folder import RunFolder
+from src.runs.status import write_attempt, write_status
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
 SLURM_VARIABLES = ("SLURM_NTASKS", "SLURM_PROCID", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT")
@@ -50,18 +52,20 @@ def test_rank_1_waits_for_this_attempt_of_rank_0(clean_env, tiny_cfg, tmp_path) 
     clean_env.setenv("RANK", "1")
     clean_env.setenv(distributed.TOKEN_VARIABLE, "now")
     out = tmp_path / "run"
-    out.mkdir()
-    cfg = tiny_cfg()
+    folder = RunFolder.open(tiny_cfg(f"run_dir={out}"))
+    assert folder.path == out and folder.token == "now"
     write_attempt(out, "before", "failed", error_type="ValueError", error="old")  # an earlier attempt: keep waiting
     write_attempt(out, "other-job", "prepared")  # another job of the run (its own fold) in the same folder
     write_status(out, "failed", error_type="ValueError", error="old")
     with pytest.raises(TimeoutError, match="rank 1"):
-        _read_prepared(cfg, out, timeout_s=0.2)
+        folder.wait_prepared(timeout_s=0.2)
+    write_attempt(out, "now", "prepared")
+    assert folder.wait_prepared(timeout_s=5)
     write_attempt(out, "now", "failed", error_type="ValueError", error="bad")
     with pytest.raises(RuntimeError, match=r"rank 0 failed \(ValueError: bad\)"):
-        _read_prepared(cfg, out, timeout_s=5)
+        folder.wait_prepared(timeout_s=5)
     write_attempt(out, "now", "completed")
-    assert _read_prepared(cfg, out, timeout_s=5) is None  # rank 0 found the run completed: nothing to do
+    assert not folder.wait_prepared(timeout_s=5)  # rank 0 found the run completed: nothing to do
 
 
 class _StopAtOnce:
@@ -71,16 +75,15 @@ class _StopAtOnce:
         raise TrialPrunedError(f"pruned after {folds_done} fold(s)")
 
 
-def _two_ranks(rank_: int, port: int, results) -> None:
+def _two_ranks(rank_: int, port: int, out: Path, results) -> None:
     import torch.distributed as dist
-
-    from src.pipeline import _report_fold
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank_, world_size=2)
     try:
         value = distributed.from_main(f"from rank {rank_}")
+        folder = RunFolder(out, "now", None, "run", out / "results_log.csv", pruner=_StopAtOnce())
         try:
-            _report_fold(_StopAtOnce(), [], 1)
+            folder.fold_done("fold1", [{"epoch": 1, "val/metric": 0.5}], last=False)
             stopped = ""
         except TrialPrunedError as error:
             stopped = str(error)
@@ -89,7 +92,7 @@ def _two_ranks(rank_: int, port: int, results) -> None:
         dist.destroy_process_group()
 
 
-def test_every_rank_stops_when_rank_0_is_pruned() -> None:
+def test_every_rank_stops_when_rank_0_is_pruned(tmp_path: Path) -> None:
     """Under DDP only rank 0 asks the study; the decision reaches every rank (else they would wait forever)."""
     import socket
 
@@ -100,6 +103,7 @@ def test_every_rank_stops_when_rank_0_is_pruned() -> None:
         port = probe.getsockname()[1]
     manager = mp.Manager()
     results = manager.dict()
-    mp.spawn(_two_ranks, args=(port, results), nprocs=2, join=True)
+    mp.spawn(_two_ranks, args=(port, tmp_path, results), nprocs=2, join=True)
     assert dict(results) == {r: ("from rank 0", "pruned after 1 fold(s)") for r in (0, 1)}
+    assert (tmp_path / "fold1" / "fold_status.json").exists()  # rank 0 marked the fold before asking the study
     assert distributed.from_main("alone") == "alone"  # no process group: a no-op

@@ -58,7 +58,7 @@ class Boom:
 
 def test_wandb_gets_the_fold_run_id_and_resumes_it(tiny_cfg, tmp_path: Path) -> None:
     from src.training.loggers import build_loggers
-    from src.training.resume import fold_logger_id
+    from src.training.resumable import fold_logger_id
 
     fold = tmp_path / "fold1"
     first = fold_logger_id(fold, resume=False)

@@ -102,7 +102,7 @@ class StainNormalizer(ABC):
             images: The tiles, on the CPU or an accelerator.
             augment: Stain augmentation (``n``): each tile gets its own perturbed target.
             generator: CPU generator of the perturbations (``None``: torch's global one, which
-                ``src.training.resume.EpochSeeds`` seeds per epoch); drawn on the CPU, so a batch draws the
+                ``src.training.resumable.EpochSeeds`` seeds per epoch); drawn on the CPU, so a batch draws the
                 same targets on every device.
         """
         if self.target is None:

@@ -1,4 +1,4 @@
-"""``python -m src.evaluation.summarize`` runs no code a run folder names (issue 20 item 2); reads only its folds."""
+"""``python -m src.runs.summarize`` runs no code a run folder names (issue 20 item 2); reads only its folds."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from src.errors import ConfigError, UnsafeFileError
-from src.evaluation.summarize import main
-from src.run_summary import fold_names
+from src.runs.folds import fold_names
+from src.runs.summarize import main
 
 METRIC = "val/slide_auroc/y"
 

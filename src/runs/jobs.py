@@ -9,10 +9,10 @@ three jobs that share ``outputs/runs/cv3``: each trains its fold into ``fold<k>/
   status when it ends, so two jobs never write those files at once;
 - ``status.json`` lists the live jobs (``jobs``: pid, host and ``validation.folds`` of each); a job asking for
   a fold that a live job on this host trains is refused (:func:`busy_jobs`), others join;
-- ``validation.folds`` may differ between the jobs and the saved ``config.yaml`` (``src.resume``).
+- ``validation.folds`` may differ between the jobs and the saved ``config.yaml`` (``src.runs.resume``).
 
 The job that ends last (no other live job left) writes ``completed``, or ``failed`` when a fold folder was
-left without ``fold_status.json`` (:func:`incomplete_folds`).
+left without ``fold_status.json`` (``src.runs.folds.incomplete_folds``).
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from src.data.splits import load_splits
 from src.infra.locks import FileLock
 from src.infra.processes import pid_alive
-
-RUN_LOCK = ".run.lock"
-FOLD_STATUS = "fold_status.json"  # as src.training.resume writes it
+from src.runs.folds import folds_completed
+from src.runs.naming import RUN_LOCK
 
 
 def run_lock(folder: str | Path) -> FileLock:
@@ -88,27 +86,6 @@ def live_jobs(status: Mapping[str, Any] | None, folder: str | Path | None = None
     return live
 
 
-def fold_names(folder: str | Path, folds: Sequence[int] | None) -> list[str] | None:
-    """The names of the folds numbered ``folds`` (None: all) in the run's ``splits.json``; None without one."""
-    path = Path(folder) / "splits.json"
-    if not path.exists():
-        return None
-    names = [fold.name for fold in load_splits(path, "the run's splits.json")[1]]  # plain names (src.trust)
-    return names if not folds else [names[n - 1] for n in folds if 1 <= n <= len(names)]
-
-
-def missing_folds(folder: str | Path, folds: Sequence[int] | None) -> list[str] | None:
-    """The folds numbered ``folds`` (None: all) that the run in ``folder`` has not completed; None: no splits.json."""
-    names = fold_names(folder, folds)
-    return None if names is None else [n for n in names if not (Path(folder) / n / FOLD_STATUS).exists()]
-
-
-def folds_completed(folder: str | Path, folds: Sequence[int] | None) -> bool:
-    """Whether the run in ``folder`` completed the folds numbered ``folds`` (None: all of its ``splits.json``)."""
-    names, missing = fold_names(folder, folds), missing_folds(folder, folds)
-    return bool(names) and not missing
-
-
 def overlap(a: Sequence[int] | None, b: Sequence[int] | None) -> bool:
     """Whether two jobs' ``validation.folds`` share a fold (None: every fold)."""
     return a is None or b is None or bool(set(a) & set(b))
@@ -134,8 +111,3 @@ def left(status: Mapping[str, Any] | None, folder: str | Path | None = None) -> 
     """``jobs`` once this process left the run in ``folder``: the other live ones."""
     me = this_job(None)
     return [j for j in live_jobs(status, folder) if not _same(j, me)]
-
-
-def incomplete_folds(folder: str | Path) -> list[str]:
-    """Fold folders of the run without ``fold_status.json``: a job trained them and did not finish."""
-    return sorted(p.name for p in Path(folder).glob("fold*") if p.is_dir() and not (p / FOLD_STATUS).exists())

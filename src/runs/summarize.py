@@ -1,7 +1,7 @@
-"""Command line: ``python -m src.evaluation.summarize <run folder or name> [...]``: a run's summary of all its folds.
+"""Command line: ``python -m src.runs.summarize <run folder or name> [...]``: a run's summary of all its folds.
 
 Writes the run folder's ``summary.json`` again over every fold it completed, and prints it, as the run itself
-does when its last fold ends (``src.run_summary``). Use it for the folds of one run that ran as separate
+does when its last fold ends (``src.runs.summary``). Use it for the folds of one run that ran as separate
 jobs (``validation.folds=[1],[2],[3]`` with one ``run_dir``), e.g. when one of them is re-run later, or to see
 the folds completed so far. A name that is not a folder is looked up in the repository's ``outputs/runs/``
 (``paths.output_dir``'s default; ``--runs`` for another folder): ``<runs>/<name>``, else the newest
@@ -20,6 +20,8 @@ from pathlib import Path
 
 from src.errors import UnsafeFileError
 from src.evaluation.results_log import format_summary
+from src.runs.naming import CONFIG_FILE, SUMMARY_FILE
+from src.runs.summary import write_summary
 
 DEFAULT_RUNS = Path(__file__).resolve().parents[2] / "outputs" / "runs"  # conf/paths/default.yaml's
 
@@ -31,9 +33,9 @@ def find_run(name: str, runs: str | Path = DEFAULT_RUNS) -> Path:
         FileNotFoundError: no such run folder (names where it looked).
     """
     for candidate in (Path(name), Path(runs) / name):
-        if (candidate / "config.yaml").exists():
+        if (candidate / CONFIG_FILE).exists():
             return candidate
-    stamped = sorted(p for p in Path(runs).glob(f"*_{name}") if (p / "config.yaml").exists())
+    stamped = sorted(p for p in Path(runs).glob(f"*_{name}") if (p / CONFIG_FILE).exists())
     if stamped:
         return stamped[-1]
     raise FileNotFoundError(
@@ -49,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         The exit status: 0; 1 when a run has no completed fold; 2 when a run folder is not found or names code
         that is not allowed.
     """
-    from src.run_summary import write_summary  # the summary's code path (reads outcomes and fold files)
-
-    parser = argparse.ArgumentParser(prog="python -m src.evaluation.summarize", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m src.runs.summarize", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="run folder(s), or run name(s) in --runs")
     parser.add_argument("--runs", dest="runs_dir", default=str(DEFAULT_RUNS), help="folder of run folders")
     parser.add_argument(
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"{folder}: {len(record['folds'])} completed fold(s) ({', '.join(record['folds']) or 'none'})")
         print(format_summary(summary, record["epoch"], record.get("strategy") or ""))
-        print(f"Summary: {folder / 'summary.json'}")
+        print(f"Summary: {folder / SUMMARY_FILE}")
         status = status or int(not record["folds"])
     return status
 

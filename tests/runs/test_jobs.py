@@ -17,12 +17,14 @@ from omegaconf import OmegaConf
 from src.config import REPO_ROOT, compose
 from src.errors import ConfigError
 from src.evaluation.results_log import epoch_summary, summarize
-from src.evaluation.summarize import find_run, main
 from src.outcomes import metric_bounds, outcome_from_dict
 from src.pipeline import run
-from src.resume import check_resume
-from src.run_jobs import RUN_LOCK, busy_jobs, incomplete_folds, joined, left, live_jobs, overlap
-from src.run_status import read_status, write_status
+from src.runs.folds import incomplete_folds
+from src.runs.jobs import busy_jobs, joined, left, live_jobs, overlap
+from src.runs.naming import RUN_LOCK
+from src.runs.resume import check_resume
+from src.runs.status import read_status, write_status
+from src.runs.summarize import find_run, main
 from tests.conftest import tiny_overrides
 
 FEW_BATCHES = ["+trainer.limit_train_batches=2"]

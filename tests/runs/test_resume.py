@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from src.config import REPO_ROOT, compose
 from src.errors import ConfigError
 from src.pipeline import run
-from src.resume import config_differences
-from src.run_status import read_status, write_status
+from src.runs.resume import config_differences
+from src.runs.status import read_status, write_status
 from tests.conftest import tiny_overrides
 from tests.training.memory_logger import MemoryLogger
 

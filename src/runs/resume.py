@@ -6,9 +6,10 @@ A folder that already holds a run (its ``config.yaml``) is resumed, never overwr
   (else :func:`check_resume` refuses, listing the differing keys, before anything runs);
 - a run whose ``status.json`` says ``completed`` is left as it is ("nothing to do");
 - a run still running on this host (its PID alive) is refused, unless that job trains other folds: jobs of one
-  run, one fold each, share its folder (``src.run_jobs``);
-- folds with ``fold_status.json`` are kept, the interrupted fold continues from its ``last.ckpt``, later
-  folds are trained (``src.training.resume``); the folds planned now must equal the saved ``splits.json``.
+  run, one fold each, share its folder (``src.runs.jobs``);
+- folds with ``fold_status.json`` are kept (``src.runs.folds``), the interrupted fold continues from its
+  ``last.ckpt`` (``src.training.resumable``), later folds are trained; the folds planned now must equal the
+  saved ``splits.json`` (:func:`check_same_folds`).
 
 ``status.json`` lists when the run was resumed (``resumed``: timestamps) and the PID of the process now
 running it.
@@ -20,7 +21,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,14 +30,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.errors import ConfigError
-from src.run_jobs import asked_folds, busy_jobs, missing_folds
-from src.run_status import read_status, write_status
-from src.training.resume_point import check_resume_point
+from src.runs.folds import missing_folds
+from src.runs.jobs import asked_folds, busy_jobs
+from src.runs.naming import CONFIG_FILE, SPLITS_FILE
+from src.runs.status import read_status, write_status
 
 log = logging.getLogger(__name__)
 
 #: Keys that may differ between the saved config and a resume: they say where the run is, not what it does, and
-#: which of its folds this job trains (jobs of one run, one fold each, share the folder: ``src.run_jobs``); how
+#: which of its folds this job trains (jobs of one run, one fold each, share the folder: ``src.runs.jobs``); how
 #: many CPU threads it uses; and how it meets a problem (a slide that cannot be tiled, a small class) — the
 #: folds that result are checked against splits.json on resume. Everything else must match, paths included (they
 #: name the data, the tiles and the results log).
@@ -50,15 +52,6 @@ RESUME_FREE_KEYS = (
 )
 #: Fields of a previous attempt's status that no longer hold once the run runs again.
 STALE_STATUS_FIELDS = ("error_type", "error", "traceback", "optimized_metric", "value")
-
-
-def run_folder(cfg: DictConfig, new_folder: Callable[[DictConfig], Path]) -> Path:
-    """The folder of ``resume`` when set, else ``new_folder(cfg)`` (which may hold a run to resume too)."""
-    if cfg.get("resume"):
-        if cfg.get("run_dir") and Path(cfg.run_dir).resolve() != Path(cfg.resume).resolve():
-            log.warning("resume=%s given: run_dir=%s is ignored", cfg.resume, cfg.run_dir)
-        return Path(cfg.resume).expanduser()
-    return new_folder(cfg)
 
 
 def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -160,7 +153,7 @@ def check_resume(cfg: DictConfig, folder: Path) -> Resume | None:
         ConfigError: ``resume`` names a folder without a run; the config differs from the saved one (the
             differing keys are listed); a live job of the run on this host trains one of the folds asked for.
     """
-    saved_config = folder / "config.yaml"
+    saved_config = folder / CONFIG_FILE
     if not saved_config.exists():
         if cfg.get("resume"):
             raise ConfigError(
@@ -194,7 +187,7 @@ def check_same_folds(folder: Path, splits: Mapping[str, Any]) -> None:
     Raises:
         ConfigError: a fold's patients or slides changed (e.g. the annotations were edited), naming the folds.
     """
-    path = folder / "splits.json"
+    path = folder / SPLITS_FILE
     if not path.exists():
         return
     saved = {f["name"]: f for f in json.loads(path.read_text()).get("folds", [])}
@@ -205,19 +198,3 @@ def check_same_folds(folder: Path, splits: Mapping[str, Any]) -> None:
             f"Cannot resume the run in {folder}: the folds planned now differ from its splits.json in "
             f"{', '.join(changed)} (the annotations, slides or tiles changed); start a new run instead"
         )
-
-
-def check_resume_points(folder: Path, folds: list[int] | None) -> None:
-    """Before the data set-up, leave each unfinished fold this job trains a ``last.ckpt`` it can resume from.
-
-    An unusable one (corrupt, pickled, not a training checkpoint) is replaced by the fold's newest usable
-    ``epoch{N}.ckpt``, or removed so that the fold starts again, with a warning that says which
-    (``src.training.resume_point``). Folds of other live jobs of the run are not touched.
-
-    Args:
-        folder: The run folder being resumed.
-        folds: The fold numbers this job trains (``validation.folds``; None: all).
-    """
-    for name in missing_folds(folder, folds) or []:
-        if isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name:  # a folder of this run
-            check_resume_point(folder / name)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src import pipeline
 from src.config import REPO_ROOT
 from src.errors import ConfigError
 from src.pipeline import run
-from src.run_status import read_status
+from src.runs import folder as run_folder
+from src.runs.status import read_status
 from tests.conftest import tiny_overrides
 from tests.full_disk import small_disk
 
@@ -80,8 +80,8 @@ def test_a_status_that_cannot_be_written_does_not_hide_the_error_that_ended_the_
 
         return wrapped
 
-    monkeypatch.setattr(pipeline, "write_status", full_when_failing(pipeline.write_status))
-    monkeypatch.setattr(pipeline, "write_attempt", full_when_failing(pipeline.write_attempt))
+    monkeypatch.setattr(run_folder, "write_status", full_when_failing(run_folder.write_status))
+    monkeypatch.setattr(run_folder, "write_attempt", full_when_failing(run_folder.write_attempt))
     with caplog.at_level(logging.ERROR), pytest.raises(RuntimeError, match="boom in fold1"):
         run(tiny_cfg(FAIL_IN_FOLD2, "+callbacks.fail.fold=fold1", "validation.folds=[1]"))
     (folder,) = (tmp_path / "outputs" / "runs").iterdir()

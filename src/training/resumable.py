@@ -1,4 +1,4 @@
-"""What lets a fold be resumed: ``last.ckpt`` every epoch, per-epoch seeds, the fold's completion marker.
+"""What lets a fit be resumed: ``last.ckpt`` every epoch, per-epoch seeds, the logger's run id.
 
 - :class:`LastCheckpoint` writes ``checkpoints/last.ckpt`` at the end of every training epoch (temp name +
   rename, so a kill leaves the previous epoch's file whole). It is a Lightning ``Checkpoint``, so it runs
@@ -9,19 +9,16 @@
   and the samplers draw epoch ``e`` from ``(seed, e)`` (``src.samplers.epochs``): what epoch ``e`` draws
   never depends on the epochs before it, so no random state needs saving and a resumed fold draws what an
   uninterrupted one would (with ``dataloader.num_workers=0``; worker processes keep their own streams).
-- ``fold_status.json`` (:func:`mark_fold_completed`) says a fold is finished and holds its results rows;
-  it is written after those rows reached the project's ``results_log.csv``.
+- ``fold_status.json`` says a fold of a run is finished (``src.runs.folds``): its ``last.ckpt`` is then dropped.
 - ``logger_id.txt``: the experiment-logger run id of the fold (W&B ``id``), kept so a resumed fold logs to
   the same run.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +27,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
-from src.evaluation.results_log import json_safe
-from src.infra.files import write_json_atomic, write_text_atomic
+from src.infra.files import write_text_atomic
+from src.runs.naming import LAST_CHECKPOINT
 from src.samplers.epochs import seed_for
 
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-FOLD_STATUS = "fold_status.json"
 LOGGER_ID = "logger_id.txt"
 
 
@@ -95,12 +90,6 @@ def set_aside_csv_metrics(fold_dir: str | Path) -> list[Path]:
     return kept
 
 
-def last_checkpoint(fold_dir: str | Path) -> Path | None:
-    """The fold's ``last.ckpt`` (the end of its last finished epoch), or None when it has none."""
-    path = Path(fold_dir) / LAST_CHECKPOINT
-    return path if path.exists() else None
-
-
 def fold_logger_id(fold_dir: str | Path, resume: bool) -> str:
     """The fold's logger run id: the stored one when resuming (if any), else a new one, stored."""
     path = Path(fold_dir) / LOGGER_ID
@@ -109,33 +98,6 @@ def fold_logger_id(fold_dir: str | Path, resume: bool) -> str:
     run_id = uuid.uuid4().hex[:16]
     write_text_atomic(path, run_id + "\n")
     return run_id
-
-
-def mark_fold_completed(fold_dir: str | Path, rows: list[Mapping[str, Any]]) -> None:
-    """Write ``fold_status.json`` (status, time, the fold's results rows) and drop the no longer needed last.ckpt.
-
-    Call it only once the rows are in the project's results log: a fold with this file is never trained again.
-    """
-    fold_dir = Path(fold_dir)
-    record = {
-        "status": "completed",
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "epochs": [row.get("epoch") for row in rows],
-        "rows": json_safe([dict(row) for row in rows]),  # NaN → null (strict JSON); read back as NaN
-    }
-    write_json_atomic(fold_dir / FOLD_STATUS, record)
-    (fold_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # the last epoch is also in its epoch{N}.ckpt
-
-
-def completed_fold_rows(fold_dir: str | Path) -> list[dict[str, Any]] | None:
-    """The results rows of a completed fold (from ``fold_status.json``), or None when it is not completed."""
-    path = Path(fold_dir) / FOLD_STATUS
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    if record.get("status") != "completed":
-        return None
-    return [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in record["rows"]]
 
 
 def plain_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ anything: its status stays ``running``, with the PID and host that a reader can 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import traceback
@@ -15,9 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from src.infra.files import write_json_atomic
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
-STATUS_FILE = "status.json"
+from src.infra.distributed import is_main
+from src.infra.files import write_json_atomic
+from src.runs.naming import ATTEMPTS_DIR, STATUS_FILE
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> str:
@@ -41,17 +47,8 @@ def write_status(run_folder: Path, status: str, clear: tuple[str, ...] = (), **f
     for key in clear:
         record.pop(key, None)
     record.update({"status": status, "updated": _now(), **fields})
-    _write_json(path, record)
+    write_json_atomic(path, record)  # a reader never sees half a file; no temporary file is left
     return record
-
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` beside ``path`` and rename it (a reader never sees half a file; no temp file is left)."""
-    write_json_atomic(path, record)
-
-
-#: Folder of a run folder holding one small file per attempt (DDP token): its state for the waiting ranks.
-ATTEMPTS_DIR = ".attempts"
 
 
 def write_attempt(run_folder: str | Path, token: str, state: str, **fields: Any) -> Path:
@@ -63,7 +60,7 @@ def write_attempt(run_folder: str | Path, token: str, state: str, **fields: Any)
     folder = Path(run_folder) / ATTEMPTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{token}.json"
-    _write_json(path, {"state": state, **fields})
+    write_json_atomic(path, {"state": state, **fields})
     return path
 
 
@@ -89,3 +86,18 @@ def failure_fields(error: BaseException) -> dict[str, str]:
         "error": str(error),
         "traceback": "".join(lines)[-4000:],
     }
+
+
+def config_refused(cfg: DictConfig, error: BaseException) -> None:
+    """A config refused by ``validate``: Hydra's new job folder (the run folder) gets ``status.json`` ``failed``.
+
+    With ``run_dir`` or ``resume`` the run folder is that one, which a refused config must not touch (it may
+    hold a completed run), and without Hydra no folder was made: nothing is written then.
+    """
+    if cfg.get("run_dir") or cfg.get("resume") or not HydraConfig.initialized() or not is_main():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        write_status(folder, "failed", **failure_fields(error))
+    except Exception as unwritten:
+        log.error("%s could not be written (%s); the config error: %s", folder / STATUS_FILE, unwritten, error)

@@ -1,7 +1,7 @@
 """A run's ``summary.json``: mean, sd and 95% interval of every metric over the folds its folder completed.
 
 One code path for a run that trains all its folds, for jobs of one run that train one fold each (the job that
-ends last writes the summary of all of them, ``src.run_jobs``) and for ``python -m src.evaluation.summarize``:
+ends last writes the summary of all of them, ``src.runs.jobs``) and for ``python -m src.runs.summarize``:
 the rows of every completed fold are read back from its ``fold_status.json``, the folds and their patients
 from the run's ``splits.json``, the metric bounds from the outcomes in the folds' ``params.json``.
 """
@@ -16,27 +16,11 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from src.data.splits import load_splits
 from src.evaluation.results_log import INTERVAL_METHOD, epoch_summary, json_safe, summarize
-from src.infra.files import write_text_atomic as atomic_write_text
+from src.infra.files import write_json_atomic
 from src.outcomes import metric_bounds, outcomes_from_file
-from src.training.resume import completed_fold_rows
-
-SUMMARY_FILE = "summary.json"
-
-
-def fold_names(folder: str | Path) -> list[str]:
-    """Every fold of the run in ``splits.json`` order (the fold folders' names when it has no splits.json)."""
-    path = Path(folder) / "splits.json"
-    if path.exists():  # each name checked to be a plain folder name (src.trust)
-        return [fold.name for fold in load_splits(path, "the run's splits.json")[1]]
-    return sorted(p.name for p in Path(folder).glob("fold*") if p.is_dir())
-
-
-def completed_rows(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """Fold name → its results rows, for every fold the folder completed (in fold order)."""
-    rows = {name: completed_fold_rows(Path(folder) / name) for name in fold_names(folder)}
-    return {name: fold_rows for name, fold_rows in rows.items() if fold_rows is not None}
+from src.runs.folds import completed_rows
+from src.runs.naming import CONFIG_FILE, SPLITS_FILE, SUMMARY_FILE
 
 
 def folder_bounds(folder: str | Path, allowed_kinds: Iterable[str] = ()) -> dict[str, tuple[float, float]]:
@@ -74,7 +58,7 @@ def summary_record(
         bounds: Metric bounds (``src.outcomes.metric_bounds``).
         run_id: The run id (default: that of the rows, else the folder's name).
     """
-    splits_path = Path(folder) / "splits.json"
+    splits_path = Path(folder) / SPLITS_FILE
     splits = json.loads(splits_path.read_text()) if splits_path.exists() else {}
     sizes = {f["name"]: f for f in splits.get("folds", [])}
     every = [row for fold_rows in rows.values() for row in fold_rows]
@@ -102,7 +86,7 @@ def summary_record(
 
 def run_epoch(folder: str | Path) -> int:
     """The run's last epoch (the largest of ``epochs`` in its ``config.yaml``)."""
-    return max(int(e) for e in OmegaConf.load(Path(folder) / "config.yaml").epochs)
+    return max(int(e) for e in OmegaConf.load(Path(folder) / CONFIG_FILE).epochs)
 
 
 def write_summary(
@@ -128,5 +112,5 @@ def write_summary(
     epoch = run_epoch(folder) if epoch is None else epoch
     bounds = folder_bounds(folder, allowed_kinds) if bounds is None else bounds
     summary, record = summary_record(folder, completed_rows(folder), epoch, bounds, run_id)
-    atomic_write_text(folder / SUMMARY_FILE, json.dumps(record, indent=2))
+    write_json_atomic(folder / SUMMARY_FILE, record)
     return summary, record
