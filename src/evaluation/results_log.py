@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ from src.infra.files import atomic_path
 from src.infra.locks import FileLock
 
 
-def append_results(path: str | Path, rows: list[Mapping], replace: Mapping[str, object] | None = None) -> None:
+def append_results(path: str | Path, rows: Sequence[Mapping], replace: Mapping[str, object] | None = None) -> None:
     """Append rows to a CSV, adding columns as needed (file-locked, so parallel folds/jobs are safe).
 
     The lock (``{name}.lock``, a `src.infra.locks.FileLock`) is deleted when released, and the CSV is

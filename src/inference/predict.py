@@ -15,6 +15,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,7 +28,9 @@ from src.inference.mil import MilPredictor, feature_encoder, is_mil, predict_mil
 from src.inference.models import checkpoint_paths, load_members
 from src.inference.slide import PredictOptions, predict_slide
 from src.inference.tables import REPORT_COLUMNS, slide_row, summary, write_csv, write_evaluation, write_tables
+from src.infra.files import write_text_atomic
 from src.infra.processes import use_threads
+from src.outcomes import Outcome
 from src.runs.naming import output_folder
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,8 @@ def _run(cfg: DictConfig) -> int:
     needs += [f"the evaluation of outcomes={list(cfg.outcomes)}"] if cfg.outcomes else []
     if annotations is not None:  # a slide of slides= without a row: stop if these need it, else warn
         check_rows(slides, str(cfg.get("annotations") or cfg.slides), " and ".join(needs))
-    evaluated, targets = [], {}
+    evaluated: list[Outcome] = []
+    targets: dict[str, list[np.ndarray]] = {}
     if cfg.outcomes:
         if annotations is None:
             raise ValueError(f"outcomes={list(cfg.outcomes)} (evaluation) needs annotations=<csv> with those columns")
@@ -63,7 +67,7 @@ def _run(cfg: DictConfig) -> int:
         mil = MilPredictor(models, encoder, dtype, str(cfg.get("device", "auto")))
         predict = partial(predict_mil_slide, predictor=mil)
     out = output_folder(cfg.get("outdir"), Path(cfg.paths.output_dir) / "predict")  # outdir=, Hydra's, or a new one
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     options = PredictOptions(
         settings=with_stride(models.tiles, cfg.get("stride_div")),
         batch_size=int(cfg.batch_size),

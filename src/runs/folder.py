@@ -130,7 +130,8 @@ class RunFolder:
             if self.resumed is not None:
                 self.resumed.start(jobs=jobs)
             else:
-                write_status(self.path, "running", jobs=jobs, **({"sweep": self.sweep} if self.sweep else {}))
+                extra: dict[str, Any] = {"sweep": self.sweep} if self.sweep else {}
+                write_status(self.path, "running", jobs=jobs, **extra)
                 write_text_atomic(self.path / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
         return True
 
@@ -218,15 +219,16 @@ class RunFolder:
 
     def _report_to_pruner(self) -> None:
         """Rank 0 reports the running fold mean to the study; every rank stops if the study's pruner says so."""
+        assert self.pruner is not None  # fold_done reports only when there is one
         reason = None
         if is_main():  # rank 0 has the rows
             try:
                 self.pruner.report(self.rows, self.folds_seen)
             except TrialPrunedError as error:
                 reason = str(error)
-        reason = from_main(reason)  # under DDP the other ranks stop too, instead of waiting at the next fold
-        if reason:
-            raise TrialPrunedError(reason)
+        decided = from_main(reason)  # under DDP the other ranks stop too, instead of waiting at the next fold
+        if decided:
+            raise TrialPrunedError(str(decided))
 
     def finish(
         self, epoch: int, bounds: Mapping[str, tuple[float, float]], metric_name: str
@@ -280,7 +282,7 @@ class RunFolder:
         """Rank 0: ``status.json`` says ``pruned`` with the pruner's reason; never raises."""
         self._record_end(error, "pruned", reason=str(error))
 
-    def _record_end(self, cause: BaseException, status: str, /, **fields: object) -> None:
+    def _record_end(self, cause: BaseException, status: str, /, **fields: Any) -> None:
         """Write the status of a run that ``cause`` ended; never raises, so that ``cause`` is what the run exits with.
 
         A status that cannot be written (a full disk) is logged, with the error that ended the run; no temporary

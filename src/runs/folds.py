@@ -53,7 +53,7 @@ def incomplete_folds(folder: str | Path) -> list[str]:
     return [name for name in fold_folders(folder) if not (Path(folder) / name / FOLD_STATUS).exists()]
 
 
-def mark_fold_completed(fold_dir: str | Path, rows: list[Mapping[str, Any]]) -> None:
+def mark_fold_completed(fold_dir: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write ``fold_status.json`` (status, time, the fold's results rows) and drop the no longer needed last.ckpt.
 
     Call it only once the rows are in the project's results log: a fold with this file is never trained again.

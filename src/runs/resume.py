@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -87,7 +87,7 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _plain(config: Any) -> dict[str, Any]:
-    return OmegaConf.to_container(config, resolve=False) or {}
+    return cast(dict[str, Any], OmegaConf.to_container(config, resolve=False) or {})
 
 
 @dataclass

@@ -78,7 +78,7 @@ def read_status(run_folder: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def failure_fields(error: BaseException) -> dict[str, str]:
+def failure_fields(error: BaseException) -> dict[str, Any]:
     """What a failed status records about ``error``: type, message and the last lines of the traceback."""
     lines = traceback.format_exception(type(error), error, error.__traceback__)
     return {

@@ -9,7 +9,7 @@ from the run's ``splits.json``, the metric bounds from the outcomes in the folds
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ def folder_bounds(folder: str | Path, allowed_kinds: Iterable[str] = ()) -> dict
 
 def summary_record(
     folder: str | Path,
-    rows: Mapping[str, list[Mapping[str, Any]]],
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
     epoch: int,
     bounds: Mapping[str, tuple[float, float]],
     run_id: str | None = None,

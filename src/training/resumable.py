@@ -27,7 +27,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
-from src.infra.files import write_text_atomic
+from src.infra.files import move_file, write_text_atomic
 from src.runs.naming import LAST_CHECKPOINT
 from src.samplers.epochs import seed_for
 
@@ -85,7 +85,7 @@ def set_aside_csv_metrics(fold_dir: str | Path) -> list[Path]:
     for path in sorted(Path(fold_dir).glob("*/metrics.csv")):
         n = 1 + len(list(path.parent.glob("metrics.before_resume*.csv")))
         target = path.with_name(f"metrics.before_resume{n}.csv")
-        path.replace(target)
+        move_file(path, target)
         kept.append(target)
     return kept
 
