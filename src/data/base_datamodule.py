@@ -12,7 +12,7 @@ validation outputs and how items are batched.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -130,17 +130,19 @@ class BaseFoldDataModule(pl.LightningDataModule, ABC, Generic[Side, Index]):
     def train_dataloader(self) -> DataLoader:
         """Training batches, drawn by the first outcome's sampler (``training_balance``)."""
         hp = self.hp
+        train = self.train
+        assert train is not None, "setup() builds the training side before the loaders"
         sampler = self.outcomes[0].sampler(
             hp.training_balance,
-            self.train.item_samples,
-            self.train.sample_patients,
-            self.train.target_parts[0],
+            train.item_samples,
+            train.sample_patients,
+            train.target_parts[0],
             int(hp.batch_size),
             int(hp.seed),
             hp.loss,
         )
-        sampler, shuffle = training_sampler(sampler, len(self.train.data), int(hp.seed))  # per rank under DDP
-        return self._loader(self.train.data, int(hp.batch_size), sampler=sampler, shuffle=shuffle)
+        sampler, shuffle = training_sampler(sampler, _length(train.data), int(hp.seed))  # per rank under DDP
+        return self._loader(train.data, int(hp.batch_size), sampler=sampler, shuffle=shuffle)
 
     @abstractmethod
     def _eval_batch_size(self) -> int:
@@ -150,11 +152,12 @@ class BaseFoldDataModule(pl.LightningDataModule, ABC, Generic[Side, Index]):
         """Every validation item once, in order."""
         if self.val is None:
             return []
-        sampler = validation_sampler(len(self.val.data))  # under DDP: this rank's share, no padding
+        sampler = validation_sampler(_length(self.val.data))  # under DDP: this rank's share, no padding
         return self._loader(self.val.data, self._eval_batch_size(), sampler=sampler, shuffle=False)
 
     def _loader(self, data: TorchDataset, batch_size: int | None, sampler: Any, shuffle: bool) -> DataLoader:
         workers = int(self.hp.dataloader.num_workers)
+        assert self.train is not None, "setup() builds the training side before the loaders"
         train = data is self.train.data and batch_size is not None
         return DataLoader(
             data,
@@ -165,5 +168,11 @@ class BaseFoldDataModule(pl.LightningDataModule, ABC, Generic[Side, Index]):
             collate_fn=self._collate(batch_size),
             persistent_workers=workers > 0,
             pin_memory=self.pins_memory,
-            drop_last=train and len(data) > int(self.hp.batch_size),
+            drop_last=train and _length(data) > int(self.hp.batch_size),
         )
+
+
+def _length(data: TorchDataset) -> int:
+    """Items in ``data``: a side's data is map-style (tiles, bags), so it has a length (torch's Dataset has none)."""
+    assert isinstance(data, Sized), f"{type(data).__name__} is not a map-style dataset with a length"
+    return len(data)

@@ -17,9 +17,11 @@ memory (CUDA only), and the batches' memory layout (``src.data.collate``: as dec
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
@@ -118,26 +120,28 @@ class FoldDataModule(BaseFoldDataModule[SlideSet, ValidationIndex]):
     ) -> None:
         super().__init__(hp, labels, train_ds, val_ds, where)
         self.normalizer: StainNormalizer | None = None
-        self.augment = None  # the training augmentations; with the normalizer, run on the device by the module
+        # the training augmentations; with the normalizer, run on the device by the module
+        self.augment: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.source: TileSource = tile_source(hp.get("dataset"))  # dataset.tile_source: shards, wsi, ...
         self._train_tiles: SourceTiles | None = None
 
     def _side(self, dataset: Dataset, train: bool) -> SlideSet:
         slides, patients, clinical, targets = self._labelled(dataset)
+        data: TorchDataset
         if self.hp.model.drop_images:
             n = len(slides)
             data = SlideFeatureDataset(slides, targets, clinical)
             slide_idx, locs = np.arange(n), np.zeros((n, 2), np.int64)
         else:
             tiles = self.source.tiles(dataset, slides, targets, clinical)
-            data = tiles.data
+            items = data = tiles.data
             if train and self.hp.get("normalizer"):  # fitted on training tiles (or a reference tile) only
                 normalizer = instantiate(self.hp.normalizer)
-                self.normalizer = normalizer.fit_source(data.read_image, len(data), int(self.hp.seed))
+                self.normalizer = normalizer.fit_source(items.read_image, len(items), int(self.hp.seed))
                 log.info("Stain normalizer fitted: %s", self.normalizer.get_fit())
             augment = self._augment() if train else None
             self.augment = augment if train else self.augment
-            data.transform = tile_transform(augment, self.normalizer, train)  # the worker-side part (j, or None)
+            items.transform = tile_transform(augment, self.normalizer, train)  # the worker-side part (j, or None)
             slide_idx, locs = tiles.slide_idx, tiles.locs
             if train:
                 self._train_tiles = tiles
@@ -162,7 +166,7 @@ class FoldDataModule(BaseFoldDataModule[SlideSet, ValidationIndex]):
         """
         return trains_on_cuda(self.accelerator)
 
-    def _augment(self) -> object | None:
+    def _augment(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """The training augmentations, ``augment.jpeg_on=auto`` resolved for ``trainer.accelerator``.
 
         ``auto`` puts ``j`` on the device only when training on CUDA (:func:`~src.data.augment.jpeg_on_device`);
@@ -188,6 +192,7 @@ class FoldDataModule(BaseFoldDataModule[SlideSet, ValidationIndex]):
         train = self.train
         if self._train_tiles is None:
             return None
+        assert train is not None, "the training side is built with its tiles"
         weights = self.outcomes[0].tile_weights(
             self.hp.training_balance, train.slide_idx, train.patients, train.target_parts[0], "training_balance"
         )

@@ -199,12 +199,14 @@ class BagDataModule(BaseFoldDataModule[BagSet, BagIndex]):
             self.folder = instantiate(self.hp.dataset.bags).folder(dataset, tile_source(self.hp.dataset))
         bag_size = self.hp.dataset.get("bag_size" if train else "max_val_bag_size")
         bag_size = int(bag_size) if bag_size else None
+        folder = self.folder
+        assert folder is not None, "the training side, built first, finds the bag folder"
         slides, patients, clinical, targets = self._labelled(dataset)
-        files = [self.folder / f"{s}{BAG_SUFFIX}" for s in slides]
+        files = [folder / f"{s}{BAG_SUFFIX}" for s in slides]
         missing = [f for f in files if not f.is_file()]
         if missing:
             raise FileNotFoundError(
-                f"{len(missing)} feature bag(s) missing in {self.folder}, e.g. {missing[0].name}; they are extracted "
+                f"{len(missing)} feature bag(s) missing in {folder}, e.g. {missing[0].name}; they are extracted "
                 "by train.py / src.project.ensure_tiles (dataset=features)"
             )
         verify_bags(files)  # once per bag and process (a memo hit after ensure_tiles in this process)

@@ -46,6 +46,9 @@ class MilHeads(nn.Module):
         output_scale: Per outcome, multiplies the head's output first (linear outcomes: the training sd).
     """
 
+    output_mean: torch.Tensor  # buffers, registered in __init__
+    output_scale: torch.Tensor
+
     def __init__(
         self,
         width: int,
