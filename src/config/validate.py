@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.predict_rules import validate_predict
+from src.config.signatures import check_signatures
 from src.config.weights_files import check_weights_files
 from src.data.augment import check_augment_config
 from src.data.splits import small_classes_policy
@@ -38,6 +39,7 @@ from src.outcomes import LEVELS, outcome_kind
 
 SCHEDULER_INTERVALS = ("step", "epoch")
 LOSS_METRICS = ("val/loss", "train/loss")
+EXTRACTION_NODES = ("project",)  # extraction builds only the demo project; dataset's nodes are built by training
 
 
 def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
@@ -55,13 +57,16 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
             key and the file; ``src.config.weights_files``).
     """
     if "model_path" in cfg:  # the prediction config: its tile settings come from the checkpoint
+        check_signatures(cfg)  # every _target_ node's keys fit its target
         validate_predict(cfg)
         return
     with _as_config_error():
         TileSettings.from_config(cfg.tiles)
     _check_project_mpp(cfg.get("project") or {})
     if "outcomes" not in cfg:  # the extraction config: its other keys are typed by the schema
+        check_signatures(cfg, within=EXTRACTION_NODES)
         return
+    check_signatures(cfg)  # every _target_ node's keys fit its target, before anything is built
     _check_plain_keys(cfg)
     with _as_config_error():
         thread_setting(cfg.get("torch_threads", "auto"))
