@@ -1,4 +1,5 @@
-"""Every shipped config composes (and instantiates where it has a _target_); typos are rejected."""
+"""Every shipped config composes, its keys fit its targets' signatures (and it instantiates where it has a
+_target_); typos are rejected."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import CONFIG_DIR, compose
+from src.config.signatures import check_signatures
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra",))
 
@@ -43,6 +45,7 @@ def test_every_option_composes_and_instantiates(group: str, option: str) -> None
     overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
     cfg = compose(overrides)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    check_signatures(cfg)  # every _target_ node's keys are arguments of its target (no misspelt key shipped)
     package = PACKAGES.get(group, group)
     node = cfg[package] if package else cfg
     skip = ("trainer", "project")  # trainer needs runtime args; the demo project writes files
