@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import CONFIG_DIR, compose
 from src.config.signatures import check_signatures
+from tests.conf_options import mil_models, normalizers, options, outcome_kinds
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra",))
 
@@ -72,3 +73,12 @@ def test_nested_typo_is_rejected() -> None:
 
 def test_config_dir_has_train_yaml() -> None:
     assert (Path(CONFIG_DIR) / "train.yaml").exists()
+
+
+def test_contract_tests_find_their_subjects_in_conf() -> None:
+    """The contract tests take their subjects from conf/ (tests/conf_options.py): at least the shipped ones."""
+    assert set(mil_models()) >= {"attention_mil", "clam_sb", "mean_pool", "transmil"}
+    assert "tiny" not in mil_models()  # a tile model is not a MIL model
+    assert set(options("validation")) >= {"k_fold", "k_fold_site", "k_fold_manual", "bootstrap", "fixed", "external"}
+    assert set(normalizers()) >= {"macenko", "reinhard"} and "none" not in normalizers()  # none builds nothing
+    assert set(outcome_kinds()) >= {"categorical", "linear", "cox"}
