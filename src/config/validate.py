@@ -10,7 +10,6 @@ so this takes milliseconds; each error names the key, its value and what is allo
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.predict_rules import validate_predict
-from src.config.signatures import check_signatures
+from src.config.signatures import check_signatures, locate
 from src.config.weights_files import check_weights_files
 from src.data.augment import check_augment_config
 from src.data.splits import small_classes_policy
@@ -319,7 +318,7 @@ def _build(node: Any, key: str, build: Callable[[Any], Any]) -> Any:
             raise ConfigError(f"{key}={values!r} cannot be built ({reason}); it needs a _target_") from error
         target = values["_target_"]
         try:
-            defaults = _defaults(_locate(target))
+            defaults = _defaults(locate(target))
         except (ImportError, AttributeError) as missing:
             raise ConfigError(f"{key}._target_={target!r} cannot be imported: {_reason(missing)}") from error
         settings = {k: v for k, v in values.items() if not k.startswith("_")}
@@ -343,25 +342,6 @@ def _reason(error: BaseException) -> str:
     """The message of the error behind Hydra's InstantiationException, on one line."""
     root = error.__cause__ or error
     return " ".join(f"{type(root).__name__}: {root}".split())
-
-
-def _locate(path: str) -> Any:
-    """The object at a dotted path (``torch.optim.Adam``), importing its module.
-
-    Raises:
-        ImportError: no module of the path can be imported.
-        AttributeError: the module has no such attribute.
-    """
-    parts = str(path).split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for part in parts[cut:]:
-            obj = getattr(obj, part)
-        return obj
-    return importlib.import_module(str(path))
 
 
 def _defaults(target: Any) -> dict[str, Any]:
