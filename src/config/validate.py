@@ -11,7 +11,6 @@ allowed.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config.extraction_rules import validate_extraction
 from src.config.predict_rules import validate_predict
+from src.config.signatures import check_signatures, locate
 from src.config.weights_files import check_weights_files
 from src.data.augment import check_augment_config
 from src.data.splits import small_classes_policy
@@ -39,6 +39,7 @@ from src.outcomes import LEVELS, outcome_kind
 
 SCHEDULER_INTERVALS = ("step", "epoch")
 LOSS_METRICS = ("val/loss", "train/loss")
+EXTRACTION_NODES = ("project",)  # extraction builds only the demo project; dataset's nodes are built by training
 
 
 def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
@@ -56,11 +57,14 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
             key and the file; ``src.config.weights_files``).
     """
     if "model_path" in cfg:  # the prediction config: its tile settings come from the checkpoint
+        check_signatures(cfg)  # every _target_ node's keys fit its target
         validate_predict(cfg)
         return
     validate_extraction(cfg)  # tiles and the project's MPP keys (src.config.extraction_rules: torch-free)
     if "outcomes" not in cfg:  # the extraction config: its other keys are typed by the schema
+        check_signatures(cfg, within=EXTRACTION_NODES)
         return
+    check_signatures(cfg)  # every _target_ node's keys fit its target, before anything is built
     _check_plain_keys(cfg)
     with _as_config_error():
         thread_setting(cfg.get("torch_threads", "auto"))
@@ -300,7 +304,7 @@ def _build(node: Any, key: str, build: Callable[[Any], Any]) -> Any:
             raise ConfigError(f"{key}={values!r} cannot be built ({reason}); it needs a _target_") from error
         target = values["_target_"]
         try:
-            defaults = _defaults(_locate(target))
+            defaults = _defaults(locate(target))
         except (ImportError, AttributeError) as missing:
             raise ConfigError(f"{key}._target_={target!r} cannot be imported: {_reason(missing)}") from error
         settings = {k: v for k, v in values.items() if not k.startswith("_")}
@@ -324,25 +328,6 @@ def _reason(error: BaseException) -> str:
     """The message of the error behind Hydra's InstantiationException, on one line."""
     root = error.__cause__ or error
     return " ".join(f"{type(root).__name__}: {root}".split())
-
-
-def _locate(path: str) -> Any:
-    """The object at a dotted path (``torch.optim.Adam``), importing its module.
-
-    Raises:
-        ImportError: no module of the path can be imported.
-        AttributeError: the module has no such attribute.
-    """
-    parts = str(path).split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for part in parts[cut:]:
-            obj = getattr(obj, part)
-        return obj
-    return importlib.import_module(str(path))
 
 
 def _defaults(target: Any) -> dict[str, Any]:

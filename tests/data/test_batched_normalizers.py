@@ -7,7 +7,8 @@ import torch
 
 from src.data.normalizers import Macenko, Reinhard, from_fit, read_image
 from src.data.normalizers.color import LEVEL_SCALE, LabSpace, rgb_to_lab
-from tests.data.test_normalizers import TARGET, TILES, two_stain_image
+from tests.conf_options import conf_normalizer
+from tests.data.test_normalizers import NORMALIZERS, TARGET, TILES, two_stain_image
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -33,22 +34,24 @@ def real_tiles() -> dict[str, torch.Tensor]:
     return tiles
 
 
-def fitted(cls, **kwargs):
-    return cls(**kwargs).fit([two_stain_image(96, seed=11)[0]])
+def fitted(option: str, **kwargs):
+    """The normalizer of ``conf/normalizer/<option>.yaml`` (``kwargs`` replacing its keys), fitted on a tile."""
+    return conf_normalizer(option, **kwargs).fit([two_stain_image(96, seed=11)[0]])
 
 
 def grey_levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.int() - b.int()).abs()
 
 
-@pytest.mark.parametrize("cls", [Reinhard, Macenko])
-def test_batched_equals_per_tile_on_generated_tiles(cls) -> None:
-    normalizer, batch = fitted(cls), generated_tiles()
+@pytest.mark.parametrize("option", NORMALIZERS)
+def test_batched_equals_per_tile_on_generated_tiles(option: str) -> None:
+    normalizer, batch = fitted(option), generated_tiles()
     per_tile = torch.stack([normalizer(tile) for tile in batch])
     out = normalizer.normalize(batch)
     assert out.dtype == torch.uint8 and out.shape == batch.shape
     assert grey_levels(out, per_tile).max() <= 1
-    assert torch.equal(out[-1], batch[-1]) or cls is Reinhard  # Macenko leaves an unstained tile as it is
+    # Macenko leaves an unstained tile as it is
+    assert torch.equal(out[-1], batch[-1]) or isinstance(normalizer, Reinhard)
 
 
 def test_macenko_batched_equals_per_tile_on_every_real_tile(real_tiles) -> None:
@@ -84,16 +87,16 @@ def test_reinhard_batched_equals_per_tile_on_every_real_tile(real_tiles) -> None
         assert grey_levels(image, normalizer(tile)).max() <= 1, name
 
 
-@pytest.mark.parametrize("cls", [Reinhard, Macenko])
-def test_the_saved_fit_rebuilds_the_same_batched_normalizer(cls) -> None:
-    normalizer, batch = fitted(cls), generated_tiles()
+@pytest.mark.parametrize("option", NORMALIZERS)
+def test_the_saved_fit_rebuilds_the_same_batched_normalizer(option: str) -> None:
+    normalizer, batch = fitted(option), generated_tiles()
     rebuilt = from_fit(normalizer.get_fit())
     assert torch.equal(rebuilt.normalize(batch), normalizer.normalize(batch))
 
 
-@pytest.mark.parametrize("cls", [Reinhard, Macenko])
-def test_batched_stain_augmentation_perturbs_each_tile_reproducibly(cls) -> None:
-    normalizer = fitted(cls)
+@pytest.mark.parametrize("option", NORMALIZERS)
+def test_batched_stain_augmentation_perturbs_each_tile_reproducibly(option: str) -> None:
+    normalizer = fitted(option)
     batch = generated_tiles()[:1].expand(4, -1, -1, -1).contiguous()  # the same tile four times
     plain = normalizer.normalize(batch)
     first = normalizer.normalize(batch, augment=True, generator=torch.Generator().manual_seed(5))
@@ -101,13 +104,13 @@ def test_batched_stain_augmentation_perturbs_each_tile_reproducibly(cls) -> None
     assert torch.equal(first, again)
     assert all(not torch.equal(first[i], plain[i]) for i in range(4))
     assert all(not torch.equal(first[i], first[j]) for i in range(4) for j in range(i))  # one target per tile
-    still = fitted(cls, augment_sd=0.0)
+    still = fitted(option, augment_sd=0.0)
     assert torch.equal(still.normalize(batch, augment=True), plain)
 
 
-@pytest.mark.parametrize("cls", [Reinhard, Macenko])
-def test_one_tile_stain_augmentation_draws_what_a_batch_of_one_draws(cls) -> None:
-    normalizer, tile = fitted(cls), generated_tiles()[0]
+@pytest.mark.parametrize("option", NORMALIZERS)
+def test_one_tile_stain_augmentation_draws_what_a_batch_of_one_draws(option: str) -> None:
+    normalizer, tile = fitted(option), generated_tiles()[0]
     torch.manual_seed(3)
     per_tile = normalizer(tile, augment=True)
     torch.manual_seed(3)
@@ -116,7 +119,7 @@ def test_one_tile_stain_augmentation_draws_what_a_batch_of_one_draws(cls) -> Non
 
 
 def test_normalize_rejects_what_is_not_a_uint8_batch() -> None:
-    normalizer = fitted(Reinhard)
+    normalizer = fitted("reinhard")
     with pytest.raises(TypeError, match=r"uint8 \(B, C, H, W\)"):
         normalizer.normalize(generated_tiles()[0])
     with pytest.raises(TypeError, match="uint8"):
@@ -126,9 +129,9 @@ def test_normalize_rejects_what_is_not_a_uint8_batch() -> None:
 
 
 @CUDA
-@pytest.mark.parametrize("cls", [Reinhard, Macenko])
-def test_cuda_gives_the_cpu_result(cls) -> None:
-    normalizer, batch = fitted(cls), generated_tiles()
+@pytest.mark.parametrize("option", NORMALIZERS)
+def test_cuda_gives_the_cpu_result(option: str) -> None:
+    normalizer, batch = fitted(option), generated_tiles()
     on_gpu = normalizer.normalize(batch.cuda(), augment=True, generator=torch.Generator().manual_seed(1))
     on_cpu = normalizer.normalize(batch, augment=True, generator=torch.Generator().manual_seed(1))
     assert on_gpu.device.type == "cuda" and grey_levels(on_gpu.cpu(), on_cpu).max() <= 1

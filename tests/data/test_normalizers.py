@@ -14,11 +14,13 @@ from src.config.validate import validate
 from src.data.normalizers import Macenko, Reinhard, from_fit, read_image
 from src.data.normalizers.color import rgb_to_lab
 from src.errors import ConfigError
+from tests.conf_options import conf_normalizer, normalizers
 
 TILES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tiles"
 TARGET = TILES / "tissue-level0-4302-10273-4814-10785.png"
 SOURCE = TILES / "low-nuclei-score-level0.png"
 STAINED = TILES / "medium-nuclei-score-level1.png"  # redder than TARGET, little background
+NORMALIZERS = normalizers()  # every conf/normalizer option that builds one (tests/conf_options.py)
 
 
 @pytest.fixture(scope="module")
@@ -100,35 +102,37 @@ def test_macenko_leaves_an_unstained_tile_alone() -> None:
     assert torch.equal(Macenko().fit([image])(blank), blank)
 
 
-@pytest.mark.parametrize("cls", [Reinhard, Macenko])
-def test_fit_on_sampled_training_tiles(cls) -> None:
+@pytest.mark.parametrize("option", NORMALIZERS)
+def test_fit_on_sampled_training_tiles(option: str) -> None:
     tiles = [two_stain_image(32, seed)[0] for seed in range(10)]
     read = []
-    normalizer = cls(source="dataset", fit_tiles=4).fit_source(lambda i: read.append(i) or tiles[i], len(tiles), seed=3)
+    normalizer = conf_normalizer(option, source="dataset", fit_tiles=4).fit_source(
+        lambda i: read.append(i) or tiles[i], len(tiles), seed=3
+    )
     assert len(read) == 4 == len(set(read))
-    reference = cls().fit([tiles[i] for i in read], seed=3)
+    reference = conf_normalizer(option).fit([tiles[i] for i in read], seed=3)
     for key, value in normalizer.target.items():
         torch.testing.assert_close(value, reference.target[key])
 
 
-@pytest.mark.parametrize("cls", [Reinhard, Macenko])
-def test_saved_fit_rebuilds_the_same_normalizer(cls) -> None:
+@pytest.mark.parametrize("option", NORMALIZERS)
+def test_saved_fit_rebuilds_the_same_normalizer(option: str) -> None:
     image, _ = two_stain_image(seed=1)
     other, _ = two_stain_image(seed=2)
-    normalizer = cls().fit([image])
+    normalizer = conf_normalizer(option).fit([image])
     rebuilt = from_fit(normalizer.get_fit())
-    assert type(rebuilt) is cls and torch.equal(rebuilt(other), normalizer(other))
+    assert type(rebuilt) is type(normalizer) and torch.equal(rebuilt(other), normalizer(other))
 
 
-@pytest.mark.parametrize("cls", [Reinhard, Macenko])
-def test_stain_augmentation_perturbs_the_target(cls, real_tiles) -> None:
+@pytest.mark.parametrize("option", NORMALIZERS)
+def test_stain_augmentation_perturbs_the_target(option: str, real_tiles) -> None:
     target, source = real_tiles
-    normalizer = cls().fit([target])
+    normalizer = conf_normalizer(option).fit([target])
     plain = normalizer(source)
     torch.manual_seed(0)
     first, second = normalizer(source, augment=True), normalizer(source, augment=True)
     assert not torch.equal(first, plain) and not torch.equal(first, second)
-    still = cls(augment_sd=0.0).fit([target])
+    still = conf_normalizer(option, augment_sd=0.0).fit([target])
     assert torch.equal(still(source, augment=True), plain)
 
 

@@ -1,4 +1,7 @@
-"""Every validation strategy on random annotation tables: patient-level, leak-proof, balanced, seeded."""
+"""Every validation strategy on random annotation tables: patient-level, leak-proof, balanced, seeded.
+
+The strategies are the options of conf/validation (tests/conf_options.py): a new one is tested with no test edited.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +20,12 @@ from src.data.splits import (
     KFold,
     KFoldManual,
     KFoldSite,
-    NoValidation,
     SplitPlan,
     patient_table,
     select_folds,
 )
 from src.data.splits.holdout import holdout_size
+from tests.conf_options import conf_splitter, options
 
 
 def make_table(
@@ -83,15 +86,14 @@ def cohorts(draw):
     return table, strata, k, draw(st.integers(0, 10_000)), draw(st.sampled_from([0.1, 0.2, 0.33, 0.5]))
 
 
+# what the random tables need beyond k and val_fraction: the manual folds' column, the external validation slides
+TABLE_SETTINGS = {"column": "batch", "filters": {"dataset": ["holdout"]}, "train_filters": {"dataset": ["train"]}}
+
+
 def strategies(k: int, val_fraction: float) -> dict:
+    """Every conf/validation option's splitter, with the settings of these tables where its node has the key."""
     return {
-        "k_fold": KFold(k=k),
-        "k_fold_site": KFoldSite(k=k),
-        "k_fold_manual": KFoldManual(column="batch"),
-        "bootstrap": Bootstrap(k=k, val_fraction=val_fraction),
-        "fixed": Fixed(val_fraction=val_fraction),
-        "none": NoValidation(),
-        "external": External(filters={"dataset": ["holdout"]}, train_filters={"dataset": ["train"]}),
+        name: conf_splitter(name, k=k, val_fraction=val_fraction, **TABLE_SETTINGS) for name in options("validation")
     }
 
 

@@ -12,17 +12,15 @@ import pytest
 from src.data.annotations import AnnotationError
 from src.data.splits import (
     Bootstrap,
-    External,
     Fixed,
     Fold,
     KFold,
-    KFoldManual,
-    KFoldSite,
     NoValidation,
     check_class_sizes,
     small_classes_policy,
 )
 from src.data.splits.classes import class_gaps, needed_patients
+from tests.conf_options import conf_splitter, options
 
 
 def cohort(counts: dict[str, int], seed: int = 0) -> pd.DataFrame:
@@ -59,20 +57,23 @@ def brute_force(folds: list[Fold], table: pd.DataFrame) -> dict[str, tuple[int, 
     return out
 
 
-SPLITTERS = [
-    KFold(k=3),
-    KFold(k=5),
-    KFoldSite(k=3),
-    KFoldManual(column="site"),
-    Fixed(val_fraction=0.3),
-    Bootstrap(k=3, val_fraction=0.3),
-    External(filters={"dataset": ["holdout"]}, train_filters={"dataset": ["train"]}),
-    NoValidation(),
-]
+# every conf/validation option (tests/conf_options.py) with the settings of this cohort, and k_fold with k=5 too
+COHORT_SETTINGS = {
+    "k": 3,
+    "val_fraction": 0.3,
+    "column": "site",
+    "filters": {"dataset": ["holdout"]},
+    "train_filters": {"dataset": ["train"]},
+}
+SPLITTERS = {
+    **{name: COHORT_SETTINGS for name in options("validation")},
+    "k_fold-k5": {**COHORT_SETTINGS, "k": 5},
+}
 
 
-@pytest.mark.parametrize("splitter", SPLITTERS, ids=lambda s: type(s).__name__)
-def test_the_gaps_of_every_strategy_are_the_brute_force_ones(splitter) -> None:
+@pytest.mark.parametrize("name", SPLITTERS)
+def test_the_gaps_of_every_strategy_are_the_brute_force_ones(name: str) -> None:
+    splitter = conf_splitter(name.split("-")[0], **SPLITTERS[name])
     table = cohort({"common": 20, "other": 12, "rare": 1, "few": 2})
     folds = splitter.split(table, ["y"], seed=3)
     gaps = {g.label: (g.patients, g.unseen, g.unscored) for g in class_gaps(folds, table.set_index("patient").y)}

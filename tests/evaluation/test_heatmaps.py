@@ -10,6 +10,7 @@ import pytest
 
 from src.evaluation.heatmaps import ValueGrid, draw_heatmap
 from src.outcomes import outcome_kind
+from tests.conf_options import outcome_kinds
 
 
 def test_each_kind_chooses_its_panels_and_a_fixed_scale() -> None:
@@ -46,7 +47,7 @@ def test_the_grid_puts_each_tile_at_its_location(tmp_path: Path) -> None:
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("kind", ["categorical", "linear", "cox"])
+@pytest.mark.parametrize("kind", outcome_kinds())  # every kind a conf/loss option names
 def test_every_layer_draws_a_prediction_column_of_its_outcome(kind: str) -> None:
     outcome = outcome_kind(kind)("y", classes=["a", "b", "c"], event="e")
     assert {layer.column for layer in outcome.heatmap_layers()} <= set(outcome.output_columns())

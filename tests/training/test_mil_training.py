@@ -13,13 +13,14 @@ from sklearn.metrics import roc_auc_score
 
 from src.pipeline import run
 from src.training.checkpoint import load_torch_file
+from tests.conf_options import mil_models
 
 KINDS = {
     "categorical": [],
     "linear": ["experiment=demo_linear"],
     "cox": ["experiment=demo_cox"],
 }
-MODELS = ("attention_mil", "mean_pool", "clam_sb", "transmil")
+MODELS = mil_models()  # every MIL option of conf/model
 
 
 def fold_dir(tmp_path: Path) -> Path:

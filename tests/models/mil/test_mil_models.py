@@ -1,4 +1,7 @@
-"""MIL models: padding changes no output, attention sums to 1 over real tiles, clinical inputs and heads."""
+"""MIL models: padding changes no output, attention sums to 1 over real tiles, clinical inputs and heads.
+
+The models are every MIL option of conf/model (tests/conf_options.py): a new one is tested with no test edited.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,14 @@ import torch
 from src.models.mil.attention_mil import AttentionMIL
 from src.models.mil.base import MilModel, masked_softmax
 from src.models.mil.clam_sb import ClamSB
-from src.models.mil.mean_pool import MeanPoolMLP
-from src.models.mil.transmil import TransMIL
+from tests.conf_options import conf_mil_model, mil_models
 
-MODELS = {"attention_mil": AttentionMIL, "clam_sb": ClamSB, "transmil": TransMIL, "mean_pool": MeanPoolMLP}
+MODELS = mil_models()
 
 
 def build(name: str, n_clinical: int = 0) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = MODELS[name](n_features=12, outcome_sizes=[3, 1], n_clinical=n_clinical, hidden_width=16)
+    model = conf_mil_model(name, n_features=12, outcome_sizes=[3, 1], n_clinical=n_clinical, hidden_width=16)
     return model.eval()
 
 
