@@ -1,4 +1,4 @@
-"""Rules of the extraction settings of a composed config: ``tiles`` and the project's MPP keys.
+"""Rules of the extraction settings of a composed config: ``tiles``, the project's MPP keys and its ``_target_``.
 
 Every config that extracts tiles holds them (``conf/extract.yaml`` and ``conf/train.yaml``), so
 :func:`src.config.validate.validate` checks them for both; ``extract.py`` calls :func:`validate_extraction`
@@ -11,8 +11,12 @@ from collections.abc import Mapping
 
 from omegaconf import DictConfig
 
+from src.config.signatures import check_signatures
 from src.errors import ConfigError
 from src.extraction.settings import TileSettings
+
+#: The nodes extraction builds: only the (demo) project; the dataset's nodes are built by training.
+EXTRACTION_NODES = ("project",)
 
 
 def validate_extraction(cfg: DictConfig) -> None:
@@ -31,6 +35,7 @@ def validate_extraction(cfg: DictConfig) -> None:
     except ValueError as error:  # its message already names the key
         raise ConfigError(str(error)) from error
     _check_project_mpp(cfg.get("project") or {})
+    check_signatures(cfg, within=EXTRACTION_NODES)  # e.g. a misspelt key of the demo project's generator
 
 
 def _check_project_mpp(project: Mapping) -> None:

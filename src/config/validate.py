@@ -39,7 +39,6 @@ from src.outcomes import LEVELS, outcome_kind
 
 SCHEDULER_INTERVALS = ("step", "epoch")
 LOSS_METRICS = ("val/loss", "train/loss")
-EXTRACTION_NODES = ("project",)  # extraction builds only the demo project; dataset's nodes are built by training
 
 
 def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
@@ -60,9 +59,8 @@ def validate(cfg: DictConfig, *, sweep_metric: bool = True) -> None:
         check_signatures(cfg)  # every _target_ node's keys fit its target
         validate_predict(cfg)
         return
-    validate_extraction(cfg)  # tiles and the project's MPP keys (src.config.extraction_rules: torch-free)
+    validate_extraction(cfg)  # tiles, the project's MPP keys and _target_ (src.config.extraction_rules: torch-free)
     if "outcomes" not in cfg:  # the extraction config: its other keys are typed by the schema
-        check_signatures(cfg, within=EXTRACTION_NODES)
         return
     check_signatures(cfg)  # every _target_ node's keys fit its target, before anything is built
     _check_plain_keys(cfg)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from src.config import compose, validate
+from src.commands.extract import run as extract
+from src.config import compose
 from src.config.signatures import check_signatures, node_problems, target_nodes
 from src.errors import ConfigError
 from src.pipeline import run
@@ -98,7 +99,7 @@ def test_extraction_refuses_a_misspelt_key_of_the_demo_project(tmp_path: Path) -
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"project.shards_dir={shards}", "+project.demo.sead=1"]
     cfg = compose(overrides, "extract")
     with pytest.raises(ConfigError, match=message_of("project.demo.sead", "src.demo.generate.DemoProject", "seed")):
-        validate(cfg)  # the extraction entry point's first call
+        extract(cfg)  # what extract.py runs
     assert list(tmp_path.iterdir()) == [], "extraction wrote something before the misspelt key was caught"
 
 
