@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from src.config import CONFIG_DIR, REPO_ROOT
@@ -23,6 +24,7 @@ from tests.conftest import tiny_overrides
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("demo_*.yaml"))
 
 
+@pytest.mark.slow  # ~45 s: a train.py process fitting each experiment; each one composes in tests/test_configs.py
 def test_every_experiment_runs_from_the_command_line(data_dir: Path, tmp_path: Path) -> None:
     assert {"demo_linear", "demo_multi_outcome", "demo_multimodal", "demo_clinical_only"} <= set(EXPERIMENTS)
     out = tmp_path / "outputs"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from src.config import REPO_ROOT
@@ -26,6 +27,7 @@ def run_notebook(name: str, overrides: list[str]) -> nbformat.NotebookNode:
     return notebook
 
 
+@pytest.mark.slow  # ~30 s: a Jupyter kernel (a fresh Python that imports torch) and a fit
 def test_trainer_api_notebook(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "outputs"
     notebook = run_notebook("trainer_api.ipynb", [*tiny_overrides(data_dir, out), "+trainer.limit_train_batches=3"])

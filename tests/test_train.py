@@ -19,7 +19,7 @@ from tests.conftest import tiny_overrides
 
 
 def test_tiny_fit_writes_every_output(tiny_cfg, tmp_path: Path) -> None:
-    cfg = tiny_cfg("epochs=[1,2]", f"run_dir={tmp_path / 'run'}")
+    cfg = tiny_cfg("epochs=[1,2]", f"run_dir={tmp_path / 'run'}", "+trainer.limit_train_batches=3")
     metric = run(cfg)
     run_dir = tmp_path / "run"
     assert isinstance(metric, float)
@@ -52,7 +52,12 @@ def test_tiny_fit_writes_every_output(tiny_cfg, tmp_path: Path) -> None:
 
 
 def test_train_py_command_line(data_dir: Path, tmp_path: Path) -> None:
-    overrides = [*tiny_overrides(data_dir, tmp_path / "outputs"), "validation.folds=[1]", "logger=default"]
+    overrides = [
+        *tiny_overrides(data_dir, tmp_path / "outputs"),
+        "validation.folds=[1]",
+        "logger=default",
+        "+trainer.limit_train_batches=2",
+    ]
     result = subprocess.run(
         [sys.executable, "train.py", *overrides],
         cwd=REPO_ROOT,

@@ -15,7 +15,11 @@ def test_train_with_openslide_backend(tiny_cfg, tmp_path: Path, one_torch_thread
     shards = tmp_path / "shards"  # fresh shards: the session's demo shards may have been read by tiffslide
     run_dir = tmp_path / "run"
     cfg = tiny_cfg(
-        "dataset.backend=openslide", f"project.shards_dir={shards}", f"run_dir={run_dir}", "validation.folds=[1]"
+        "dataset.backend=openslide",
+        f"project.shards_dir={shards}",
+        f"run_dir={run_dir}",
+        "validation.folds=[1]",
+        "+trainer.limit_train_batches=2",
     )
     metric = run(cfg)
     assert isinstance(metric, float)

@@ -14,6 +14,8 @@ from src.inference import run as predict
 from src.pipeline import run as train
 from tests.conftest import tiny_overrides
 
+FEW_BATCHES = ["+trainer.limit_train_batches=2"]  # the predictions are compared with the run's own evaluation
+
 
 @pytest.fixture(scope="session")
 def tiny_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -22,7 +24,8 @@ def tiny_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("predict_run")
     try:
-        train(compose([*tiny_overrides(data_dir, out / "outputs"), "validation.k=2", f"run_dir={out / 'run'}"]))
+        overrides = [*tiny_overrides(data_dir, out / "outputs"), "validation.k=2", f"run_dir={out / 'run'}"]
+        train(compose([*overrides, *FEW_BATCHES]))
     finally:
         torch.set_num_threads(threads)
     return out / "run"

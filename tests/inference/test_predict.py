@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from src.config import REPO_ROOT
 from src.data.tile_colour import FAR_SDS
 from src.demo.svs import write_svs
 from src.slides.reader import open_slide
@@ -21,6 +24,19 @@ TOLERANCE = 1e-5  # the same pixels; float sums in another batch order and memor
 
 def tile_tables(out: Path, slides: list[str]) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(out / "slides" / s / "tile_predictions.parquet") for s in slides])
+
+
+def test_predict_py_command_line(tiny_run: Path, data_dir: Path, tmp_path: Path) -> None:
+    """The one predict.py process of the default suite (the others call what it calls, in this process)."""
+    slide = validation_slides(tiny_run / "fold1")[0]
+    out = tmp_path / "out"
+    overrides = [f"model_path={tiny_run / 'fold1'}", f"slides={slide_files(data_dir, [slide])}", f"outdir={out}"]
+    command = [sys.executable, "predict.py", *overrides, "heatmaps=false", "torch_threads=1"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 slide(s): 1 predicted" in result.stdout, result.stdout[-3000:]
+    assert pd.read_csv(out / "report.csv").status.tolist() == ["done"]
+    assert len(pd.read_parquet(out / "slides" / slide / "tile_predictions.parquet"))
 
 
 def test_predictions_equal_the_evaluation_of_the_same_tiles(tiny_run: Path, data_dir: Path, tmp_path: Path) -> None:

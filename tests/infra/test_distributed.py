@@ -103,7 +103,8 @@ def test_every_rank_stops_when_rank_0_is_pruned(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     manager = mp.Manager()
     results = manager.dict()
-    mp.spawn(_two_ranks, args=(port, tmp_path, results), nprocs=2, join=True)
+    # forked, not spawned: two fresh interpreters importing torch cost ~30 s on a loaded 2-core machine
+    mp.start_processes(_two_ranks, args=(port, tmp_path, results), nprocs=2, join=True, start_method="fork")
     assert dict(results) == {r: ("from rank 0", "pruned after 1 fold(s)") for r in (0, 1)}
     assert (tmp_path / "fold1" / "fold_status.json").exists()  # rank 0 marked the fold before asking the study
     assert distributed.from_main("alone") == "alone"  # no process group: a no-op

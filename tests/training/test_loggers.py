@@ -17,7 +17,7 @@ MEMORY = "+logger.memory={_target_: tests.training.memory_logger.MemoryLogger, n
 
 def test_a_logger_without_save_dir_gets_name_group_config_and_metrics(tiny_cfg, tmp_path: Path) -> None:
     MemoryLogger.made.clear()
-    run(tiny_cfg("logger=none", MEMORY, "validation.folds=[1,2]"))
+    run(tiny_cfg("logger=none", MEMORY, "validation.folds=[1,2]", "+trainer.limit_train_batches=2"))
     (run_folder,) = (tmp_path / "outputs" / "runs").iterdir()
     assert [m.name for m in MemoryLogger.made] == ["tumor_type-fold1", "tumor_type-fold2"]
     assert {m.group for m in MemoryLogger.made} == {run_folder.name}  # the folds of one run are grouped
