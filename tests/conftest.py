@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
 
 from src.config import compose
 
@@ -17,6 +19,15 @@ SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 # A small demo project: few patients and small slides, so a fit takes seconds.
 SMALL_DEMO = ["project.demo.n_patients=12", "project.demo.slide_px=1024"]
+
+
+@pytest.fixture(autouse=True)
+def no_hydra_job_after_the_test() -> Iterator[None]:
+    """A test that runs train.py or predict.py in this process leaves Hydra's job config set (``hydra.main`` does
+    not clear it); later tests would then take Hydra's job folder for their run folder."""
+    yield
+    if HydraConfig.initialized():
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import importlib
 import inspect
 import textwrap
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -47,7 +47,9 @@ def check_signatures(cfg: DictConfig | Mapping, within: Iterable[str] | None = N
         ConfigError: a key a target does not take (every such key of the config, each with its target, the
             nearest accepted name and the accepted names), or a ``_target_`` that cannot be imported.
     """
-    tree = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
+    tree = (
+        cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False)) if isinstance(cfg, DictConfig) else dict(cfg)
+    )
     roots = set(tree) - SKIPPED_ROOTS if within is None else set(within) & set(tree)
     problems = [
         problem
@@ -89,7 +91,9 @@ def node_problems(key: str, node: Mapping[str, Any]) -> list[str]:
         return []
     arguments = [name for name in node if name not in HYDRA_KEYS]
     names = keyword_names(obj, signature)
-    unknown = [] if names is None else [name for name in arguments if name not in names]
+    if names is None:  # it takes any keyword
+        return []
+    unknown = [name for name in arguments if name not in names]
     if unknown:
         return [
             f"{key}.{name}: {target} takes no argument {name!r}{suggestion(name, names)}; it takes {', '.join(names)}"
@@ -128,7 +132,7 @@ def kwargs_parent(cls: type) -> type | None:
     if owner is None or owner is object:
         return None
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(owner.__init__)))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(vars(owner)["__init__"])))
     except (OSError, TypeError, SyntaxError):  # no source (a C extension, an interactive class)
         return None
     function = tree.body[0]

@@ -277,7 +277,7 @@ def _check_optimizer_and_scheduler(cfg: DictConfig) -> None:
         return instantiate(node)([torch.nn.Parameter(torch.zeros(1))])
 
     _build(cfg.optimizer, "optimizer", make_optimizer)
-    scheduler = cfg.scheduler or {}
+    scheduler: Any = cfg.scheduler or {}
     interval = str(scheduler.get("interval", "step"))
     if interval not in SCHEDULER_INTERVALS:
         raise ConfigError(f"scheduler.interval={interval!r}; choose one of {list(SCHEDULER_INTERVALS)}")
@@ -297,7 +297,7 @@ def _build(node: Any, key: str, build: Callable[[Any], Any]) -> Any:
         return build(node)
     except Exception as error:
         reason = _reason(error)
-        values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        values: Any = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
         if not isinstance(values, dict) or "_target_" not in values:
             raise ConfigError(f"{key}={values!r} cannot be built ({reason}); it needs a _target_") from error
         target = values["_target_"]
@@ -305,7 +305,7 @@ def _build(node: Any, key: str, build: Callable[[Any], Any]) -> Any:
             defaults = _defaults(locate(target))
         except (ImportError, AttributeError) as missing:
             raise ConfigError(f"{key}._target_={target!r} cannot be imported: {_reason(missing)}") from error
-        settings = {k: v for k, v in values.items() if not k.startswith("_")}
+        settings = {str(k): v for k, v in values.items() if not str(k).startswith("_")}
         for name, value in settings.items():
             default = defaults.get(name)
             if default is not None and value is not None and not _same_type(value, default):

@@ -60,9 +60,10 @@ __all__ = ["encode_tile", "extract_slide", "extract_slides", "summarize"]
 log = logging.getLogger(__name__)
 
 # Test hooks: stop after writing this many tiles of a slide (so a test can kill -9 us mid-slide, or
-# make two runs overlap), for this many seconds (default 600).
+# make two runs overlap), for this many seconds (default 600), or until this file exists.
 PAUSE_ENV = "SRC_EXTRACTION_PAUSE_AFTER_TILES"
 PAUSE_SECONDS_ENV = "SRC_EXTRACTION_PAUSE_SECONDS"
+PAUSE_UNTIL_ENV = "SRC_EXTRACTION_PAUSE_UNTIL"
 MISSING_FILE = "Slide file not found: no file for this slide in the slides folder"
 BUSY = "busy"  # extract_slide's status when another run holds the slide (never in a report)
 
@@ -227,7 +228,11 @@ def _pause(writer: ShardWriter, slide: str) -> None:
     """The tests' hook: flush what was written, say so (with our PID), and wait (to be killed)."""
     writer.flush()
     print(f"PAUSED {slide} after {writer.tiles_written} tiles (pid {os.getpid()})", file=sys.stderr, flush=True)
-    time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV, "600") or 600))
+    seconds = float(os.environ.get(PAUSE_SECONDS_ENV, "600") or 600)
+    release = os.environ.get(PAUSE_UNTIL_ENV)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (release and Path(release).exists()):
+        time.sleep(0.05 if release else min(seconds, 1.0))
 
 
 def extract_slides(

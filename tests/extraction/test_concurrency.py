@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from src.demo.generate import DemoProject
-from src.extraction.extract import PAUSE_ENV, PAUSE_SECONDS_ENV, extract_slides
+from src.extraction.extract import PAUSE_ENV, PAUSE_UNTIL_ENV, extract_slides
 from src.extraction.report import REPORT_NAME, report_frame, update_report
 from src.extraction.settings import TileSettings
 from src.extraction.shards import index_path, lock_path, read_index, shard_dir, tar_path
@@ -41,15 +41,24 @@ def test_two_runs_on_one_folder_share_the_work(demo_project: DemoProject, tmp_pa
     reference = shard_dir(tmp_path / "reference", SETTINGS)
     extract_slides(slides, tmp_path / "reference", SETTINGS, progress=False)
     shards = tmp_path / "shards"
-    # each run stops 1.5 s on every slide after 3 tiles, so the two overlap whatever their start-up times
-    env = {**os.environ, PAUSE_ENV: "3", PAUSE_SECONDS_ENV: "1.5"}
+    # each run stops on its first slide after 3 tiles (holding its lock) until both have: so the two overlap by
+    # construction, whatever the machine's load and their start-up times
+    release = tmp_path / "release"
+    env = {**os.environ, PAUSE_ENV: "3", PAUSE_UNTIL_ENV: str(release)}
     runs = []
     for i in range(2):
         cmd = cli_command(tmp_path / "slides", shards, tmp_path / f"run{i}", *KEY_OVERRIDES)
         runs.append(
             subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         )
-    outputs = [run.communicate(timeout=180) for run in runs]
+        seen = []
+        for line in runs[-1].stderr:  # to its first pause (EOF: it ended without one)
+            seen.append(line)
+            if line.startswith("PAUSED"):
+                break
+        assert seen and seen[-1].startswith("PAUSED"), "".join(seen)[-2000:]
+    release.touch()
+    outputs = [run.communicate(timeout=600) for run in runs]
     for run, (stdout, stderr) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, stderr
         assert "4 slides: " in stdout and ", 0 failed" in stdout, stdout

@@ -89,7 +89,8 @@ SHARED_KEYS = [  # the base's tile embedding and heads (outcome_sizes=[3, 1]): c
     "heads.heads.1.weight",
     "heads.heads.1.bias",
 ]
-POOLING = {  # what each model adds: its pooling's layers (top-level names in the state_dict)
+POOLING = {  # what the shipped models add: their pooling's layers (top-level names in the state_dict), pinned so
+    # that checkpoints saved before keep loading; a new model's pooling may be anything
     "attention_mil": ["attention"],
     "clam_sb": ["attention", "instance_classifiers"],
     "transmil": ["cls_token", "layer1", "ppeg", "layer2", "norm"],
@@ -102,14 +103,15 @@ def test_checkpoint_keys_are_the_shared_embedding_and_heads_plus_the_pooling(nam
     keys = list(build(name).state_dict())
     assert [key for key in keys if key.split(".")[0] in ("embed", "heads")] == SHARED_KEYS
     pooling = [key.split(".")[0] for key in keys if key.split(".")[0] not in ("embed", "heads")]
-    assert list(dict.fromkeys(pooling)) == POOLING[name]
+    if name in POOLING:
+        assert list(dict.fromkeys(pooling)) == POOLING[name]
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_a_state_dict_loads_into_a_model_built_with_another_seed_and_gives_the_same_outputs(name: str) -> None:
     model = build(name, n_clinical=2)
     torch.manual_seed(7)
-    other = MODELS[name](n_features=12, outcome_sizes=[3, 1], n_clinical=2, hidden_width=16).eval()
+    other = conf_mil_model(name, n_features=12, outcome_sizes=[3, 1], n_clinical=2, hidden_width=16).eval()
     other.load_state_dict(model.state_dict(), strict=True)
     features, mask, clinical = torch.randn(2, 6, 12), torch.ones(2, 6, dtype=torch.bool), torch.randn(2, 2)
     with torch.no_grad():
