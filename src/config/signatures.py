@@ -31,6 +31,9 @@ from src.trust import TARGET_KEY
 
 #: Keys Hydra reads itself: they are not arguments of the target (``_args_`` are its positional arguments).
 HYDRA_KEYS = frozenset({TARGET_KEY, "_partial_", "_recursive_", "_convert_", "_args_"})
+#: A target that hands its ``**kwargs`` on (e.g. to timm) may carry this attribute: a function of the node that
+#: returns every name the target takes, or None when it cannot tell (then every name is taken).
+ACCEPTED_KEYWORDS = "accepted_keywords"
 #: Top-level keys that are Hydra's own settings (launcher, sweeper, ...), not nodes the run builds.
 SKIPPED_ROOTS = frozenset({"hydra"})
 
@@ -91,6 +94,8 @@ def node_problems(key: str, node: Mapping[str, Any]) -> list[str]:
         return []
     arguments = [name for name in node if name not in HYDRA_KEYS]
     names = keyword_names(obj, signature)
+    if names is None and callable(getattr(obj, ACCEPTED_KEYWORDS, None)):  # it says where its **kwargs go
+        names = getattr(obj, ACCEPTED_KEYWORDS)(node)
     if names is None:  # it takes any keyword
         return []
     unknown = [name for name in arguments if name not in names]

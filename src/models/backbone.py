@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import timm
+import torch
 from torch import nn
 
 from src.models.scaling import DEFAULT_MEAN, DEFAULT_STD, Triple, check_input_stats
@@ -60,6 +63,42 @@ def timm_backbone(
     if trainable_layers:
         freeze_stages(model, trainable_layers)
     return model
+
+
+#: Arguments of timm's layers that timm_backbone (or timm itself) sets: not a node's key.
+SET_BY_TIMM_BACKBONE = ("self", "model_name", "model_cls", "variant", "num_classes", "global_pool")
+
+
+def timm_keywords(node: Mapping[str, Any]) -> list[str] | None:
+    """Every key a ``timm_backbone`` node may hold: its own arguments and those its ``**kwargs`` reach in timm.
+
+    Those are ``timm.create_model``'s and ``build_model_with_cfg``'s, and the ``__init__`` arguments of the model
+    class that ``node["name"]`` builds (built on the meta device: no memory, no weights, milliseconds). None when
+    that cannot be told (an unknown name, a class that takes ``**kwargs`` itself): then every key is taken, and
+    building the backbone reports the problem.
+    """
+    name = node.get("name")
+    if not isinstance(name, str):
+        return None
+    try:
+        with torch.device("meta"):
+            model_class = type(timm.create_model(name, pretrained=False, num_classes=0))
+    except Exception:  # an unknown model name or one that cannot be built on the meta device
+        return None
+    layers: list[Callable[..., Any]] = [timm_backbone, timm.create_model, timm.models.build_model_with_cfg]
+    layers.append(model_class.__init__)
+    names: list[str] = []
+    for function in layers:
+        for parameter_name, parameter in inspect.signature(function).parameters.items():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD and function is model_class.__init__:
+                return None  # the model class passes them on again: cannot tell
+            keyword = parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            if keyword and parameter_name not in (*SET_BY_TIMM_BACKBONE, *names):
+                names.append(parameter_name)
+    return names
+
+
+timm_backbone.accepted_keywords = timm_keywords  # type: ignore[attr-defined]  # read by src.config.signatures
 
 
 def load_backbone_weights(model: nn.Module, path: str | Path) -> tuple[Triple, Triple] | None:

@@ -11,6 +11,7 @@ from src.commands.extract import run as extract
 from src.config import compose
 from src.config.signatures import check_signatures, node_problems, target_nodes
 from src.errors import ConfigError
+from src.models.backbone import timm_keywords
 from src.pipeline import run
 
 MIL = ["dataset=features", "encoder=tiny_random"]
@@ -23,7 +24,12 @@ MISSPELT = {
         "src.models.mil.attention_mil.AttentionMIL",
         "hidden_width",
     ),
-    # timm_backbone passes keys it does not name to timm.create_model (**kwargs): the custom backbone's are checked
+    # timm_backbone hands keys it does not name to timm: checked against the timm model class (timm_keywords)
+    "timm_backbone": (
+        ["+model.backbone.trainable_layer=2"],
+        "src.models.backbone.timm_backbone",
+        "trainable_layers",
+    ),
     "backbone": (["model=custom_example", "+model.backbone.widht=8"], "src.models.examples.small_cnn", "width"),
     "loss_fn": (["+loss.fn.label_smothing=0.1"], "src.losses.categorical.CrossEntropy", "label_smoothing"),
     "partial_loss_fn": (["loss=custom_example", "+loss.fn.gama=1"], "src.losses.examples.focal_loss", "gamma"),
@@ -151,3 +157,14 @@ def test_nodes_are_found_nested_in_lists_and_not_through_interpolations() -> Non
 
 def test_hydra_settings_are_not_checked() -> None:
     check_signatures({"hydra": {"launcher": {"_target_": "no.such.Launcher", "anything": 1}}})
+
+
+def test_a_timm_backbone_takes_the_arguments_of_its_timm_model() -> None:
+    """Keys timm_backbone hands on to timm pass when the timm model class takes them (and only then)."""
+    check_signatures(compose(["+model.backbone.drop_path_rate=0.1", "+model.backbone.in_chans=3"]))
+    check_signatures(compose(["model=resnet18", "+model.backbone.zero_init_last=false"]))  # ResNet's own argument
+    with pytest.raises(ConfigError, match=r"model\.backbone\.zero_init_lats: .*did you mean 'zero_init_last'"):
+        check_signatures(compose(["model=resnet18", "+model.backbone.zero_init_lats=false"]))
+    for name in ("model_name", "num_classes", "global_pool"):  # timm_backbone sets these itself
+        assert name not in timm_keywords({"name": "resnet18"})
+    assert timm_keywords({"name": "no_such_model"}) is None  # the build names an unknown model
