@@ -37,11 +37,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from src.demo.large_slide import LargeSlide  # noqa: E402
-from src.extraction.extract import encode_tile, extract_slides  # noqa: E402
-from src.extraction.settings import TileSettings  # noqa: E402
+from src.extraction.extract import extract_slides  # noqa: E402
 from src.extraction.shards import read_index, shard_dir  # noqa: E402
 from src.slides.grid import tile_grid  # noqa: E402
+from src.slides.tile_settings import TileSettings  # noqa: E402
 from src.slides.tiles import qc_keep  # noqa: E402
+from src.slides.tiling import encode_tile  # noqa: E402
 
 SLIDEFLOW_TILES_PER_S = 66.0  # Slideflow 3.0.2 (libvips), same slide and settings: 57-75 tiles/s measured
 GOAL_TILES_PER_S = 350.0

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.dataset import Dataset
 from src.data.tiles import TileDataset
-from src.extraction.settings import TileSettings
 from src.extraction.shards import ShardWriter, shard_dir
 from src.features.bags import FeatureBags
 from src.features.encoders import Encoder
+from src.slides.tile_settings import TileSettings
 
 
 def write_shard(root: Path, settings: TileSettings, n_tiles: int) -> Dataset:

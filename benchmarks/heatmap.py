@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 from benchmarks.extraction import BENCH_DIR, ensure_slide  # noqa: E402
 from src.config import compose  # noqa: E402
-from src.extraction.settings import TileSettings  # noqa: E402
+from src.slides.tile_settings import TileSettings  # noqa: E402
 from src.training.checkpoint import PARAMS_KEY  # noqa: E402
 
 GOAL_SECONDS = 30.0

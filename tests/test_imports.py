@@ -46,15 +46,15 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle(graph, {"a", "b", "c"}) == ["a", "b", "c", "a"]
 
 
-def test_features_import_nothing_from_extraction_and_inference_only_its_tiling() -> None:
-    """File helpers come from src.infra: features/ needs nothing of extraction, inference only how tiles are made."""
+def test_features_inference_and_runs_import_nothing_from_extraction() -> None:
+    """File helpers come from src.infra and how a slide is cut into tiles from src.slides (tile_settings, tiling):
+    bags, predictions and run folders need nothing of extraction."""
     graph = grimp.build_graph("src")
-    tiling = {"src.extraction.settings", "src.extraction.extract", "src.extraction.locations"}
     found = {
         (importer, imported)
-        for package, allowed in (("src.features", set()), ("src.inference", tiling))
+        for package in ("src.features", "src.inference", "src.runs")
         for importer in graph.find_descendants(package) | {package}
         for imported in graph.find_modules_directly_imported_by(importer)
-        if imported.startswith("src.extraction") and imported not in allowed
+        if imported.startswith("src.extraction")
     }
-    assert found == set(), f"import file helpers from src.infra instead: {sorted(found)}"
+    assert found == set(), f"import from src.infra or src.slides instead: {sorted(found)}"

@@ -25,11 +25,11 @@ from src.errors import AnnotationError
 from src.extraction.extract import extract_slides
 from src.extraction.parts import parse_part, slide_part
 from src.extraction.report import REPORT_NAME, read_report, summarize
-from src.extraction.settings import TileSettings
 from src.infra.processes import check_workers
 from src.slides.discover import find_slides, unreadable_slides
 from src.slides.mpp import parse_mpp_column
 from src.slides.reader import reader_class
+from src.slides.tile_settings import TileSettings
 
 SLIDE_CHOICES = tuple(choice.value for choice in SlideChoice)
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from src.config.signatures import check_signatures
 from src.errors import ConfigError
-from src.extraction.settings import TileSettings
+from src.slides.tile_settings import TileSettings
 
 #: The nodes extraction builds: only the (demo) project; the dataset's nodes are built by training.
 EXTRACTION_NODES = ("project",)

@@ -12,13 +12,13 @@ import pandas as pd
 
 from src.data.annotations import AnnotationError, apply_filters, load_annotations, validate_annotations
 from src.data.tiles import TileIndex
-from src.extraction.settings import TileSettings
 from src.extraction.shards import shard_dir
 from src.outcomes import Outcome, TargetLayout, outcome_kind
 from src.outcomes.checks import check_patient_labels, infer_kind
 from src.slides.discover import find_slides, unreadable_slides, unsupported_format
 from src.slides.mpp import parse_mpp_column
 from src.slides.reader import backend_name, reader_class
+from src.slides.tile_settings import TileSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from src.extraction.locations import tile_plan
 from src.extraction.report import (
     THUMBNAIL_DIR,
     draw_thumbnail,
@@ -33,7 +31,6 @@ from src.extraction.report import (
     update_report,
     write_thumbnail,
 )
-from src.extraction.settings import TileSettings
 from src.extraction.shard_crc import VERIFIED_SUFFIX
 from src.extraction.shards import (
     INDEX_SUFFIX,
@@ -53,9 +50,11 @@ from src.infra.temp_files import find_leftovers, remove_leftovers
 from src.slides.discover import reads_format, unsupported_format
 from src.slides.mpp import MppChoice, mpp_source
 from src.slides.reader import SlideError, backend_name, open_slide, reader_class
+from src.slides.tile_settings import TileSettings
 from src.slides.tiles import iter_tiles
+from src.slides.tiling import encode_tile, tile_plan
 
-__all__ = ["encode_tile", "extract_slide", "extract_slides", "summarize"]
+__all__ = ["extract_slide", "extract_slides", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +65,6 @@ PAUSE_SECONDS_ENV = "SRC_EXTRACTION_PAUSE_SECONDS"
 PAUSE_UNTIL_ENV = "SRC_EXTRACTION_PAUSE_UNTIL"
 MISSING_FILE = "Slide file not found: no file for this slide in the slides folder"
 BUSY = "busy"  # extract_slide's status when another run holds the slide (never in a report)
-
-
-def encode_tile(tile: np.ndarray, img_format: str = "jpg", quality: int = 95) -> bytes:
-    """Encode an RGB uint8 tile as JPEG (at `quality`) or PNG bytes."""
-    bgr = cv2.cvtColor(tile, cv2.COLOR_RGB2BGR)
-    if img_format == "png":
-        ok, buffer = cv2.imencode(".png", bgr)
-    else:
-        ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError(f"cv2 could not encode a {tile.shape} tile as {img_format}")
-    return buffer.tobytes()
 
 
 def extract_slide(

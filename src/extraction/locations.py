@@ -1,6 +1,6 @@
 """Tile locations of a slide without a shard: extraction's own grid and tissue decisions, cached per slide.
 
-:func:`tile_plan` is the one place that lays the tile grid and the Otsu mask for tile settings (extraction,
+`src.slides.tiling.tile_plan` is the one place that lays the tile grid and the Otsu mask for tile settings (extraction,
 live prediction tiles and this cache all call it); :func:`kept_locations` applies the grayspace / whitespace
 filters exactly as extraction does (:func:`~src.slides.tiles.iter_tiles`), without encoding anything. So a
 slide's cached locations are its shard's locations, tile for tile, for the same ``tiles`` settings.
@@ -26,15 +26,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from src.extraction.settings import TileSettings
 from src.extraction.shards import same_slide_file, slide_fingerprint
 from src.infra.files import atomic_path
 from src.infra.locks import FileLock
 from src.infra.temp_files import find_leftovers, remove_leftovers
-from src.slides.grid import TileGrid, tile_grid
+from src.slides.grid import TileGrid
 from src.slides.mpp import MppChoice, mpp_source
 from src.slides.reader import SlideReader, backend_name, open_slide, reader_class
-from src.slides.tiles import iter_tiles, qc_keep
+from src.slides.tile_settings import TileSettings
+from src.slides.tiles import iter_tiles
+from src.slides.tiling import tile_plan
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +43,6 @@ LOCATIONS_SUFFIX = ".locations.json"
 # Test hook: stop after the cache's temporary file is written, before it is renamed (a test kills us there).
 PAUSE_ENV = "SRC_LOCATIONS_PAUSE"
 PAUSE_SECONDS_ENV = "SRC_LOCATIONS_PAUSE_SECONDS"
-
-
-def tile_plan(reader: SlideReader, settings: TileSettings) -> tuple[TileGrid, np.ndarray]:
-    """The tile grid of ``reader``'s slide for ``settings`` and which grid tiles pass the slide-level QC mask."""
-    grid = tile_grid(
-        reader, settings.tile_px, settings.tile_um, stride_div=settings.stride_div,
-        use_edge_tiles=settings.use_edge_tiles,
-    )  # fmt: skip
-    return grid, qc_keep(reader, grid, settings.tissue)
 
 
 def kept_locations(

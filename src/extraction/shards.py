@@ -25,10 +25,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
-from src.extraction.settings import TileSettings
 from src.extraction.shard_crc import crc_damage, record_verified
 from src.infra.files import PendingFile, write_json_atomic
 from src.slides.mpp import MppChoice
+from src.slides.tile_settings import TileSettings
 
 INDEX_SUFFIX = ".index.json"
 IMAGE_EXTENSIONS = ("jpg", "png")

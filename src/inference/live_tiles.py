@@ -18,12 +18,11 @@ import torch
 
 from src.data.tile_colour import tile_means
 from src.data.tiles import decode_tile
-from src.extraction.extract import encode_tile
-from src.extraction.locations import tile_plan
-from src.extraction.settings import TileSettings
 from src.slides.grid import TileGrid
 from src.slides.reader import SlideReader
+from src.slides.tile_settings import TileSettings
 from src.slides.tiles import iter_tiles
+from src.slides.tiling import encode_tile, tile_plan
 
 
 @dataclass

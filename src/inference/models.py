@@ -23,8 +23,8 @@ from src.data.normalizers import StainNormalizer, from_fit
 from src.data.tile_colour import pooled_stats
 from src.errors import UnsafeFileError
 from src.evaluation.heatmaps import HeatmapLayer
-from src.extraction.settings import TileSettings
 from src.outcomes import Outcome
+from src.slides.tile_settings import TileSettings
 from src.training.checkpoint import LoadedModel, load_model
 from src.training.model_inputs import check_tiles
 

@@ -20,12 +20,12 @@ import pandas as pd
 import torch
 
 from src.evaluation.heatmaps import ValueGrid, draw_heatmap
-from src.extraction.settings import TileSettings
 from src.inference.inputs import SlideInput
 from src.inference.live_tiles import LiveTiles, StageTimes
 from src.inference.models import ModelSet, truth_columns
 from src.infra.files import atomic_path
 from src.slides.reader import SlideReader, open_slide
+from src.slides.tile_settings import TileSettings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import pytest
 from torchvision.io import decode_jpeg
 
 from src.data.tiles import decode_tile
-from src.extraction.extract import encode_tile
+from src.slides.tiling import encode_tile
 
 
 @pytest.mark.parametrize("img_format", ["jpg", "png"])

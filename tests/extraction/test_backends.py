@@ -10,8 +10,8 @@ import pytest
 from src.commands import extract as extract_command
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME
-from src.extraction.settings import TileSettings
 from src.extraction.shards import read_index, shard_dir
+from src.slides.tile_settings import TileSettings
 from tests.extraction.cli_helpers import cli_command, extract_config, run_cli
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)

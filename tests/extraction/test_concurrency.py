@@ -17,10 +17,10 @@ import pytest
 from src.demo.generate import DemoProject
 from src.extraction.extract import PAUSE_ENV, PAUSE_UNTIL_ENV, extract_slides
 from src.extraction.report import REPORT_NAME, report_frame, update_report
-from src.extraction.settings import TileSettings
 from src.extraction.shards import index_path, lock_path, read_index, shard_dir, tar_path
 from src.infra import locks
 from src.infra.locks import FileLock
+from src.slides.tile_settings import TileSettings
 from tests.extraction.cli_helpers import REPO_ROOT, cli_command
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)

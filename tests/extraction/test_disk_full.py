@@ -11,8 +11,8 @@ import pytest
 
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME, summarize
-from src.extraction.settings import TileSettings
 from src.extraction.shards import read_index, shard_dir, tar_path
+from src.slides.tile_settings import TileSettings
 from tests.full_disk import FullDisk
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)

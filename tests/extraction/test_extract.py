@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from src.extraction.extract import extract_slides
-from src.extraction.settings import TileSettings
 from src.extraction.shards import iter_shard, read_index, shard_dir, tar_path
 from src.slides.grid import tile_grid
 from src.slides.reader import open_slide
+from src.slides.tile_settings import TileSettings
 from src.slides.tiles import TissueFilter
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)

@@ -16,8 +16,8 @@ from src.demo.svs import write_svs
 from src.errors import AnnotationError
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_NAME
-from src.extraction.settings import TileSettings
 from src.extraction.shards import read_index, shard_dir
+from src.slides.tile_settings import TileSettings
 from tests.extraction.cli_helpers import extract_config
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)

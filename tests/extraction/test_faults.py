@@ -16,9 +16,9 @@ import pytest
 from src.demo.generate import DemoProject
 from src.extraction.extract import PAUSE_ENV, extract_slides
 from src.extraction.report import REPORT_NAME
-from src.extraction.settings import TileSettings
 from src.extraction.shards import iter_shard, read_index, shard_dir, tar_path
 from src.slides.discover import find_slides
+from src.slides.tile_settings import TileSettings
 from tests.extraction.cli_helpers import REPO_ROOT, cli_command, run_cli
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)

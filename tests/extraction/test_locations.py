@@ -13,11 +13,12 @@ import torch
 
 from src.data.sources.wsi import SlideTileDataset
 from src.data.tiles import TileDataset, TileIndex, decode_tile
-from src.extraction.extract import encode_tile, extract_slides
+from src.extraction.extract import extract_slides
 from src.extraction.locations import cache_slides, locations_dir, locations_path, read_locations
-from src.extraction.settings import TileSettings
 from src.extraction.shards import read_index, shard_dir
 from src.slides.mpp import MppChoice
+from src.slides.tile_settings import TileSettings
+from src.slides.tiling import encode_tile
 from tests.conftest import SHARED_DATA
 
 CMU1 = SHARED_DATA / "slides" / "cmu-1-small-region.svs"

@@ -12,9 +12,9 @@ import pytest
 from src.demo.generate import DemoProject
 from src.extraction.extract import extract_slides
 from src.extraction.report import REPORT_COLUMNS, REPORT_NAME, report_frame, summarize, thumbnail_path
-from src.extraction.settings import TileSettings
 from src.extraction.shards import read_index, shard_dir, tar_path
 from src.slides.reader import open_slide
+from src.slides.tile_settings import TileSettings
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)
 

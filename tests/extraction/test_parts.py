@@ -13,8 +13,8 @@ from src.errors import ConfigError
 from src.extraction.extract import extract_slides
 from src.extraction.parts import parse_part, slide_part
 from src.extraction.report import REPORT_NAME
-from src.extraction.settings import TileSettings
 from src.extraction.shards import shard_dir, tar_path
+from src.slides.tile_settings import TileSettings
 from tests.extraction.cli_helpers import cli_command, run_cli
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)

@@ -14,7 +14,6 @@ import pytest
 from src.data.tiles import TileIndex
 from src.extraction import shard_crc
 from src.extraction.extract import extract_slides
-from src.extraction.settings import TileSettings
 from src.extraction.shard_crc import VERIFIED_SUFFIX, verified_path
 from src.extraction.shards import (
     TAR_ENDS_BYTES,
@@ -26,6 +25,7 @@ from src.extraction.shards import (
     tar_path,
 )
 from src.slides.discover import find_slides
+from src.slides.tile_settings import TileSettings
 
 SETTINGS = TileSettings(tile_px=64, tile_um=64)
 

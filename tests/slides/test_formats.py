@@ -16,10 +16,10 @@ from src.demo.ndpi import write_ndpi
 from src.demo.render import SlideLook, render_slide
 from src.demo.svs import write_svs
 from src.extraction.extract import extract_slides
-from src.extraction.settings import TileSettings
 from src.extraction.shards import iter_shard, read_index, shard_dir, tar_path
 from src.slides.discover import find_slides
 from src.slides.reader import SlideReader, open_slide
+from src.slides.tile_settings import TileSettings
 from src.slides.tissue import otsu_mask
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from src.extraction.extract import extract_slides
-from src.extraction.settings import TileSettings
 from src.slides.reader import SlideError, open_slide
 from src.slides.tiff_check import file_damage, quiet_tifffile
+from src.slides.tile_settings import TileSettings
 
 
 def _cut(source: Path, folder: Path, keep: float) -> Path:

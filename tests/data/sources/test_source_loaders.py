@@ -10,8 +10,8 @@ import torch
 from src.data.sources.shards_stream import ShardStream
 from src.data.sources.wsi import SlideTileDataset
 from src.data.tiles import decode_tile
-from src.extraction.extract import encode_tile
 from src.samplers.events import EventBatchSampler
+from src.slides.tiling import encode_tile
 from tests.data.sources.conftest import SOURCES, drawn_slides
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from src.config import REPO_ROOT
 from src.extraction.locations import LOCATIONS_SUFFIX, PAUSE_ENV, read_locations
-from src.extraction.settings import TileSettings
 from src.infra.temp_files import PARTIAL_SUFFIX
+from src.slides.tile_settings import TileSettings
 from tests.conftest import tiny_overrides
 
 

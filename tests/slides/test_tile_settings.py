@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from src.extraction.settings import TileSettings
+from src.slides.tile_settings import TileSettings
 from src.slides.tiles import TissueFilter
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "tiles"
