@@ -65,6 +65,8 @@ def timm_backbone(
     return model
 
 
+#: Parameters a config key can give (by keyword).
+KEYWORD_PARAMETERS = frozenset({inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY})
 #: Arguments of timm's layers that timm_backbone (or timm itself) sets: not a node's key.
 SET_BY_TIMM_BACKBONE = ("self", "model_name", "model_cls", "variant", "num_classes", "global_pool")
 
@@ -92,7 +94,7 @@ def timm_keywords(node: Mapping[str, Any]) -> list[str] | None:
         for parameter_name, parameter in inspect.signature(function).parameters.items():
             if parameter.kind is inspect.Parameter.VAR_KEYWORD and function is model_class.__init__:
                 return None  # the model class passes them on again: cannot tell
-            keyword = parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            keyword = parameter.kind in KEYWORD_PARAMETERS
             if keyword and parameter_name not in (*SET_BY_TIMM_BACKBONE, *names):
                 names.append(parameter_name)
     return names
