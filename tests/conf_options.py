@@ -9,7 +9,6 @@ files (at collection time: nothing is composed); a subject is built by composing
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Any
 
 import yaml
@@ -17,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from src.config import CONFIG_DIR, compose
-from src.config.signatures import locate
+from src.config.signatures import keyword_names, locate
 
 # options of a group that need another group chosen with them
 COMPANIONS = {"model": ["dataset=features", "encoder=tiny_random"]}
@@ -44,7 +43,7 @@ def mil_models() -> list[str]:
     found = []
     for option in options("model"):
         target = option_file("model", option).get("_target_")
-        if target and "n_features" in inspect.signature(locate(target)).parameters:
+        if target and "n_features" in (keyword_names(locate(target)) or []):
             found.append(option)
     return found
 

@@ -6,7 +6,7 @@ Tiles are embedded (Linear → ReLU → Dropout); the gated attention score of a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,33 +38,14 @@ class AttentionMIL(MilModel):
     """Gated-attention MIL (``model=attention_mil``).
 
     Args:
-        n_features: Width of the tile features.
-        outcome_sizes: Output width of each outcome head.
-        n_clinical: Width of the clinical inputs fused after pooling.
-        hidden_width: Tile embedding width.
         attention_width: Width of the attention's hidden layer.
-        dropout: Dropout after the tile embedding and on the fused bag vector.
-        output_mean: Per outcome head offset (see :class:`~src.models.mil.base.MilHeads`).
-        output_scale: Per outcome head scale.
-        drop_images: Must be false.
+        **kwargs: :class:`~src.models.mil.base.MilModel`'s arguments (``dropout``: after the tile embedding and
+            on the fused bag vector).
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        outcome_sizes: Sequence[int],
-        n_clinical: int = 0,
-        hidden_width: int = 256,
-        attention_width: int = 128,
-        dropout: float = 0.25,
-        output_mean: Sequence[float] | None = None,
-        output_scale: Sequence[float] | None = None,
-        drop_images: bool = False,
-    ) -> None:
+    def __init__(self, attention_width: int = 128, **kwargs: Any) -> None:
         self.attention_width = attention_width  # read by build_pooling
-        super().__init__(
-            n_features, outcome_sizes, n_clinical, hidden_width, dropout, output_mean, output_scale, drop_images
-        )
+        super().__init__(**kwargs)
 
     def build_pooling(self, width: int) -> None:
         """The gated attention over tile embeddings of ``width``."""

@@ -83,8 +83,9 @@ class MilModel(nn.Module, ABC):
     ``embed`` (Linear(n_features, hidden_width) → ReLU → Dropout, the dropout only with
     :attr:`embed_dropout`), the subclass's pooling layers (:meth:`build_pooling`), then ``heads``
     (:class:`MilHeads`). :meth:`forward` embeds the tiles, pools them (:meth:`pool`) and applies the heads.
-    A subclass with hyper-parameters of its own sets them as attributes before calling ``super().__init__``
-    (:meth:`build_pooling` reads them) and lists them in its own signature, which the config is checked against.
+    A subclass with hyper-parameters of its own takes them, and ``**kwargs`` for these, sets them as attributes
+    and calls ``super().__init__(**kwargs)`` (:meth:`build_pooling` reads them); the config is checked against
+    its names and these (``src.config.signatures`` follows ``**kwargs`` handed to the parent).
 
     Args:
         n_features: Width of the tile features.
@@ -113,6 +114,7 @@ class MilModel(nn.Module, ABC):
         super().__init__()
         if drop_images:
             raise ValueError("MIL models need tile features: model.drop_images=true is for tile models only")
+        self.hidden_width, self.outcome_sizes = hidden_width, list(outcome_sizes)
         layers = [nn.Linear(n_features, hidden_width), nn.ReLU()]
         if self.embed_dropout:
             layers.append(nn.Dropout(dropout))

@@ -10,7 +10,7 @@ indices); other outcomes train the attention through the bag loss only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -23,48 +23,17 @@ class ClamSB(AttentionMIL):
     """Single-branch CLAM (``model=clam_sb``): :class:`~src.models.mil.attention_mil.AttentionMIL` + instance loss.
 
     Args:
-        n_features: Width of the tile features.
-        outcome_sizes: Output width of each outcome head.
-        n_clinical: Width of the clinical inputs fused after pooling.
-        hidden_width: Tile embedding width.
-        attention_width: Width of the attention's hidden layer.
-        dropout: Dropout after the tile embedding and on the fused bag vector.
         k_sample: Most / least attended tiles per bag used by the instance loss.
         instance_weight: Weight of the instance loss (CLAM's ``1 - bag_weight``, 0.3 by default).
         subtyping: Also push the other classes' classifiers to call the top tiles negative (CLAM's subtyping).
-        output_mean: Per outcome head offset.
-        output_scale: Per outcome head scale.
-        drop_images: Must be false.
+        **kwargs: :class:`~src.models.mil.attention_mil.AttentionMIL`'s arguments (``attention_width``) and
+            :class:`~src.models.mil.base.MilModel`'s.
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        outcome_sizes: Sequence[int],
-        n_clinical: int = 0,
-        hidden_width: int = 256,
-        attention_width: int = 128,
-        dropout: float = 0.25,
-        k_sample: int = 8,
-        instance_weight: float = 0.3,
-        subtyping: bool = True,
-        output_mean: Sequence[float] | None = None,
-        output_scale: Sequence[float] | None = None,
-        drop_images: bool = False,
-    ) -> None:
-        super().__init__(
-            n_features,
-            outcome_sizes,
-            n_clinical,
-            hidden_width,
-            attention_width,
-            dropout,
-            output_mean,
-            output_scale,
-            drop_images,
-        )
-        self.n_classes = int(outcome_sizes[0])
-        self.instance_classifiers = nn.ModuleList(nn.Linear(hidden_width, 2) for _ in range(self.n_classes))
+    def __init__(self, k_sample: int = 8, instance_weight: float = 0.3, subtyping: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_classes = int(self.outcome_sizes[0])
+        self.instance_classifiers = nn.ModuleList(nn.Linear(self.hidden_width, 2) for _ in range(self.n_classes))
         self.k_sample, self.instance_weight, self.subtyping = int(k_sample), float(instance_weight), subtyping
 
     def auxiliary_loss(self, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

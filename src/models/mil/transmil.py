@@ -14,7 +14,7 @@ over the tiles in the last layer, averaged over heads and renormalised over the 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,35 +60,16 @@ class TransMIL(MilModel):
     """TransMIL (``model=transmil``).
 
     Args:
-        n_features: Width of the tile features.
-        outcome_sizes: Output width of each outcome head.
-        n_clinical: Width of the clinical inputs fused after pooling.
-        hidden_width: Token width.
         heads: Attention heads.
         dropout: Dropout in the attention and on the fused bag vector.
-        output_mean: Per outcome head offset.
-        output_scale: Per outcome head scale.
-        drop_images: Must be false.
+        **kwargs: :class:`~src.models.mil.base.MilModel`'s other arguments (``hidden_width``: the token width).
     """
 
     embed_dropout = False  # the tile embedding is Linear → ReLU
 
-    def __init__(
-        self,
-        n_features: int,
-        outcome_sizes: Sequence[int],
-        n_clinical: int = 0,
-        hidden_width: int = 256,
-        heads: int = 8,
-        dropout: float = 0.1,
-        output_mean: Sequence[float] | None = None,
-        output_scale: Sequence[float] | None = None,
-        drop_images: bool = False,
-    ) -> None:
+    def __init__(self, heads: int = 8, dropout: float = 0.1, **kwargs: Any) -> None:
         self.n_heads, self.attention_dropout = heads, dropout  # read by build_pooling
-        super().__init__(
-            n_features, outcome_sizes, n_clinical, hidden_width, dropout, output_mean, output_scale, drop_images
-        )
+        super().__init__(dropout=dropout, **kwargs)
 
     def build_pooling(self, width: int) -> None:
         """The class token, the two transformer layers with the PPEG between them, and the final norm."""
