@@ -107,12 +107,7 @@ class ValidationIndex:
 class FoldDataModule(BaseFoldDataModule[SlideSet, ValidationIndex]):
     """Training and validation tiles of one fold (the setup, samplers and loaders: :class:`BaseFoldDataModule`).
 
-    Args:
-        hp: The composed config.
-        labels: Slide labels (with the outcomes) from ``Dataset.labels``.
-        train_ds: The fold's training slides.
-        val_ds: Its validation slides (None: no validation).
-        where: Name of the fold, used in messages.
+    Its arguments are :class:`BaseFoldDataModule`'s; the tiles come from ``hp.dataset.tile_source``.
     """
 
     def __init__(
